@@ -1,0 +1,243 @@
+"""The ``iopcare`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import click
+
+from iopcare.settings import get_settings
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="iopcare")
+def main() -> None:
+    """iopcare: care coordination for intensive outpatient programs."""
+
+
+# -- dev: the embedded runtime ----------------------------------------------------------------
+
+
+@main.group()
+def dev() -> None:
+    """Start and stop the embedded broker and Postgres (for the demo and the tests)."""
+
+
+@dev.command("up")
+def dev_up() -> None:
+    """Start the embedded broker and Postgres (reusing running ones), create topics, migrate."""
+    from iopcare.endpoints import resolve_endpoints
+
+    settings = get_settings()
+    endpoints = resolve_endpoints(settings, start_embedded=True)
+    _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
+    click.echo(f"kafka    {endpoints.kafka_bootstrap}")
+    click.echo(f"postgres {endpoints.database_url}")
+    click.echo(f"state    {(settings.state_dir / 'dev').resolve()}")
+    click.echo("Other shells pick these up automatically; or export:")
+    click.echo(f"  export IOPCARE_KAFKA_BOOTSTRAP={endpoints.kafka_bootstrap}")
+    click.echo(f"  export IOPCARE_DATABASE_URL={endpoints.database_url}")
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop the embedded broker (its data goes) and Postgres (its data stays)."""
+    from iopcare.embedded import EmbeddedRuntime
+
+    stopped = EmbeddedRuntime(get_settings().state_dir / "dev").down()
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Say whether the embedded runtime is up and where."""
+    from iopcare.embedded import EmbeddedRuntime
+
+    runtime = EmbeddedRuntime(get_settings().state_dir / "dev")
+    recorded = runtime.read()
+    if recorded is None or not runtime.is_up():
+        click.echo("embedded runtime: down")
+        sys.exit(1)
+    click.echo(f"embedded runtime: up\nkafka    {recorded.kafka_bootstrap}\npostgres {recorded.database_url}")
+
+
+def _prepare(kafka_bootstrap: str, database_url: str) -> None:
+    from iopcare.store.migrate import migrate_url
+    from iopcare.topics import ensure_topics
+
+    created = ensure_topics(kafka_bootstrap, get_settings())
+    if created:
+        click.echo("created topics: " + ", ".join(created))
+    asyncio.run(migrate_url(database_url, report=click.echo))
+
+
+@main.command()
+def setup() -> None:
+    """Create the Kafka topics and apply database migrations (idempotent; the deploy's one-shot job)."""
+    from iopcare.endpoints import resolve_endpoints
+
+    endpoints = resolve_endpoints(get_settings())
+    _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
+    click.echo("topics and schema are ready")
+
+
+@main.command()
+@click.option("--web-port", type=int, default=None, help="Port for /metrics and /healthz (default 6066).")
+def worker(web_port: int | None) -> None:
+    """Run a processor worker (Faust). Start several for more throughput: they share the partitions."""
+    from faust.worker import Worker
+
+    from iopcare.endpoints import resolve_endpoints
+    from iopcare.processor.app import build_app
+
+    settings = get_settings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"worker_web_port": web_port})
+    endpoints = resolve_endpoints(settings)
+    app = build_app(settings, endpoints)
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations (safe to run from several processes at once)."""
+    from iopcare.endpoints import resolve_endpoints
+    from iopcare.store.migrate import migrate_url
+
+    url = resolve_endpoints(get_settings()).database_url
+    applied = asyncio.run(migrate_url(url, report=click.echo))
+    click.echo(f"{len(applied)} migration(s) applied; schema is current")
+
+
+# -- schemas ----------------------------------------------------------------------------------
+
+
+@main.group()
+def schemas() -> None:
+    """The published contract in schemas/, generated from the pydantic models."""
+
+
+_schemas_dir = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("schemas"),
+    show_default=True,
+)
+
+
+@schemas.command("export")
+@_schemas_dir
+def schemas_export(directory: Path) -> None:
+    """Write JSON Schema files and asyncapi.yaml from the models."""
+    from iopcare.contract.schemas import export
+
+    written = export(directory)
+    click.echo(f"wrote {len(written)} files under {directory}/")
+
+
+@schemas.command("check")
+@_schemas_dir
+def schemas_check(directory: Path) -> None:
+    """Fail when the checked-in schemas differ from the models."""
+    from iopcare.contract.schemas import check
+
+    differences = check(directory)
+    if differences:
+        for line in differences:
+            _echo_err(f"schema drift: {line}")
+        _echo_err("Run `iopcare schemas export` and commit the result.")
+        sys.exit(1)
+    click.echo(f"{directory}/ matches the models")
+
+
+# -- publish ----------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A progress line on stderr at most twice a second, for long files."""
+
+    def __init__(self, stream: IO[bytes], total_bytes: int | None) -> None:
+        self._stream = stream
+        self._total = total_bytes
+        self._started = time.monotonic()
+        self._last = self._started  # first line after half a second: short files stay quiet
+        self.shown = False
+
+    def __call__(self, lines: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        rate = lines / max(now - self._started, 1e-9)
+        share = ""
+        if self._total:
+            try:
+                share = f" {100 * self._stream.tell() / self._total:5.1f}%"
+            except OSError:
+                pass
+        click.echo(f"\r  {lines:,} lines{share}  {rate:,.0f} lines/s", err=True, nl=False)
+        self.shown = True
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--topic", default=None, help="Defaults to IOPCARE_EVENTS_TOPIC (iop.events.v1).")
+def publish(file: IO[bytes], topic: str | None) -> None:
+    """Validate every line of an NDJSON FILE (or - for stdin) and send the valid ones.
+
+    Each invalid line is reported with its number and reason; the exit status is 1 if any line was
+    invalid or not acknowledged.
+    """
+    from iopcare.endpoints import resolve_endpoints
+    from iopcare.publish import EventPublisher, numbered_lines
+
+    settings = get_settings()
+    endpoints = resolve_endpoints(settings)
+    total: int | None = None
+    try:
+        total = Path(file.name).stat().st_size if file.name not in ("<stdin>", "-") else None
+    except (OSError, TypeError):
+        total = None
+    progress = _Progress(file, total)
+    with EventPublisher(
+        endpoints.kafka_bootstrap,
+        topic or settings.events_topic,
+        timeout_seconds=settings.publish_timeout_seconds,
+    ) as publisher:
+        report = publisher.publish_all(numbered_lines(file), on_progress=progress)
+    if progress.shown:
+        _echo_err("")
+    for bad in report.invalid:
+        _echo_err(f"line {bad.line_number}: {bad.reason}: {bad.detail}")
+    for failure in report.failed:
+        _echo_err(f"not acknowledged: {failure}")
+    rate = report.sent / report.elapsed_seconds if report.elapsed_seconds else 0.0
+    click.echo(
+        f"sent {report.sent:,} events to {topic or settings.events_topic} in {report.elapsed_seconds:.1f}s "
+        f"({rate:,.0f}/s); invalid {len(report.invalid)}; not acknowledged {len(report.failed)}"
+    )
+    for event_type, count in sorted(report.by_type.items()):
+        click.echo(f"  {event_type:<32} {count:>8,}")
+    if not report.ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,217 @@
+"""The CloudEvents 1.0 envelope and the value types shared by every event and alert.
+
+Everything on the wire is CloudEvents 1.0 in structured JSON mode: one JSON object carrying the
+context attributes (`specversion`, `id`, `source`, `type`, `time`, `subject`) and the payload in
+`data`. `subject` is always the pseudonymous patient id, which is also the Kafka message key, so
+all of one patient's events share a partition and stay in order.
+
+Privacy (42 CFR Part 2, HIPAA): identifiers in the contract are opaque pseudonyms and every
+non-identifier field is a number, a date or a code from a closed vocabulary. There is no free text
+anywhere in the inbound contract, so nothing a clinician or patient types can reach Kafka, the
+event log, the logs or a metric label by way of these models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import uuid4
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "BookingId",
+    "CalendarDate",
+    "CloudEvent",
+    "ContractModel",
+    "EventId",
+    "HouseId",
+    "Identifier",
+    "Instant",
+    "LevelOfCare",
+    "PatientId",
+    "RecipientId",
+    "SessionId",
+    "SpecimenId",
+    "StaffId",
+    "new_event",
+]
+
+CONTRACT_VERSION = "1.0.0"
+"""Version of the published contract. The major version is the `v1` in the topic names; a breaking
+change means new topics (`iop.events.v2`), not a changed meaning of the old ones."""
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: strict shape, immutable, no PHI in error messages.
+
+    `extra="forbid"` makes an unknown field an error instead of silently dropped data;
+    `hide_input_in_errors` keeps field values (possibly PHI) out of `ValidationError` text, which
+    tends to end up in logs; `allow_inf_nan=False` because NaN passes no clinical threshold sensibly.
+    Attribute docstrings become field descriptions in the published JSON Schemas.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
+    )
+
+
+# Bounds for every timestamp and date in the contract. A year like 0024 or 2204 is a typo or a
+# unit bug upstream; rejecting it at the edge keeps it out of windows such as "last 14 days".
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _plausible_instant(value: datetime) -> datetime:
+    if not _EARLIEST <= value < _LATEST:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "must be on or after 2000-01-01 and before 2100-01-01 (UTC)"
+        )
+    return value
+
+
+def _plausible_date(value: date) -> date:
+    if not _EARLIEST.date() <= value < _LATEST.date():
+        raise PydanticCustomError("date_out_of_range", "must be on or after 2000-01-01 and before 2100-01-01")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+"""A timezone-aware point in time (RFC 3339 with an offset on the wire), 2000 <= year < 2100."""
+
+CalendarDate = Annotated[date, AfterValidator(_plausible_date)]
+"""A calendar date (`YYYY-MM-DD`) in the clinic's local calendar, 2000 <= year < 2100."""
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")]
+"""An opaque identifier: 3 to 64 characters, letters, digits, `_` and `-`, starting alphanumeric.
+
+The pattern keeps names, e-mail addresses and anything with spaces out of id fields by shape.
+"""
+
+PatientId = Annotated[
+    Identifier,
+    Field(
+        description="Pseudonymous patient id issued by the program. Never a name, MRN, SSN or other "
+        "direct identifier. Also the CloudEvents `subject` and the Kafka message key."
+    ),
+]
+StaffId = Annotated[Identifier, Field(description="Pseudonymous id of a counselor or clinical supervisor.")]
+HouseId = Annotated[Identifier, Field(description="Id of a sober-living house known to the program.")]
+RecipientId = Annotated[
+    Identifier,
+    Field(
+        description="Id of a third party (house, family-therapy provider, payer...) in the consent registry."
+    ),
+]
+SessionId = Annotated[Identifier, Field(description="Id of a scheduled treatment session.")]
+BookingId = Annotated[Identifier, Field(description="Id of a family-therapy booking.")]
+SpecimenId = Annotated[Identifier, Field(description="Laboratory id of a toxicology specimen.")]
+
+LevelOfCare = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d(\.\d)?$"),
+    Field(
+        description="ASAM level of care, e.g. `2.1` (IOP) or `2.5` (partial hospitalization). The catalogue "
+        "of valid levels (3rd or 4th edition) is clinic configuration, not part of the contract."
+    ),
+]
+
+EventId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$"),
+    Field(description="Producer-assigned event id: printable ASCII without whitespace, unique per `source`."),
+]
+
+_SOURCE_PATTERN = r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$"
+
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+def _type_is_required(schema: dict[str, Any]) -> None:
+    # Subclasses give `type` a default so constructing an event does not repeat it, which would
+    # make pydantic list it as optional; on the wire it is required (it selects the schema).
+    required = schema.setdefault("required", [])
+    if "type" not in required:
+        required.insert(0, "type")
+
+
+class CloudEvent(ContractModel, Generic[DataT]):
+    """A CloudEvents 1.0 event in structured JSON mode, with a typed `data` payload.
+
+    `source` + `id` identify an event uniquely (`idempotency_key`): a redelivered or republished
+    event carries the same pair and is recorded once. `subject` is the pseudonymous patient id.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_type_is_required)
+
+    specversion: Literal["1.0"]
+    """CloudEvents specification version."""
+    id: EventId
+    source: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_SOURCE_PATTERN)]
+    """URI-reference of the producing system, e.g. `/clinics/north/ehr` or `urn:iop:clinic-7:scheduler`."""
+    type: str
+    """Event type; selects the `data` schema."""
+    time: Instant
+    """When the fact happened (not when it was sent), timezone-aware."""
+    subject: PatientId
+    datacontenttype: Literal["application/json"] = "application/json"
+    """Media type of `data`."""
+    data: DataT
+
+    @property
+    def idempotency_key(self) -> tuple[str, str]:
+        """`(source, id)`: the key under which this event is recorded at most once."""
+        return (self.source, self.id)
+
+    @property
+    def patient_id(self) -> str:
+        """The pseudonymous patient id (the CloudEvents `subject`)."""
+        return self.subject
+
+
+EventT = TypeVar("EventT", bound=CloudEvent[Any])
+
+
+def new_event(
+    event_cls: type[EventT],
+    *,
+    subject: str,
+    source: str,
+    data: BaseModel | Mapping[str, Any],
+    time: datetime | None = None,
+    id: str | None = None,
+    type: str | None = None,
+) -> EventT:
+    """Build and validate an event of `event_cls`, filling in the envelope.
+
+    `type` defaults to the class's own (only a class with several types, such as `AlertEvent`,
+    needs it), `id` to a fresh UUID4 and `time` to now (UTC). `data` may be the payload model or a
+    mapping in its JSON shape (ISO dates, lists for sets).
+    Raises `pydantic.ValidationError` if anything is out of contract.
+    """
+    fields: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id if id is not None else str(uuid4()),
+        "source": source,
+        "time": time if time is not None else datetime.now(UTC),
+        "subject": subject,
+        "data": data,
+    }
+    if type is not None:
+        fields["type"] = type
+    return event_cls.model_validate(fields)

@@ -1,0 +1,517 @@
+"""A patient's engagement state, derived only from events. Pure: no I/O, no clock, no asyncio.
+
+Why the state is a set of *facts* and not running counters: events for a patient arrive late and out
+of order (a clinic system backfills yesterday's attendance). Every fact here is keyed by its natural
+id (session id, booking id, event id) and merged by a total order on (precedence, event time, event
+id), so applying the same events in any order, or twice, gives the same state. Counts, streaks and
+trends ("2 unexcused misses in a row", "groups this week") are then computed from the facts *by
+event time* in :mod:`iopcare.domain.measures`, never kept as counters that arrival order would skew.
+
+Facts older than ``retention`` behind the patient's high-water mark (latest event time seen) are
+pruned to keep the state small; the first sessions of the program are kept for the early-engagement
+rule. An event older than ``lateness`` behind the high-water mark is *late*: still applied where it can
+be, and counted. Within the lateness window the state converges whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar
+
+from iopcare.contract import (
+    CheckInSubmitted,
+    ConsentGranted,
+    ConsentRevoked,
+    FamilyTherapyAttended,
+    FamilyTherapyBooked,
+    FamilyTherapyCancelled,
+    FamilyTherapyNoShow,
+    FellowshipAttended,
+    InboundEvent,
+    LevelOfCareChanged,
+    PatientDischarged,
+    PatientEnrolled,
+    SessionAttended,
+    SessionMissed,
+    SessionScheduled,
+    SoberLivingReported,
+    ToxicologyResulted,
+)
+
+SessionKind = Literal["group", "individual", "family"]
+SessionStatus = Literal["scheduled", "attended", "missed"]
+UseSignalKind = Literal["reported_use", "positive_screen", "house_positive"]
+FamilyStatus = Literal["booked", "cancelled", "attended", "no_show"]
+
+# Which fact wins when two events speak of the same session or booking: an outcome beats a
+# schedule whatever the arrival order; between outcomes, the later event time wins (a correction).
+_SESSION_PRECEDENCE: dict[str, int] = {"scheduled": 0, "attended": 1, "missed": 1}
+_FAMILY_PRECEDENCE: dict[str, int] = {"booked": 0, "cancelled": 1, "attended": 1, "no_show": 1}
+EARLY_SESSIONS_KEPT = 5
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How much history the state keeps and when an event counts as late."""
+
+    lateness: timedelta = timedelta(days=7)
+    retention: timedelta = timedelta(days=42)  # longest rule window (4-week step-down) plus lateness
+
+
+@dataclass
+class WeeklyPlan:
+    """What the treatment plan asks of the patient each week."""
+
+    group_sessions: int
+    individual_sessions: int
+    hours: float
+    fellowship_meetings: int
+
+
+@dataclass
+class Enrollment:
+    """The patient's enrollment in the program."""
+
+    level_of_care: str
+    program_start: date
+    planned_length_days: int
+    weekly_plan: WeeklyPlan
+    counselor_id: str
+    supervisor_id: str
+    population: str
+    enrolled_at: datetime
+    event_id: str
+
+
+@dataclass
+class SessionRecord:
+    """One scheduled treatment session and what became of it."""
+
+    session_id: str
+    kind: SessionKind
+    starts_at: datetime
+    duration_minutes: int
+    status: SessionStatus
+    excused: bool
+    decided_at: datetime  # event time of the fact that set the status
+    event_id: str
+
+
+@dataclass
+class CheckInRecord:
+    """A self-report check-in."""
+
+    at: datetime
+    craving: int
+    mood: int
+    sleep_hours: float
+    use_reported: bool
+    safety_concern: bool
+    phq9_item9: int | None
+    cssrs_positive: bool | None
+    event_id: str
+
+
+@dataclass
+class UseSignal:
+    """Evidence of substance use: self-report, a positive screen, or a positive test at the house."""
+
+    at: datetime
+    kind: UseSignalKind
+    event_id: str
+    substances: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HouseIncident:
+    """A sober-living house report."""
+
+    at: datetime
+    house_id: str
+    kind: str
+    event_id: str
+
+
+@dataclass
+class FamilyBooking:
+    """A family-therapy appointment and what became of it."""
+
+    booking_id: str
+    provider_id: str
+    starts_at: datetime
+    status: FamilyStatus
+    cancelled_by: str | None
+    decided_at: datetime
+    event_id: str
+
+
+@dataclass
+class FellowshipMeeting:
+    """An outside fellowship meeting (AA/NA/...) attended."""
+
+    attended_on: date
+    fellowship: str
+    verified: bool
+    event_id: str
+
+
+@dataclass
+class Consent:
+    """The patient's Part 2 consent for one third party."""
+
+    recipient_kind: str
+    recipient_id: str
+    scope: list[str]
+    granted_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    decided_at: datetime
+    event_id: str
+
+    def active_at(self, when: datetime) -> bool:
+        """Granted, not revoked, not expired at ``when``."""
+        return (
+            self.granted_at is not None
+            and self.granted_at <= when
+            and (self.revoked_at is None or self.revoked_at > when)
+            and (self.expires_at is None or self.expires_at > when)
+        )
+
+
+@dataclass
+class LevelChange:
+    """A level-of-care decision."""
+
+    at: datetime
+    from_level: str
+    to_level: str
+    reason_code: str
+    event_id: str
+
+
+@dataclass
+class Discharge:
+    """The end of the episode of care."""
+
+    discharged_on: date
+    disposition: str
+    at: datetime
+    event_id: str
+
+
+@dataclass
+class PatientState:
+    """Everything the rules know about one patient, derived only from events."""
+
+    patient_id: str
+    enrollment: Enrollment | None = None
+    level_changes: list[LevelChange] = field(default_factory=list)
+    discharge: Discharge | None = None
+    sessions: dict[str, SessionRecord] = field(default_factory=dict)
+    checkins: list[CheckInRecord] = field(default_factory=list)
+    use_signals: list[UseSignal] = field(default_factory=list)
+    house_incidents: list[HouseIncident] = field(default_factory=list)
+    family_bookings: dict[str, FamilyBooking] = field(default_factory=dict)
+    fellowship: list[FellowshipMeeting] = field(default_factory=list)
+    consents: dict[str, Consent] = field(default_factory=dict)
+    high_water: datetime | None = None  # latest event time applied
+    events_applied: int = 0
+    late_events: int = 0
+
+    @property
+    def level_of_care(self) -> str | None:
+        """The current level: the latest level change by event time, else the enrollment level."""
+        if self.level_changes:
+            return self.level_changes[-1].to_level
+        return self.enrollment.level_of_care if self.enrollment else None
+
+    @property
+    def last_checkin_at(self) -> datetime | None:
+        return self.checkins[-1].at if self.checkins else None
+
+    def consent_for(self, recipient_kind: str, recipient_id: str) -> Consent | None:
+        return self.consents.get(consent_key(recipient_kind, recipient_id))
+
+
+def consent_key(recipient_kind: str, recipient_id: str) -> str:
+    """Consents are per third party (kind + id); a string key keeps the state JSON-friendly."""
+    return f"{recipient_kind}:{recipient_id}"
+
+
+class _Timed(Protocol):
+    at: datetime
+    event_id: str
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _insert_by_time(items: list[_T], item: _T) -> bool:
+    """Insert keeping (time, event id) order; False if that event is already there (idempotent)."""
+    key = (item.at, item.event_id)
+    index = len(items)
+    while index > 0 and (items[index - 1].at, items[index - 1].event_id) > key:
+        index -= 1
+    if index > 0 and items[index - 1].event_id == item.event_id:
+        return False
+    items.insert(index, item)
+    return True
+
+
+def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = Tuning()) -> bool:
+    """Fold one event into the patient's state, in place. Returns True when the event was *late*
+    (older than ``tuning.lateness`` behind the latest event time already applied).
+
+    Deterministic and order-insensitive: any permutation of the same events (within the lateness
+    window) leads to the same state. The caller guarantees each event is applied once (the event
+    log does); re-applying is harmless for every fact keyed by id.
+    """
+    at = event.time
+    late = state.high_water is not None and at < state.high_water - tuning.lateness
+    _FOLD[type(event)](state, event)
+    if state.high_water is None or at > state.high_water:
+        state.high_water = at
+    state.events_applied += 1
+    if late:
+        state.late_events += 1
+    _prune(state, tuning)
+    return late
+
+
+def _enrolled(state: PatientState, event: PatientEnrolled) -> None:
+    d = event.data
+    if state.enrollment is not None and (state.enrollment.enrolled_at, state.enrollment.event_id) >= (
+        event.time,
+        event.id,
+    ):
+        return  # a later re-enrollment already applied wins
+    state.enrollment = Enrollment(
+        level_of_care=d.level_of_care,
+        program_start=d.program_start,
+        planned_length_days=d.planned_length_days,
+        weekly_plan=WeeklyPlan(
+            group_sessions=d.weekly_plan.group_sessions,
+            individual_sessions=d.weekly_plan.individual_sessions,
+            hours=d.weekly_plan.hours,
+            fellowship_meetings=d.weekly_plan.fellowship_meetings,
+        ),
+        counselor_id=d.counselor_id,
+        supervisor_id=d.supervisor_id,
+        population=d.population,
+        enrolled_at=event.time,
+        event_id=event.id,
+    )
+
+
+def _checked_in(state: PatientState, event: CheckInSubmitted) -> None:
+    d = event.data
+    _insert_by_time(
+        state.checkins,
+        CheckInRecord(
+            at=event.time,
+            craving=d.craving,
+            mood=d.mood,
+            sleep_hours=d.sleep_hours,
+            use_reported=d.substance_use_reported,
+            safety_concern=d.safety_concern,
+            phq9_item9=d.phq9_item9,
+            cssrs_positive=d.cssrs_positive,
+            event_id=event.id,
+        ),
+    )
+    if d.substance_use_reported:
+        _insert_by_time(state.use_signals, UseSignal(at=event.time, kind="reported_use", event_id=event.id))
+
+
+def _session(state: PatientState, event: SessionScheduled | SessionAttended | SessionMissed) -> None:
+    d = event.data
+    status: SessionStatus
+    if isinstance(event, SessionAttended):
+        status = "attended"
+    elif isinstance(event, SessionMissed):
+        status = "missed"
+    else:
+        status = "scheduled"
+    record = SessionRecord(
+        session_id=d.session_id,
+        kind=d.kind,
+        starts_at=d.starts_at,
+        duration_minutes=d.duration_minutes,
+        status=status,
+        excused=bool(getattr(d, "excused", False)),
+        decided_at=event.time,
+        event_id=event.id,
+    )
+    current = state.sessions.get(d.session_id)
+    if current is None or (_SESSION_PRECEDENCE[status], event.time, event.id) > (
+        _SESSION_PRECEDENCE[current.status],
+        current.decided_at,
+        current.event_id,
+    ):
+        state.sessions[d.session_id] = record
+
+
+def _house_report(state: PatientState, event: SoberLivingReported) -> None:
+    d = event.data
+    _insert_by_time(
+        state.house_incidents,
+        HouseIncident(at=d.observed_at, house_id=d.house_id, kind=d.kind, event_id=event.id),
+    )
+    if d.kind == "positive_test":
+        _insert_by_time(state.use_signals, UseSignal(at=d.observed_at, kind="house_positive", event_id=event.id))
+
+
+def _family(
+    state: PatientState,
+    event: FamilyTherapyBooked | FamilyTherapyCancelled | FamilyTherapyAttended | FamilyTherapyNoShow,
+) -> None:
+    d = event.data
+    status: FamilyStatus
+    if isinstance(event, FamilyTherapyCancelled):
+        status = "cancelled"
+    elif isinstance(event, FamilyTherapyAttended):
+        status = "attended"
+    elif isinstance(event, FamilyTherapyNoShow):
+        status = "no_show"
+    else:
+        status = "booked"
+    current = state.family_bookings.get(d.booking_id)
+    if current is None or (_FAMILY_PRECEDENCE[status], event.time, event.id) > (
+        _FAMILY_PRECEDENCE[current.status],
+        current.decided_at,
+        current.event_id,
+    ):
+        state.family_bookings[d.booking_id] = FamilyBooking(
+            booking_id=d.booking_id,
+            provider_id=d.provider_id,
+            starts_at=d.starts_at,
+            status=status,
+            cancelled_by=d.cancelled_by if isinstance(event, FamilyTherapyCancelled) else None,
+            decided_at=event.time,
+            event_id=event.id,
+        )
+
+
+def _screened(state: PatientState, event: ToxicologyResulted) -> None:
+    unexpected = sorted(event.data.unexpected_positives())
+    if unexpected:
+        _insert_by_time(
+            state.use_signals,
+            UseSignal(at=event.data.collected_at, kind="positive_screen", event_id=event.id, substances=unexpected),
+        )
+
+
+def _fellowship(state: PatientState, event: FellowshipAttended) -> None:
+    d = event.data
+    if any(m.event_id == event.id for m in state.fellowship):
+        return
+    state.fellowship.append(
+        FellowshipMeeting(attended_on=d.attended_on, fellowship=d.fellowship, verified=d.verified, event_id=event.id)
+    )
+    state.fellowship.sort(key=lambda m: (m.attended_on, m.event_id))
+
+
+def _level_changed(state: PatientState, event: LevelOfCareChanged) -> None:
+    d = event.data
+    _insert_by_time(
+        state.level_changes,
+        LevelChange(
+            at=event.time,
+            from_level=d.from_level,
+            to_level=d.to_level,
+            reason_code=d.reason_code,
+            event_id=event.id,
+        ),
+    )
+
+
+def _discharged(state: PatientState, event: PatientDischarged) -> None:
+    current = state.discharge
+    if current is None or (event.time, event.id) > (current.at, current.event_id):
+        state.discharge = Discharge(
+            discharged_on=event.data.discharged_on,
+            disposition=event.data.disposition,
+            at=event.time,
+            event_id=event.id,
+        )
+
+
+def _consent(state: PatientState, event: ConsentGranted | ConsentRevoked) -> None:
+    d = event.data
+    key = consent_key(d.recipient_kind, d.recipient_id)
+    current = state.consents.get(key)
+    if current is not None and (current.decided_at, current.event_id) >= (event.time, event.id):
+        return  # a later decision for this party already applied
+    if isinstance(event, ConsentGranted):
+        state.consents[key] = Consent(
+            recipient_kind=d.recipient_kind,
+            recipient_id=d.recipient_id,
+            scope=sorted(d.scope),
+            granted_at=event.time,
+            expires_at=event.data.expires_at,
+            revoked_at=None,
+            decided_at=event.time,
+            event_id=event.id,
+        )
+    else:
+        state.consents[key] = Consent(
+            recipient_kind=d.recipient_kind,
+            recipient_id=d.recipient_id,
+            scope=sorted(d.scope),
+            granted_at=current.granted_at if current else None,
+            expires_at=current.expires_at if current else None,
+            revoked_at=event.time,
+            decided_at=event.time,
+            event_id=event.id,
+        )
+
+
+_FOLD: dict[type, Callable[[PatientState, Any], None]] = {
+    PatientEnrolled: _enrolled,
+    CheckInSubmitted: _checked_in,
+    SessionScheduled: _session,
+    SessionAttended: _session,
+    SessionMissed: _session,
+    SoberLivingReported: _house_report,
+    FamilyTherapyBooked: _family,
+    FamilyTherapyCancelled: _family,
+    FamilyTherapyAttended: _family,
+    FamilyTherapyNoShow: _family,
+    ToxicologyResulted: _screened,
+    FellowshipAttended: _fellowship,
+    LevelOfCareChanged: _level_changed,
+    PatientDischarged: _discharged,
+    ConsentGranted: _consent,
+    ConsentRevoked: _consent,
+}
+
+
+def _prune(state: PatientState, tuning: Tuning) -> None:
+    """Drop facts older than the retention horizon; keep the program's first sessions."""
+    if state.high_water is None:
+        return
+    horizon = state.high_water - tuning.retention
+    if state.checkins and state.checkins[0].at < horizon:
+        # Keep the last check-in whatever its age: silence is measured from it.
+        state.checkins = [c for c in state.checkins[:-1] if c.at >= horizon] + state.checkins[-1:]
+    if state.use_signals and state.use_signals[0].at < horizon:
+        state.use_signals = [u for u in state.use_signals if u.at >= horizon]
+    if state.house_incidents and state.house_incidents[0].at < horizon:
+        state.house_incidents = [h for h in state.house_incidents if h.at >= horizon]
+    if state.fellowship and state.fellowship[0].attended_on < horizon.date():
+        state.fellowship = [m for m in state.fellowship if m.attended_on >= horizon.date()]
+    old_sessions = [s for s in state.sessions.values() if s.starts_at < horizon]
+    if old_sessions:
+        early = {
+            s.session_id
+            for s in sorted(state.sessions.values(), key=lambda s: (s.starts_at, s.session_id))[
+                :EARLY_SESSIONS_KEPT
+            ]
+        }
+        for record in old_sessions:
+            if record.session_id not in early:
+                del state.sessions[record.session_id]
+    for booking in [b for b in state.family_bookings.values() if b.starts_at < horizon - tuning.retention]:
+        del state.family_bookings[booking.booking_id]

@@ -1,0 +1,129 @@
+"""The processor: a Faust app whose one agent consumes ``iop.events.v1`` in batches.
+
+Several workers started with the same app id form one consumer group and share the partitions;
+a patient (= a Kafka key) is owned by one worker at a time. Per batch, the agent hands the raw
+records to :class:`~iopcare.processor.pipeline.EngagementPipeline` and acks them only once its
+Postgres transaction has committed (``noack_take``: Faust must not ack on its own, and an exception
+escaping the agent would ack the batch, so none is allowed to escape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import faust
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from iopcare.endpoints import Endpoints
+from iopcare.processor.pipeline import EngagementPipeline, Record
+from iopcare.settings import Settings
+from iopcare.store.engagement import EngagementStore, RejectedRecord
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_headers(item: RejectedRecord) -> list[tuple[str, bytes]]:
+    """Headers that travel with the original bytes to the dead-letter topic (schema in schemas/)."""
+    return [
+        ("iopcare-dlq-reason", item.reason.encode()),
+        ("iopcare-dlq-detail", item.detail.encode()),
+        ("iopcare-dlq-source-topic", item.topic.encode()),
+        ("iopcare-dlq-source-partition", str(item.partition).encode()),
+        ("iopcare-dlq-source-offset", str(item.offset).encode()),
+        ("iopcare-dlq-failed-at", datetime.now(UTC).isoformat().encode()),
+    ]
+
+
+def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
+    """A Faust app for the engagement processor."""
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{host}" for host in endpoints.kafka_bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=True,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        # No Faust tables: state lives in Postgres. These keep group joins fast (see DESIGN.md).
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_seconds,
+        broker_session_timeout=settings.broker_session_timeout_seconds,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+        broker_commit_every=settings.batch_max_records,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=settings.batch_max_records,
+        stream_buffer_maxsize=max(4096, settings.batch_max_records * 2),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+    events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+    dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
+
+    state: dict[str, object] = {}
+
+    async def send_dead_letters(items: Sequence[RejectedRecord]) -> None:
+        pending = [
+            await dead_letter_topic.send(key=item.key, value=item.payload, headers=dead_letter_headers(item))
+            for item in items
+        ]
+        await asyncio.gather(*pending)  # wait for the broker's acks before the batch is acked
+
+    async def pipeline() -> EngagementPipeline:
+        if "pipeline" not in state:
+            pool = await _connect_pool(endpoints.database_url, settings)
+            state["pool"] = pool
+            state["pipeline"] = EngagementPipeline(EngagementStore(pool), send_dead_letters)
+        return state["pipeline"]  # type: ignore[return-value]
+
+    @app.agent(events_topic, name="engagement")
+    async def engagement(stream: faust.StreamT[bytes]) -> None:
+        handler = await pipeline()
+        async for batch in stream.noack_take(settings.batch_max_records, within=settings.batch_max_wait_seconds):
+            events = list(batch)  # noack_take yields the events themselves
+            records = [
+                Record(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                    timestamp=event.message.timestamp,
+                )
+                for event in events
+            ]
+            # Shielded: a shutdown (SIGTERM) lets the batch in flight finish and be acked.
+            await asyncio.shield(handler.handle(records))
+            for event in events:
+                await stream.ack(event)
+
+    @app.page("/metrics")
+    async def metrics_page(_web: object, _request: object) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(_web: object, _request: object) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    return app
+
+
+async def _connect_pool(database_url: str, settings: Settings) -> asyncpg.Pool:
+    """A pool, waiting for Postgres if it is not up yet (a worker may start before the database)."""
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=settings.database_pool_size)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+            log.warning("waiting for Postgres (%s); retry in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        assert pool is not None
+        return pool

@@ -1,0 +1,40 @@
+"""Prometheus metrics of the processor. Labels carry event types and outcomes, never patient ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS = Counter(
+    "iopcare_events_processed_total",
+    "Inbound records by event type and outcome (applied, duplicate, dead_lettered).",
+    ["type", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "iopcare_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"]
+)
+LATE_EVENTS = Counter(
+    "iopcare_late_events_total", "Events older than the lateness window behind the patient's latest event."
+)
+BATCH_SIZE = Histogram(
+    "iopcare_batch_size_records",
+    "Records per processed batch.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000),
+)
+COMMIT_SECONDS = Histogram(
+    "iopcare_batch_commit_duration_seconds",
+    "Time to commit one batch to Postgres.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ARRIVAL_TO_COMMIT_SECONDS = Histogram(
+    "iopcare_arrival_to_commit_seconds",
+    "From the record's Kafka timestamp to the commit of its batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EVENT_TIME_TO_COMMIT_SECONDS = Histogram(
+    "iopcare_event_time_to_commit_seconds",
+    "From the event's own time (when it happened) to the commit of its batch.",
+    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
+)
+STORE_RETRIES = Counter(
+    "iopcare_store_retries_total", "Batch commits retried because Postgres was unreachable."
+)

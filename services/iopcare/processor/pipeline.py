@@ -1,0 +1,180 @@
+"""One batch of inbound Kafka records, from bytes to a committed Postgres transaction.
+
+Framework-free on purpose: the Faust agent (``processor.app``) hands records in and acks them when
+``handle`` returns; tests and benchmarks can drive the same code. Nothing here lets a bad record
+escape as an exception: each one becomes a dead letter with its reason, and the rest of the batch is
+processed. Only an unreachable Postgres stops progress, and then the batch is retried, not acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from iopcare.contract import InvalidEvent, decode_event
+from iopcare.processor import metrics
+from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStore, RejectedRecord
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "Postgres is not there right now": wait and retry the same batch.
+TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a Kafka record the pipeline needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float | None  # Kafka record timestamp, seconds since the epoch
+
+
+DeadLetterSink = Callable[[Sequence[RejectedRecord]], Awaitable[None]]
+
+
+class EngagementPipeline:
+    """Decode, dead-letter what is invalid, commit the rest in one transaction."""
+
+    def __init__(
+        self,
+        store: EngagementStore,
+        send_dead_letters: DeadLetterSink,
+        *,
+        max_clock_skew: timedelta = timedelta(days=1),
+        retry_initial_seconds: float = 0.2,
+        retry_max_seconds: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._send_dead_letters = send_dead_letters
+        self._max_clock_skew = max_clock_skew
+        self._retry_initial = retry_initial_seconds
+        self._retry_max = retry_max_seconds
+        self._clock = clock
+
+    def classify(self, records: Sequence[Record]) -> tuple[list[AcceptedEvent], list[RejectedRecord]]:
+        """Split records into valid events and dead letters (with the reason)."""
+        accepted: list[AcceptedEvent] = []
+        rejected: list[RejectedRecord] = []
+        latest_plausible = self._clock() + self._max_clock_skew
+        for record in records:
+            try:
+                event = decode_event(record.value, key=record.key)
+            except InvalidEvent as exc:
+                rejected.append(self._rejected(record, exc.reason, exc.detail))
+                continue
+            if event.time > latest_plausible:
+                # A clock gone wrong at the source would otherwise move the patient's high-water mark
+                # into the future and make every real event "late".
+                rejected.append(self._rejected(record, "future_time", "time: later than now + allowed skew"))
+                continue
+            accepted.append(AcceptedEvent(event, record.partition, record.offset))
+        return accepted, rejected
+
+    @staticmethod
+    def _rejected(record: Record, reason: str, detail: str) -> RejectedRecord:
+        return RejectedRecord(
+            reason=reason,
+            detail=detail,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            payload=record.value,
+        )
+
+    async def handle(self, records: Sequence[Record]) -> BatchOutcome:
+        """Process one batch. Returns once its effects are durable; the caller may then ack."""
+        if not records:
+            return BatchOutcome()
+        metrics.BATCH_SIZE.observe(len(records))
+        accepted, rejected = self.classify(records)
+        by_position = {(r.partition, r.offset): r for r in records}
+        outcome, rejected = await self._commit(accepted, rejected, by_position)
+        if rejected:
+            # Postgres has the dead-letter rows; the topic gets the original bytes. Both before the
+            # ack, so a crash in between replays the batch: the rows dedupe, the topic may repeat.
+            await self._send_dead_letters(rejected)
+            for item in rejected:
+                metrics.DEAD_LETTERS.labels(item.reason).inc()
+                metrics.EVENTS.labels("invalid", "dead_lettered").inc()
+        self._observe(records, outcome)
+        return outcome
+
+    async def _commit(
+        self,
+        accepted: list[AcceptedEvent],
+        rejected: list[RejectedRecord],
+        by_position: dict[tuple[int, int], Record],
+    ) -> tuple[BatchOutcome, list[RejectedRecord]]:
+        try:
+            return await self._commit_with_retry(accepted, rejected), rejected
+        except asyncpg.PostgresError as exc:
+            if len(accepted) <= 1:
+                if not accepted:
+                    raise
+                # Postgres refuses this one event (a value it cannot store): dead-letter it.
+                item = accepted[0]
+                log.warning("event rejected by the store: %s", type(exc).__name__)
+                record = by_position[(item.partition, item.offset)]
+                bad = self._rejected(record, "store_rejected", type(exc).__name__)
+                return await self._commit_with_retry([], [*rejected, bad]), [*rejected, bad]
+            # Isolate the offending event by halves; the good ones commit.
+            middle = len(accepted) // 2
+            first, rejected = await self._commit(accepted[:middle], rejected, by_position)
+            second, rejected_second = await self._commit(accepted[middle:], [], by_position)
+            first.applied.extend(second.applied)
+            first.duplicates += second.duplicates
+            first.late += second.late
+            first.dead_lettered += second.dead_lettered
+            first.patients += second.patients
+            return first, rejected + rejected_second
+
+    async def _commit_with_retry(
+        self, accepted: list[AcceptedEvent], rejected: list[RejectedRecord]
+    ) -> BatchOutcome:
+        delay = self._retry_initial
+        while True:
+            started = time.perf_counter()
+            try:
+                outcome = await self._store.commit_batch(accepted, rejected)
+            except TRANSIENT_STORE_ERRORS as exc:
+                metrics.STORE_RETRIES.inc()
+                log.warning("Postgres unavailable (%s); retrying the batch in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            return outcome
+
+    def _observe(self, records: Sequence[Record], outcome: BatchOutcome) -> None:
+        now = self._clock()
+        wall = now.timestamp()
+        for record in records:
+            if record.timestamp is not None:
+                metrics.ARRIVAL_TO_COMMIT_SECONDS.observe(max(0.0, wall - record.timestamp))
+        for event in outcome.applied:
+            metrics.EVENTS.labels(event.type, "applied").inc()
+            metrics.EVENT_TIME_TO_COMMIT_SECONDS.observe(max(0.0, (now - event.time).total_seconds()))
+        if outcome.duplicates:
+            metrics.EVENTS.labels("any", "duplicate").inc(outcome.duplicates)
+        if outcome.late:
+            metrics.LATE_EVENTS.inc(outcome.late)

@@ -1,0 +1,55 @@
+"""The one settings object. Every value comes from the environment with the ``IOPCARE_`` prefix.
+
+Kafka and Postgres addresses are optional: when unset, the addresses of the embedded runtime
+started by ``iopcare dev up`` are used (see :mod:`iopcare.embedded`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration for every iopcare service."""
+
+    model_config = SettingsConfigDict(env_prefix="IOPCARE_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers, host:port[,host:port]. Unset: embedded broker."
+    )
+    database_url: str | None = Field(
+        default=None, description="Postgres URL (postgresql://...). Unset: embedded Postgres."
+    )
+    state_dir: Path = Field(
+        default=Path(".iopcare"), description="Project-local folder for the embedded runtime's data and logs."
+    )
+
+    events_topic: str = "iop.events.v1"
+    alerts_topic: str = "iop.alerts.v1"
+    dead_letter_topic: str = "iop.events.v1.dlq"
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+
+    publish_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Processor (Faust worker)
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    batch_max_wait_seconds: float = Field(default=0.1, gt=0, le=10)
+    database_pool_size: int = Field(default=4, ge=1, le=100)
+    # Faust's defaults take ~30 s to join a group; these take ~3 s (DESIGN.md). Raise them for
+    # production clusters with slow networks.
+    broker_rebalance_timeout_seconds: float = Field(default=5.0, gt=0)
+    broker_session_timeout_seconds: float = Field(default=6.0, gt=0)
+    broker_heartbeat_interval_seconds: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

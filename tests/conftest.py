@@ -1,0 +1,74 @@
+"""Session fixtures: one real Kafka-protocol broker and one real Postgres for the whole run.
+
+By default the embedded runtime is started under ``.iopcare/test-runtime`` (apart from the demo's)
+and stopped at the end. Set ``IOPCARE_KAFKA_BOOTSTRAP`` and ``IOPCARE_DATABASE_URL`` to run the same
+tests against other servers (Apache Kafka, a system Postgres).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from iopcare.embedded import EmbeddedRuntime
+from iopcare.endpoints import Endpoints
+from iopcare.settings import Settings
+from iopcare.store.migrate import migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    """Broker and Postgres server for the session (not yet a database: see ``database_url``)."""
+    kafka, database = os.environ.get("IOPCARE_KAFKA_BOOTSTRAP"), os.environ.get("IOPCARE_DATABASE_URL")
+    if kafka and database:
+        yield Endpoints(kafka, database, embedded=False)
+        return
+    runtime = EmbeddedRuntime(PROJECT_ROOT / ".iopcare" / "test-runtime")
+    addresses = runtime.up()
+    try:
+        yield Endpoints(kafka or addresses.kafka_bootstrap, database or addresses.database_url, embedded=True)
+    finally:
+        runtime.down()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+async def database_url(endpoints: Endpoints) -> AsyncIterator[str]:
+    """A fresh, migrated database for this session, dropped at the end."""
+    name = f"iopcare_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_with_database(endpoints.database_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(endpoints.database_url, name)
+        connection = await asyncpg.connect(url)
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def unique_topics() -> Settings:
+    """Settings with topic names of their own, so tests sharing the broker never see each other's events."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        events_topic=f"test.events.{suffix}",
+        alerts_topic=f"test.alerts.{suffix}",
+        dead_letter_topic=f"test.events.{suffix}.dlq",
+        topic_partitions=4,
+    )
