@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -102,8 +104,44 @@ def worker(web_port: int | None) -> None:
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
     endpoints = resolve_endpoints(settings)
-    app = build_app(settings, endpoints)
+    app = build_app(settings, endpoints, app_id=settings.processor_app_id)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--patients", type=click.IntRange(1, 5000), default=48, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(patients: int, seed: int) -> None:
+    """Start the embedded runtime and stream a synthetic cohort through a real worker."""
+    from iopcare.demo import run_demo
+    from iopcare.endpoints import resolve_endpoints
+
+    settings = get_settings()
+    click.echo("== Starting the embedded broker and Postgres (reused if already running)")
+    endpoints = resolve_endpoints(settings, start_embedded=True)
+    _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
+    click.echo(f"   kafka {endpoints.kafka_bootstrap}   postgres {endpoints.database_url}")
+    run_demo(settings, endpoints, patients=patients, seed=seed, say=click.echo)
+
+
+@main.command()
+@click.option("--patients", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--days", type=click.IntRange(1, 730), default=90, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-01-05", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="NDJSON file ('-': stdout)."
+)
+def cohort(patients: int, seed: int, days: int, start: datetime, out: Path) -> None:
+    """Write a deterministic synthetic cohort (patient archetypes over a program) as NDJSON."""
+    from iopcare.cohort import iter_cohort, write_ndjson
+
+    events = iter_cohort(patients, seed=seed, start=start.date(), days=days)
+    if str(out) == "-":
+        write_ndjson(events, sys.stdout.buffer)
+        return
+    written = write_ndjson(events, out)
+    click.echo(f"wrote {written:,} events for {patients} patients to {out}")
 
 
 # -- db ---------------------------------------------------------------------------------------
@@ -188,10 +226,8 @@ class _Progress:
         rate = lines / max(now - self._started, 1e-9)
         share = ""
         if self._total:
-            try:
+            with contextlib.suppress(OSError):
                 share = f" {100 * self._stream.tell() / self._total:5.1f}%"
-            except OSError:
-                pass
         click.echo(f"\r  {lines:,} lines{share}  {rate:,.0f} lines/s", err=True, nl=False)
         self.shown = True
 

@@ -8,7 +8,8 @@ replicas before it counts as sent::
     from iopcare.contract import CheckInSubmitted, new_event
 
     with EventPublisher("kafka:9092") as publisher:
-        sent = publisher.publish(new_event(CheckInSubmitted, subject="p-7f3a", source="clinic-app", data={...}))
+        event = new_event(CheckInSubmitted, subject="p-7f3a", source="clinic-app", data={...})
+        sent = publisher.publish(event)
         print(sent.partition, sent.offset)
 
 ``publish_ndjson`` sends a newline-delimited file, reporting each invalid line with its number and
@@ -27,7 +28,7 @@ from typing import IO, Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from iopcare.contract import CloudEvent, InvalidEvent, decode_event, encode_event
+from iopcare.contract import CloudEvent, InboundEvent, InvalidEvent, decode_event, encode_event
 
 
 class PublishError(RuntimeError):
@@ -70,7 +71,7 @@ class PublishReport:
         return not self.invalid and not self.failed
 
 
-def _validated(event: CloudEvent | Mapping[str, Any] | bytes) -> tuple[CloudEvent, bytes]:
+def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[InboundEvent, bytes]:
     """Validate by decoding the exact bytes that will go on the wire."""
     if isinstance(event, CloudEvent):
         payload = encode_event(event)
@@ -121,7 +122,7 @@ class EventPublisher:
         self._producer.flush(timeout=self.timeout_seconds)
         self._producer.close(timeout=self.timeout_seconds)
 
-    def publish(self, event: CloudEvent | Mapping[str, Any] | bytes) -> SentEvent:
+    def publish(self, event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> SentEvent:
         """Validate one event, send it and wait for the acknowledgement.
 
         Raises :class:`iopcare.contract.InvalidEvent` before sending anything if the event breaks the

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
 
     publish_timeout_seconds: float = Field(default=30.0, gt=0)
 
-    # Processor (Faust worker)
+    # Processor (Faust worker). Workers with the same app id form one consumer group.
+    processor_app_id: str = "iopcare-processor"
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
     batch_max_records: int = Field(default=500, ge=1, le=10_000)

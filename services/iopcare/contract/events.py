@@ -491,6 +491,9 @@ DeadLetterReason = Literal[
     "schema_violation",
     "key_mismatch",
     "oversized",
+    # Raised by the processor, not by decode_event:
+    "future_time",  # event time later than now plus the allowed clock skew
+    "store_rejected",  # valid by the contract, but Postgres refused to store it
 ]
 """Why a message went to the dead-letter topic instead of being processed."""
 
@@ -506,6 +509,10 @@ class InvalidEvent(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason: DeadLetterReason = reason
         self.detail: str = detail
+
+    def __reduce__(self) -> tuple[type[InvalidEvent], tuple[DeadLetterReason, str]]:
+        # Exceptions pickle through `args`, which here is the joined message, not the two fields.
+        return (InvalidEvent, (self.reason, self.detail))
 
 
 DEFAULT_MAX_BYTES = 256 * 1024

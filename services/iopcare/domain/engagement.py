@@ -15,7 +15,7 @@ be, and counted. Within the lateness window the state converges whatever the arr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
@@ -58,6 +58,9 @@ class Tuning:
 
     lateness: timedelta = timedelta(days=7)
     retention: timedelta = timedelta(days=42)  # longest rule window (4-week step-down) plus lateness
+
+
+DEFAULT_TUNING = Tuning()
 
 
 @dataclass
@@ -260,7 +263,7 @@ def _insert_by_time(items: list[_T], item: _T) -> bool:
     return True
 
 
-def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = Tuning()) -> bool:
+def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = DEFAULT_TUNING) -> bool:
     """Fold one event into the patient's state, in place. Returns True when the event was *late*
     (older than ``tuning.lateness`` behind the latest event time already applied).
 
@@ -360,7 +363,9 @@ def _house_report(state: PatientState, event: SoberLivingReported) -> None:
         HouseIncident(at=d.observed_at, house_id=d.house_id, kind=d.kind, event_id=event.id),
     )
     if d.kind == "positive_test":
-        _insert_by_time(state.use_signals, UseSignal(at=d.observed_at, kind="house_positive", event_id=event.id))
+        _insert_by_time(
+            state.use_signals, UseSignal(at=d.observed_at, kind="house_positive", event_id=event.id)
+        )
 
 
 def _family(
@@ -388,18 +393,20 @@ def _family(
             provider_id=d.provider_id,
             starts_at=d.starts_at,
             status=status,
-            cancelled_by=d.cancelled_by if isinstance(event, FamilyTherapyCancelled) else None,
+            cancelled_by=event.data.cancelled_by if isinstance(event, FamilyTherapyCancelled) else None,
             decided_at=event.time,
             event_id=event.id,
         )
 
 
 def _screened(state: PatientState, event: ToxicologyResulted) -> None:
-    unexpected = sorted(event.data.unexpected_positives())
+    unexpected: list[str] = sorted(event.data.unexpected_positives())
     if unexpected:
         _insert_by_time(
             state.use_signals,
-            UseSignal(at=event.data.collected_at, kind="positive_screen", event_id=event.id, substances=unexpected),
+            UseSignal(
+                at=event.data.collected_at, kind="positive_screen", event_id=event.id, substances=unexpected
+            ),
         )
 
 
@@ -408,7 +415,9 @@ def _fellowship(state: PatientState, event: FellowshipAttended) -> None:
     if any(m.event_id == event.id for m in state.fellowship):
         return
     state.fellowship.append(
-        FellowshipMeeting(attended_on=d.attended_on, fellowship=d.fellowship, verified=d.verified, event_id=event.id)
+        FellowshipMeeting(
+            attended_on=d.attended_on, fellowship=d.fellowship, verified=d.verified, event_id=event.id
+        )
     )
     state.fellowship.sort(key=lambda m: (m.attended_on, m.event_id))
 
@@ -515,3 +524,14 @@ def _prune(state: PatientState, tuning: Tuning) -> None:
                 del state.sessions[record.session_id]
     for booking in [b for b in state.family_bookings.values() if b.starts_at < horizon - tuning.retention]:
         del state.family_bookings[booking.booking_id]
+
+
+def replay(events: Iterable[InboundEvent], tuning: Tuning = DEFAULT_TUNING) -> dict[str, PatientState]:
+    """Fold events (each once) into per-patient states, offline: what the processor converges to."""
+    states: dict[str, PatientState] = {}
+    for event in events:
+        state = states.get(event.subject)
+        if state is None:
+            state = states[event.subject] = PatientState(patient_id=event.subject)
+        apply_event(state, event, tuning)
+    return states

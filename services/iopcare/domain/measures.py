@@ -9,8 +9,7 @@ they belong in time, not where they arrived.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
-from datetime import timezone as _timezone
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from iopcare.domain.engagement import CheckInRecord, PatientState, SessionRecord, UseSignal
 
@@ -19,7 +18,7 @@ from iopcare.domain.engagement import CheckInRecord, PatientState, SessionRecord
 class ProgramCalendar:
     """Program weeks in the clinic's time zone: week 1 starts on the program start date."""
 
-    zone: tzinfo = _timezone.utc
+    zone: tzinfo = UTC
 
     def local_date(self, when: datetime) -> date:
         return when.astimezone(self.zone).date()

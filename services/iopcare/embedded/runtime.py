@@ -82,7 +82,9 @@ def _wait_for_port(port: int, timeout: float, what: str, log: Path) -> None:
             return
         time.sleep(0.05)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-    raise EmbeddedRuntimeError(f"{what} did not start listening on 127.0.0.1:{port} in {timeout:.0f}s.\n{tail}")
+    raise EmbeddedRuntimeError(
+        f"{what} did not start listening on 127.0.0.1:{port} in {timeout:.0f}s.\n{tail}"
+    )
 
 
 class EmbeddedRuntime:
@@ -204,7 +206,8 @@ class EmbeddedRuntime:
         )
         if result.returncode != 0:
             raise EmbeddedRuntimeError(
-                f"{Path(args[0]).name} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+                f"{Path(args[0]).name} failed ({result.returncode}):\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
             )
         return result
 
@@ -238,6 +241,7 @@ class EmbeddedRuntime:
                 )
 
             entry = ensure_user_exists(_PG_SYSTEM_USER)
+            assert entry is not None  # it creates the user when missing
             ensure_prefix_permissions(self._pgdata)
             ensure_prefix_permissions(POSTGRES_BIN_PATH)
             ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
@@ -268,7 +272,9 @@ class EmbeddedRuntime:
         port = _free_port()
         # TCP on loopback only, no Unix socket (socket paths have a 107-byte limit that deep
         # project folders exceed); fsync off: this is a throwaway dev/test server.
-        options = f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off -c max_connections=200"
+        options = (
+            f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off -c max_connections=200"
+        )
         self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(self._postgres_log), "start"])
         _wait_for_port(port, 30, "Embedded Postgres", self._postgres_log)
         self._create_database(port)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import asyncpg
 import faust
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from iopcare.contract import DeadLetterHeaders, InvalidEvent
 from iopcare.endpoints import Endpoints
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.settings import Settings
@@ -29,14 +28,9 @@ log = logging.getLogger(__name__)
 
 def dead_letter_headers(item: RejectedRecord) -> list[tuple[str, bytes]]:
     """Headers that travel with the original bytes to the dead-letter topic (schema in schemas/)."""
-    return [
-        ("iopcare-dlq-reason", item.reason.encode()),
-        ("iopcare-dlq-detail", item.detail.encode()),
-        ("iopcare-dlq-source-topic", item.topic.encode()),
-        ("iopcare-dlq-source-partition", str(item.partition).encode()),
-        ("iopcare-dlq-source-offset", str(item.offset).encode()),
-        ("iopcare-dlq-failed-at", datetime.now(UTC).isoformat().encode()),
-    ]
+    return DeadLetterHeaders.for_failure(
+        InvalidEvent(item.reason, item.detail), topic=item.topic, partition=item.partition, offset=item.offset
+    ).to_kafka()
 
 
 def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
@@ -85,7 +79,10 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     @app.agent(events_topic, name="engagement")
     async def engagement(stream: faust.StreamT[bytes]) -> None:
         handler = await pipeline()
-        async for batch in stream.noack_take(settings.batch_max_records, within=settings.batch_max_wait_seconds):
+        # noack_take exists on faust-streaming's Stream, not on its StreamT interface.
+        async for batch in stream.noack_take(  # type: ignore[attr-defined]
+            settings.batch_max_records, within=settings.batch_max_wait_seconds
+        ):
             events = list(batch)  # noack_take yields the events themselves
             records = [
                 Record(
@@ -104,12 +101,12 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                 await stream.ack(event)
 
     @app.page("/metrics")
-    async def metrics_page(_web: object, _request: object) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics_page(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
+        return _web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
-    async def healthz(_web: object, _request: object) -> web.Response:
-        return web.json_response({"status": "alive"})
+    async def healthz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
+        return _web.json({"status": "alive"})
 
     return app
 

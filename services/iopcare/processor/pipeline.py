@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from iopcare.contract import InvalidEvent, decode_event
+from iopcare.contract import DeadLetterReason, InvalidEvent, decode_event
 from iopcare.processor import metrics
 from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStore, RejectedRecord
 
@@ -90,7 +90,7 @@ class EngagementPipeline:
         return accepted, rejected
 
     @staticmethod
-    def _rejected(record: Record, reason: str, detail: str) -> RejectedRecord:
+    def _rejected(record: Record, reason: DeadLetterReason, detail: str) -> RejectedRecord:
         return RejectedRecord(
             reason=reason,
             detail=detail,
@@ -158,7 +158,9 @@ class EngagementPipeline:
                 outcome = await self._store.commit_batch(accepted, rejected)
             except TRANSIENT_STORE_ERRORS as exc:
                 metrics.STORE_RETRIES.inc()
-                log.warning("Postgres unavailable (%s); retrying the batch in %.1fs", type(exc).__name__, delay)
+                log.warning(
+                    "Postgres unavailable (%s); retrying the batch in %.1fs", type(exc).__name__, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue

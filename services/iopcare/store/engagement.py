@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 import asyncpg
 from pydantic import TypeAdapter
 
-from iopcare.contract import InboundEvent, encode_event
-from iopcare.domain.engagement import PatientState, Tuning, apply_event
+from iopcare.contract import DeadLetterReason, InboundEvent, encode_event
+from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning, apply_event
 
 _STATE = TypeAdapter(PatientState)
+
+# A pooled connection or a plain one: repository methods accept either.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class AcceptedEvent:
 class RejectedRecord:
     """A Kafka record that is not a valid event, with the reason."""
 
-    reason: str
+    reason: DeadLetterReason
     detail: str
     topic: str
     partition: int
@@ -72,7 +75,7 @@ def load_state(document: str | bytes) -> PatientState:
 class EngagementStore:
     """Event log, patient state and dead letters in Postgres."""
 
-    def __init__(self, pool: asyncpg.Pool, tuning: Tuning = Tuning()) -> None:
+    def __init__(self, pool: asyncpg.Pool, tuning: Tuning = DEFAULT_TUNING) -> None:
         self._pool = pool
         self._tuning = tuning
 
@@ -114,7 +117,7 @@ class EngagementStore:
         return outcome
 
     async def _insert_events(
-        self, connection: asyncpg.Connection, items: Sequence[AcceptedEvent]
+        self, connection: Connection, items: Sequence[AcceptedEvent]
     ) -> set[tuple[str, str]]:
         if not items:
             return set()
@@ -138,9 +141,7 @@ class EngagementStore:
         )
         return {(row["source"], row["event_id"]) for row in rows}
 
-    async def _lock_states(
-        self, connection: asyncpg.Connection, patient_ids: list[str]
-    ) -> dict[str, PatientState]:
+    async def _lock_states(self, connection: Connection, patient_ids: list[str]) -> dict[str, PatientState]:
         # Create missing rows first so that every state is read under a row lock: two transactions
         # that both "create" a patient would otherwise each start from empty and one would lose.
         await connection.execute(
@@ -164,7 +165,7 @@ class EngagementStore:
             )
         return states
 
-    async def _write_states(self, connection: asyncpg.Connection, states: list[PatientState]) -> None:
+    async def _write_states(self, connection: Connection, states: list[PatientState]) -> None:
         await connection.execute(
             """
             UPDATE patient_state AS p SET
@@ -189,9 +190,7 @@ class EngagementStore:
             [s.late_events for s in states],
         )
 
-    async def _insert_dead_letters(
-        self, connection: asyncpg.Connection, rejected: Sequence[RejectedRecord]
-    ) -> int:
+    async def _insert_dead_letters(self, connection: Connection, rejected: Sequence[RejectedRecord]) -> int:
         result = await connection.execute(
             """
             INSERT INTO dead_letters

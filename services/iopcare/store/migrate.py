@@ -108,7 +108,9 @@ async def migrate(
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
 
 
-async def migrate_url(database_url: str, report: Callable[[str], None] = lambda _line: None) -> list[Migration]:
+async def migrate_url(
+    database_url: str, report: Callable[[str], None] = lambda _line: None
+) -> list[Migration]:
     """Connect, migrate, disconnect."""
     connection = await asyncpg.connect(database_url)
     try:

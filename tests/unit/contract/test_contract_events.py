@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import traceback
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, get_args
@@ -215,7 +216,9 @@ def test_integer_is_accepted_where_hours_are_a_number() -> None:
     assert event.data.sleep_hours == 7.0
 
 
-@pytest.mark.parametrize("when", ["1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "2204-06-03T17:30:00+02:00"])
+@pytest.mark.parametrize(
+    "when", ["1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "2204-06-03T17:30:00+02:00"]
+)
 def test_absurd_years_are_rejected(when: str) -> None:
     error = rejection(raw(envelope(time=when)))
     assert (error.reason, error.detail) == ("schema_violation", "time: datetime_out_of_range")
@@ -309,6 +312,12 @@ def test_key_may_be_str_bytes_or_absent() -> None:
     assert decode_event(message, key=None).subject == EXAMPLE_PATIENT
 
 
+def test_invalid_event_survives_pickling() -> None:
+    error = rejection(b"[]")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.reason, copy.detail, str(copy)) == (error.reason, error.detail, str(error))
+
+
 def test_undecodable_key_is_a_key_mismatch() -> None:
     assert rejection(raw(envelope()), key=b"\xff\xfe").reason == "key_mismatch"
 
@@ -336,7 +345,7 @@ def _with_marker_everywhere_wrong() -> list[bytes]:
     messages.append(raw(envelope(type=123)))
     messages.append(raw(envelope(time=MARKER)))
     messages.append(raw(envelope(**{MARKER: "x"})))
-    messages.append(raw(envelope(**{"data": {MARKER: MARKER}})))
+    messages.append(raw(envelope(data={MARKER: MARKER})))
     messages.append(raw([MARKER]))
     messages.append(b'{"name": "' + MARKER.encode() + b'", ')
     messages.append(b'{"name": "' + MARKER.encode() + b'\xff"}')
@@ -416,7 +425,9 @@ def test_enrolment_defaults_follow_the_typical_iop_plan() -> None:
             "supervisor_id": "staff-s03",
         }
     )
-    assert data.weekly_plan == WeeklyPlan(group_sessions=4, individual_sessions=1, hours=9, fellowship_meetings=0)
+    assert data.weekly_plan == WeeklyPlan(
+        group_sessions=4, individual_sessions=1, hours=9, fellowship_meetings=0
+    )
     assert (data.planned_length_days, data.population) == (90, "adult")
 
 
@@ -544,7 +555,8 @@ missed_sessions = st.builds(
     starts_at=instants,
     duration_minutes=st.integers(1, 600),
     excused=st.booleans(),
-    reason_code=st.none() | st.sampled_from(["illness", "work", "transport", "childcare", "no_contact", "other"]),
+    reason_code=st.none()
+    | st.sampled_from(["illness", "work", "transport", "childcare", "no_contact", "other"]),
 )
 enrolments = st.builds(
     PatientEnrolledData,

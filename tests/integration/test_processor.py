@@ -1,0 +1,170 @@
+"""The processor end to end: real broker, real Postgres, real `iopcare worker` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from iopcare.contract import EVENT_TYPES, InboundEvent, encode_event
+from iopcare.contract.examples import example_event
+from iopcare.domain.engagement import replay
+from iopcare.endpoints import Endpoints
+from iopcare.publish import EventPublisher
+from iopcare.settings import Settings
+from iopcare.store.engagement import EngagementStore, dump_state
+from iopcare.topics import ensure_topics
+from tests.integration.workers import WorkerProcess, wait_for_count
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def topics(endpoints: Endpoints, unique_topics: Settings) -> Settings:
+    ensure_topics(endpoints.kafka_bootstrap, unique_topics)
+    return unique_topics
+
+
+@pytest.fixture
+async def clean_db(database_url: str) -> AsyncIterator[str]:
+    """The session database, emptied of processor data before each test."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("TRUNCATE event_log, patient_state, dead_letters, outbox")
+    finally:
+        await connection.close()
+    yield database_url
+
+
+@pytest.fixture
+def worker(endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(
+        endpoints.kafka_bootstrap, clean_db, topics, tmp_path, app_id=f"test-processor-{uuid.uuid4().hex[:6]}"
+    )
+    yield process
+    assert process.stop() in (0, -15), process.log()[-3000:]
+
+
+def _events_for(patients: int) -> list[InboundEvent]:
+    """Every event type for each patient, with distinct ids."""
+    events: list[InboundEvent] = []
+    for n in range(patients):
+        for event_type in EVENT_TYPES:
+            event = example_event(event_type)
+            events.append(event.model_copy(update={"subject": f"p-{n:05d}", "id": f"{event.id}-{n}"}))
+    return events
+
+
+async def _states(database_url: str) -> dict[str, str]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        return {pid: dump_state(s) for pid, s in (await EngagementStore(pool).load_states()).items()}
+    finally:
+        await pool.close()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _publish(kafka: str, topic: str, events: list[InboundEvent]) -> None:
+    with EventPublisher(kafka, topic) as publisher:
+        for event in events:
+            publisher.publish(event)
+
+
+async def test_state_equals_the_pure_replay_and_redelivery_changes_nothing(
+    endpoints: Endpoints, topics: Settings, clean_db: str, worker: WorkerProcess
+) -> None:
+    events = _events_for(20)
+    _publish(endpoints.kafka_bootstrap, topics.events_topic, events)
+    assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events)) == len(events)
+
+    expected = {pid: dump_state(state) for pid, state in replay(events).items()}
+    assert await wait_for_count(
+        clean_db, "SELECT coalesce(sum(events_applied), 0) FROM patient_state", len(events)
+    ) == len(events)
+    assert await _states(clean_db) == expected
+
+    # The same events delivered again (a producer retry, a replayed partition): nothing changes.
+    _publish(endpoints.kafka_bootstrap, topics.events_topic, events)
+    marker = example_event("iop.checkin.submitted").model_copy(update={"subject": "p-marker", "id": "marker"})
+    _publish(endpoints.kafka_bootstrap, topics.events_topic, [marker])
+    await wait_for_count(clean_db, "SELECT count(*) FROM patient_state WHERE patient_id = 'p-marker'", 1)
+    # Each partition is processed in order, but the marker may share none with the duplicates:
+    # wait until the consumer group has caught up with every partition.
+    await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events) + 1)
+    states = await _states(clean_db)
+    states.pop("p-marker")
+    assert states == expected
+    assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", 0) == len(events) + 1
+
+
+async def test_poison_records_are_dead_lettered_and_the_rest_processed(
+    endpoints: Endpoints, topics: Settings, clean_db: str, worker: WorkerProcess
+) -> None:
+    valid = _events_for(3)
+    good_bytes = json.loads(encode_event(valid[0]))
+    poison: list[tuple[bytes, bytes, str]] = [
+        (b"p-00000", b"\xff\xfe\x00", "undecodable"),
+        (b"p-00000", b"{not json", "invalid_json"),
+        (b"p-00001", b"[1, 2]", "not_an_object"),
+        (b"p-00001", json.dumps(dict(good_bytes, type="iop.no.such")).encode(), "unknown_type"),
+        (b"p-00002", json.dumps(dict(good_bytes, data={"craving": 99})).encode(), "schema_violation"),
+        (b"p-99999", encode_event(valid[1]), "key_mismatch"),
+        (b"p-00000", json.dumps(dict(good_bytes, time="2099-01-01T00:00:00Z")).encode(), "future_time"),
+    ]
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+    try:
+        # Interleave: valid, poison, valid, poison ... on the same patients' partitions.
+        for index, event in enumerate(valid):
+            producer.send(topics.events_topic, key=event.subject.encode(), value=encode_event(event))
+            if index < len(poison):
+                key, value, _ = poison[index]
+                producer.send(topics.events_topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+    assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(valid)) == len(valid)
+    assert await wait_for_count(clean_db, "SELECT count(*) FROM dead_letters", len(poison)) == len(poison)
+    connection = await asyncpg.connect(clean_db)
+    try:
+        rows = await connection.fetch("SELECT reason, payload FROM dead_letters")
+    finally:
+        await connection.close()
+    assert sorted(r["reason"] for r in rows) == sorted(reason for _, _, reason in poison)
+    assert {bytes(r["payload"]) for r in rows} == {value for _, value, _ in poison}
+    assert await _states(clean_db) == {pid: dump_state(s) for pid, s in replay(valid).items()}
+
+    consumer = KafkaConsumer(
+        topics.dead_letter_topic,
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    try:
+        dead = [record for _, record in zip(range(len(poison)), consumer, strict=False)]
+    finally:
+        consumer.close()
+    assert sorted(dict(r.headers)["iopcare-dlq-reason"].decode() for r in dead) == sorted(
+        reason for _, _, reason in poison
+    )
+    assert all(dict(r.headers)["iopcare-dlq-source-topic"].decode() == topics.events_topic for r in dead)
+
+    # The worker's /metrics counts them by reason, with no patient id in any label.
+
+    exposition = await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/metrics")
+    assert 'iopcare_dead_letters_total{reason="key_mismatch"} 1.0' in exposition
+    assert (
+        f'iopcare_events_processed_total{{outcome="applied",type="iop.patient.enrolled"}} {3.0}' in exposition
+    )
+    assert "p-0000" not in exposition

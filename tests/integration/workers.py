@@ -1,0 +1,79 @@
+"""Real processor workers as subprocesses, for integration tests (no in-process fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+
+from iopcare.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """`iopcare worker` in its own process, with its output in a log file."""
+
+    def __init__(
+        self, kafka: str, database_url: str, settings: Settings, log_dir: Path, app_id: str, name: str = "w1"
+    ) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"worker-{name}.log"
+        env = dict(
+            os.environ,
+            IOPCARE_KAFKA_BOOTSTRAP=kafka,
+            IOPCARE_DATABASE_URL=database_url,
+            IOPCARE_EVENTS_TOPIC=settings.events_topic,
+            IOPCARE_DEAD_LETTER_TOPIC=settings.dead_letter_topic,
+            IOPCARE_ALERTS_TOPIC=settings.alerts_topic,
+            IOPCARE_TOPIC_PARTITIONS=str(settings.topic_partitions),
+            IOPCARE_PROCESSOR_APP_ID=app_id,
+        )
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "iopcare.cli", "worker", "--web-port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=log_dir,
+        )
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+async def wait_for_count(database_url: str, query: str, expected: int, within: float = 90) -> int:
+    """Poll ``query`` (a count) until it reaches ``expected``; returns the last value."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + within
+        value = -1
+        while time.monotonic() < deadline:
+            value = await connection.fetchval(query)
+            if value >= expected:
+                return int(value)
+            await asyncio.sleep(0.25)
+        return int(value)
+    finally:
+        await connection.close()
