@@ -468,7 +468,10 @@ class _Timeline:
         self.individual_slot = (rng.randrange(5), rng.choice((9, 10, 11, 13, 14, 15, 16)))
         self.fellowship_weekdays = frozenset(rng.sample((2, 4, 5, 6), 2))
         self.family_hour = rng.choice((10, 12, 16))
-        self.enrolled_at = (start_at or day0 + timedelta(hours=9)) + timedelta(minutes=rng.randint(0, 180))
+        # Intake takes up to three hours after the start, but stays on day 0 even for a late start.
+        opens = start_at or day0 + timedelta(hours=9)
+        minutes_left = int((day0 + timedelta(days=1) - opens).total_seconds() // 60) - 1
+        self.enrolled_at = opens + timedelta(minutes=rng.randint(0, max(0, min(180, minutes_left))))
         self.weekdays = [(day0 + timedelta(days=d)).weekday() for d in range(days)]
         group_days = [d for d in range(days) if self.weekdays[d] in _GROUP_SLOTS]
         self.course = _COURSES[patient.archetype](rng, days, group_days)
