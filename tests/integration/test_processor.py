@@ -15,11 +15,11 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from iopcare.contract import EVENT_TYPES, InboundEvent, encode_event
 from iopcare.contract.examples import example_event
-from iopcare.domain.engagement import replay
+from iopcare.domain.engagement import PatientState, replay
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
-from iopcare.store.engagement import EngagementStore, dump_state
+from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for_count
 
@@ -62,10 +62,10 @@ def _events_for(patients: int) -> list[InboundEvent]:
     return events
 
 
-async def _states(database_url: str) -> dict[str, str]:
+async def _states(database_url: str) -> dict[str, PatientState]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        return {pid: dump_state(s) for pid, s in (await EngagementStore(pool).load_states()).items()}
+        return await EngagementStore(pool).load_states()
     finally:
         await pool.close()
 
@@ -88,7 +88,7 @@ async def test_state_equals_the_pure_replay_and_redelivery_changes_nothing(
     _publish(endpoints.kafka_bootstrap, topics.events_topic, events)
     assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events)) == len(events)
 
-    expected = {pid: dump_state(state) for pid, state in replay(events).items()}
+    expected = replay(events)
     assert await wait_for_count(
         clean_db, "SELECT coalesce(sum(events_applied), 0) FROM patient_state", len(events)
     ) == len(events)
@@ -143,7 +143,7 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
         await connection.close()
     assert sorted(r["reason"] for r in rows) == sorted(reason for _, _, reason in poison)
     assert {bytes(r["payload"]) for r in rows} == {value for _, value, _ in poison}
-    assert await _states(clean_db) == {pid: dump_state(s) for pid, s in replay(valid).items()}
+    assert await _states(clean_db) == replay(valid)
 
     consumer = KafkaConsumer(
         topics.dead_letter_topic,
