@@ -40,8 +40,6 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         broker=[f"kafka://{host}" for host in endpoints.kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
-        # Faust's local data folder (unused without tables) under the state folder, not the cwd.
-        datadir=str(settings.state_dir / "faust" / app_id),
         web_enabled=True,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
