@@ -30,20 +30,13 @@ from iopcare.domain.measures import (
     use_signals_within,
     week_attendance,
 )
+from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import load_state
 
 Say = Callable[[str], None]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _row(state: PatientState, archetype: str, calendar: ProgramCalendar) -> str:
@@ -127,7 +120,7 @@ def run_demo(
         if archetype not in featured.values():
             featured[patient_id] = archetype
 
-    port = _free_port()
+    port = free_port()
     log_dir = settings.state_dir / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "worker.log"

@@ -18,6 +18,7 @@ reason and sending the rest.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -78,8 +79,6 @@ def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[Inbo
     elif isinstance(event, bytes):
         payload = event
     else:
-        import json
-
         payload = json.dumps(dict(event), separators=(",", ":")).encode()
     decoded = decode_event(payload)
     return decoded, encode_event(decoded)

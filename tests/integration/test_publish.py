@@ -75,6 +75,15 @@ def test_all_events_of_one_patient_share_a_partition(endpoints: Endpoints, uniqu
     assert len(partitions) == 1
 
 
+def _cli_env(endpoints: Endpoints, topics: Settings) -> dict[str, str]:
+    return dict(
+        os.environ,
+        IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
+        IOPCARE_DATABASE_URL=endpoints.database_url,
+        IOPCARE_EVENTS_TOPIC=topics.events_topic,
+    )
+
+
 def _ndjson_with_bad_lines(path: Path, total: int, bad_lines: dict[int, bytes]) -> None:
     base = json.loads(encode_event(example_event("iop.checkin.submitted")))
     with path.open("wb") as out:
@@ -99,12 +108,7 @@ def test_cli_sends_997_of_1000_and_names_the_3_bad_lines(
     }
     path = tmp_path / "events.ndjson"
     _ndjson_with_bad_lines(path, 1000, bad)
-    env = dict(
-        os.environ,
-        IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
-        IOPCARE_DATABASE_URL=endpoints.database_url,
-        IOPCARE_EVENTS_TOPIC=unique_topics.events_topic,
-    )
+    env = _cli_env(endpoints, unique_topics)
     result = subprocess.run(
         [sys.executable, "-m", "iopcare.cli", "publish", str(path)],
         capture_output=True,
@@ -127,12 +131,7 @@ def test_cli_sends_997_of_1000_and_names_the_3_bad_lines(
 def test_cli_reads_stdin_and_exits_zero_when_all_valid(endpoints: Endpoints, unique_topics: Settings) -> None:
     ensure_topics(endpoints.kafka_bootstrap, unique_topics)
     lines = b"".join(encode_event(example_event(t)) + b"\n" for t in EVENT_TYPES)
-    env = dict(
-        os.environ,
-        IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
-        IOPCARE_DATABASE_URL=endpoints.database_url,
-        IOPCARE_EVENTS_TOPIC=unique_topics.events_topic,
-    )
+    env = _cli_env(endpoints, unique_topics)
     result = subprocess.run(
         [sys.executable, "-m", "iopcare.cli", "publish", "-"],
         input=lines,

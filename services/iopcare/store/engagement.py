@@ -94,15 +94,8 @@ class EngagementStore:
         async with self._pool.acquire() as connection, connection.transaction():
             inserted = await self._insert_events(connection, ordered)
             outcome.duplicates += len(ordered) - len(inserted)
-            new = [item for item in accepted if (item.event.source, item.event.id) in inserted]
-            # A key present twice in the batch is applied once: keep its first occurrence.
-            seen: set[tuple[str, str]] = set()
-            fresh: list[AcceptedEvent] = []
-            for item in new:
-                key = (item.event.source, item.event.id)
-                if key not in seen:
-                    seen.add(key)
-                    fresh.append(item)
+            # `unique` holds each key's first occurrence, in arrival order.
+            fresh = [item for key, item in unique.items() if key in inserted]
             if fresh:
                 states = await self._lock_states(connection, sorted({i.event.subject for i in fresh}))
                 for item in fresh:  # arrival (offset) order; the fold does not depend on it
