@@ -62,6 +62,27 @@ async def database_url(endpoints: Endpoints) -> AsyncIterator[str]:
         await admin.close()
 
 
+PROCESSOR_TABLES = (
+    "event_log",
+    "patient_state",
+    "dead_letters",
+    "outbox",
+    "quarantined_events",
+    "absence_checks",
+)
+
+
+@pytest.fixture
+async def clean_db(database_url: str) -> AsyncIterator[str]:
+    """The session database, emptied of processor data before the test."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(f"TRUNCATE {', '.join(PROCESSOR_TABLES)}")
+    finally:
+        await connection.close()
+    yield database_url
+
+
 @pytest.fixture
 def unique_topics() -> Settings:
     """Settings with topic names of their own, so tests sharing the broker never see each other's events."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     broker_rebalance_timeout_seconds: float = Field(default=5.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(default=1.0, gt=0)
+    # Absence checks (no check-in for 48 h, week closed below plan) are swept every few seconds.
+    # "wall": due against the wall clock (production). "stream": against the latest event time
+    # committed, for replaying history (the demo, a backfill) where program time runs faster.
+    absence_clock: Literal["wall", "stream"] = "wall"
+    sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: str = "INFO"
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +15,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from iopcare.contract import EVENT_TYPES, InboundEvent, encode_event
 from iopcare.contract.examples import example_event
-from iopcare.domain.engagement import PatientState, replay
+from iopcare.domain.engagement import PatientState
+from iopcare.domain.intake import Held, replay
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
@@ -30,17 +31,6 @@ pytestmark = pytest.mark.integration
 def topics(endpoints: Endpoints, unique_topics: Settings) -> Settings:
     ensure_topics(endpoints.kafka_bootstrap, unique_topics)
     return unique_topics
-
-
-@pytest.fixture
-async def clean_db(database_url: str) -> AsyncIterator[str]:
-    """The session database, emptied of processor data before each test."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute("TRUNCATE event_log, patient_state, dead_letters, outbox")
-    finally:
-        await connection.close()
-    yield database_url
 
 
 @pytest.fixture
@@ -88,11 +78,18 @@ async def test_state_equals_the_pure_replay_and_redelivery_changes_nothing(
     _publish(endpoints.kafka_bootstrap, topics.events_topic, events)
     assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events)) == len(events)
 
-    expected = replay(events)
-    assert await wait_for_count(
-        clean_db, "SELECT coalesce(sum(events_applied), 0) FROM patient_state", len(events)
-    ) == len(events)
+    held: dict[str, list[Held]] = {}
+    expected = replay(events, quarantine=held)
+    applied = sum(s.events_applied for s in expected.values())
+    assert held, "the examples include family-therapy events from a provider without consent"
+    assert applied == len(events) - sum(len(h) for h in held.values())
+    assert (
+        await wait_for_count(clean_db, "SELECT coalesce(sum(events_applied), 0) FROM patient_state", applied)
+        == applied
+    )
     assert await _states(clean_db) == expected
+    still_held = "SELECT count(*) FROM quarantined_events WHERE released_at IS NULL"
+    assert await wait_for_count(clean_db, still_held, 0) == sum(len(h) for h in held.values())
 
     # The same events delivered again (a producer retry, a replayed partition): nothing changes.
     _publish(endpoints.kafka_bootstrap, topics.events_topic, events)

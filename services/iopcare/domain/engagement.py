@@ -58,6 +58,7 @@ class Tuning:
 
     lateness: timedelta = timedelta(days=7)
     retention: timedelta = timedelta(days=42)  # longest rule window (4-week step-down) plus lateness
+    consent_hold: timedelta = timedelta(days=14)  # how long a third-party report waits for its consent
 
 
 DEFAULT_TUNING = Tuning()
@@ -161,26 +162,48 @@ class FellowshipMeeting:
 
 
 @dataclass
+class ConsentDecision:
+    """One consent form signed (a grant) or withdrawn (a revocation, of some or all of its scope)."""
+
+    at: datetime
+    granted: bool
+    scope: list[str]
+    expires_at: datetime | None  # grants always carry one
+    event_id: str
+
+
+@dataclass
 class Consent:
-    """The patient's Part 2 consent for one third party."""
+    """The patient's Part 2 consent history for one third party, in decision-time order.
+
+    The whole history is kept (it is short) so that "was the consent active when the house made this
+    report?" has one answer whatever order the decisions arrived in.
+    """
 
     recipient_kind: str
     recipient_id: str
-    scope: list[str]
-    granted_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    decided_at: datetime
-    event_id: str
+    decisions: list[ConsentDecision] = field(default_factory=list)
 
-    def active_at(self, when: datetime) -> bool:
-        """Granted, not revoked, not expired at ``when``."""
-        return (
-            self.granted_at is not None
-            and self.granted_at <= when
-            and (self.revoked_at is None or self.revoked_at > when)
-            and (self.expires_at is None or self.expires_at > when)
-        )
+    def scope_at(self, when: datetime) -> frozenset[str]:
+        """What the party may share at ``when``: the latest grant's scope, less what was revoked
+        since, and nothing once that grant has expired."""
+        scope: set[str] = set()
+        expires_at: datetime | None = None
+        for decision in self.decisions:
+            if decision.at > when:
+                break
+            if decision.granted:
+                scope, expires_at = set(decision.scope), decision.expires_at
+            else:
+                scope -= set(decision.scope)
+        if expires_at is not None and expires_at <= when:
+            return frozenset()
+        return frozenset(scope)
+
+    def active_at(self, when: datetime, needs: Iterable[str] = ()) -> bool:
+        """Granted, not revoked, not expired at ``when``, and covering every scope in ``needs``."""
+        scope = self.scope_at(when)
+        return bool(scope) and scope.issuperset(needs)
 
 
 @dataclass
@@ -450,31 +473,22 @@ def _discharged(state: PatientState, event: PatientDischarged) -> None:
 def _consent(state: PatientState, event: ConsentGranted | ConsentRevoked) -> None:
     d = event.data
     key = consent_key(d.recipient_kind, d.recipient_id)
-    current = state.consents.get(key)
-    if current is not None and (current.decided_at, current.event_id) >= (event.time, event.id):
-        return  # a later decision for this party already applied
-    if isinstance(event, ConsentGranted):
-        state.consents[key] = Consent(
-            recipient_kind=d.recipient_kind,
-            recipient_id=d.recipient_id,
+    consent = state.consents.get(key)
+    if consent is None:
+        consent = state.consents[key] = Consent(recipient_kind=d.recipient_kind, recipient_id=d.recipient_id)
+    if any(decision.event_id == event.id for decision in consent.decisions):
+        return
+    granted = isinstance(event, ConsentGranted)
+    consent.decisions.append(
+        ConsentDecision(
+            at=event.time,
+            granted=granted,
             scope=sorted(d.scope),
-            granted_at=event.time,
-            expires_at=event.data.expires_at,
-            revoked_at=None,
-            decided_at=event.time,
+            expires_at=event.data.expires_at if isinstance(event, ConsentGranted) else None,
             event_id=event.id,
         )
-    else:
-        state.consents[key] = Consent(
-            recipient_kind=d.recipient_kind,
-            recipient_id=d.recipient_id,
-            scope=sorted(d.scope),
-            granted_at=current.granted_at if current else None,
-            expires_at=current.expires_at if current else None,
-            revoked_at=event.time,
-            decided_at=event.time,
-            event_id=event.id,
-        )
+    )
+    consent.decisions.sort(key=lambda decision: (decision.at, decision.event_id))
 
 
 _FOLD: dict[type, Callable[[PatientState, Any], None]] = {
@@ -524,14 +538,3 @@ def _prune(state: PatientState, tuning: Tuning) -> None:
                 del state.sessions[record.session_id]
     for booking in [b for b in state.family_bookings.values() if b.starts_at < horizon - tuning.retention]:
         del state.family_bookings[booking.booking_id]
-
-
-def replay(events: Iterable[InboundEvent], tuning: Tuning = DEFAULT_TUNING) -> dict[str, PatientState]:
-    """Fold events (each once) into per-patient states, offline: what the processor converges to."""
-    states: dict[str, PatientState] = {}
-    for event in events:
-        state = states.get(event.subject)
-        if state is None:
-            state = states[event.subject] = PatientState(patient_id=event.subject)
-        apply_event(state, event, tuning)
-    return states

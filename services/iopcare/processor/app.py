@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import faust
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iopcare.contract import DeadLetterHeaders, InvalidEvent
 from iopcare.endpoints import Endpoints
 from iopcare.processor.pipeline import EngagementPipeline, Record
+from iopcare.processor.sweeper import AbsenceSweeper
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore, RejectedRecord
 
@@ -60,8 +62,6 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
 
-    state: dict[str, object] = {}
-
     async def send_dead_letters(items: Sequence[RejectedRecord]) -> None:
         pending = [
             await dead_letter_topic.send(key=item.key, value=item.payload, headers=dead_letter_headers(item))
@@ -69,16 +69,27 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         ]
         await asyncio.gather(*pending)  # wait for the broker's acks before the batch is acked
 
-    async def pipeline() -> EngagementPipeline:
-        if "pipeline" not in state:
-            pool = await _connect_pool(endpoints.database_url, settings)
-            state["pool"] = pool
-            state["pipeline"] = EngagementPipeline(EngagementStore(pool), send_dead_letters)
-        return state["pipeline"]  # type: ignore[return-value]
+    parts: list[_Parts] = []
+    assembling = asyncio.Lock()
+
+    async def connected() -> _Parts:
+        """Pool, store, pipeline and sweeper, made once (the agent and the timer both need them)."""
+        async with assembling:
+            if not parts:
+                pool = await _connect_pool(endpoints.database_url, settings)
+                store = EngagementStore(pool)
+                parts.append(
+                    _Parts(
+                        pool,
+                        EngagementPipeline(store, send_dead_letters),
+                        AbsenceSweeper(store, settings.absence_clock),
+                    )
+                )
+        return parts[0]
 
     @app.agent(events_topic, name="engagement")
     async def engagement(stream: faust.StreamT[bytes]) -> None:
-        handler = await pipeline()
+        handler = (await connected()).pipeline
         # noack_take exists on faust-streaming's Stream, not on its StreamT interface.
         async for batch in stream.noack_take(  # type: ignore[attr-defined]
             settings.batch_max_records, within=settings.batch_max_wait_seconds
@@ -104,11 +115,62 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     async def metrics_page(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
         return _web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    @app.timer(settings.sweep_interval_seconds, name="absence_sweep")  # type: ignore[untyped-decorator]
+    async def absence_sweep() -> None:
+        await (await connected()).sweeper.tick()
+
     @app.page("/healthz")
     async def healthz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
         return _web.json({"status": "alive"})
 
+    @app.page("/readyz")
+    async def readyz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
+        checks = {
+            "postgres": await _postgres_reachable(parts[0].pool if parts else None),
+            "broker": await _broker_reachable(endpoints.kafka_bootstrap),
+        }
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return _web.json(body, status=200 if ready else 503)
+
     return app
+
+
+@dataclass(frozen=True)
+class _Parts:
+    pool: asyncpg.Pool
+    pipeline: EngagementPipeline
+    sweeper: AbsenceSweeper
+
+
+_PROBE_SECONDS = 2.0
+
+
+async def _postgres_reachable(pool: asyncpg.Pool | None) -> bool:
+    if pool is None:
+        return False  # not connected yet: the worker is still starting
+    try:
+        async with asyncio.timeout(_PROBE_SECONDS):
+            async with pool.acquire() as connection:
+                await connection.fetchval("SELECT 1")
+        return True
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
+async def _broker_reachable(bootstrap: str) -> bool:
+    """Whether any bootstrap server accepts a connection (Faust's own client retries on its own)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            async with asyncio.timeout(_PROBE_SECONDS):
+                _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            await writer.wait_closed()
+            return True
+        except (OSError, TimeoutError, ValueError):
+            continue
+    return False
 
 
 async def _connect_pool(database_url: str, settings: Settings) -> asyncpg.Pool:

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 EVENTS = Counter(
     "iopcare_events_processed_total",
-    "Inbound records by event type and outcome (applied, duplicate, dead_lettered).",
+    "Inbound records by event type and outcome (applied, duplicate, quarantined, dead_lettered).",
     ["type", "outcome"],
 )
 DEAD_LETTERS = Counter(
@@ -37,4 +37,30 @@ EVENT_TIME_TO_COMMIT_SECONDS = Histogram(
 )
 STORE_RETRIES = Counter(
     "iopcare_store_retries_total", "Batch commits retried because Postgres was unreachable."
+)
+QUARANTINED = Counter(
+    "iopcare_quarantined_events_total",
+    "Third-party reports held because the patient's consent for that party did not cover them.",
+    ["party_kind", "reason"],
+)
+RELEASED = Counter(
+    "iopcare_quarantine_released_total",
+    "Held third-party reports released (and applied) by a consent grant within the hold window.",
+    ["party_kind"],
+)
+SWEEP_RUNS = Counter(
+    "iopcare_absence_sweep_runs_total", "Absence sweeps run, by outcome (ok, failed).", ["outcome"]
+)
+SWEEP_CHECKS = Counter(
+    "iopcare_absence_checks_fired_total",
+    "Absence checks fired, by kind and whether the absence was real (signalled) or had moved on.",
+    ["kind", "signalled"],
+)
+SWEEP_SECONDS = Histogram(
+    "iopcare_absence_sweep_duration_seconds",
+    "Time of one absence sweep transaction.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ABSENCE_SIGNALS = Counter(
+    "iopcare_absence_signals_total", "Absence signals written to the outbox, by kind.", ["kind"]
 )

@@ -141,11 +141,7 @@ class EngagementPipeline:
             middle = len(accepted) // 2
             first, rejected = await self._commit(accepted[:middle], rejected, by_position)
             second, rejected_second = await self._commit(accepted[middle:], [], by_position)
-            first.applied.extend(second.applied)
-            first.duplicates += second.duplicates
-            first.late += second.late
-            first.dead_lettered += second.dead_lettered
-            first.patients += second.patients
+            first.merge(second)
             return first, rejected + rejected_second
 
     async def _commit_with_retry(
@@ -180,3 +176,8 @@ class EngagementPipeline:
             metrics.EVENTS.labels("any", "duplicate").inc(outcome.duplicates)
         if outcome.late:
             metrics.LATE_EVENTS.inc(outcome.late)
+        for held in outcome.quarantined:
+            metrics.EVENTS.labels(held.event.type, "quarantined").inc()
+            metrics.QUARANTINED.labels(held.party.kind, held.reason).inc()
+        for released in outcome.released:
+            metrics.RELEASED.labels(released.party.kind).inc()

@@ -1,4 +1,4 @@
-"""Postgres persistence of the event log, patient state and dead letters: one transaction per batch.
+"""Postgres persistence of the event log, patient state, quarantine, absence checks and dead letters.
 
 The exactly-once *effect* lives here. For a batch of records from one Kafka poll:
 
@@ -6,22 +6,39 @@ The exactly-once *effect* lives here. For a batch of records from one Kafka poll
    come back are the events never seen before; a redelivered or duplicated event comes back as
    nothing and is applied as nothing;
 2. lock the state rows of the patients concerned (in patient-id order, so two workers overlapping
-   during a rebalance cannot deadlock), fold the new events into them with the pure domain;
-3. write the states back set-based (one statement for the batch) and the dead letters too.
+   during a rebalance cannot deadlock), take the new events in with the pure domain (consent gate,
+   then fold; a consent grant releases the held reports it covers);
+3. write back set-based (one statement per table for the batch): states, held and released reports,
+   the absence checks the new states expect, dead letters.
 
 The caller commits Kafka offsets only after this transaction commits.
+
+The absence sweep (:meth:`EngagementStore.sweep`) takes due checks under the same patient row locks
+(``SKIP LOCKED``: it never waits for a batch), and marks each fired in the transaction that writes its
+signal to the outbox. Lock order is always patient_state first, then the patient's other rows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 from pydantic import TypeAdapter
 
-from iopcare.contract import DeadLetterReason, InboundEvent, encode_event
-from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning, apply_event
+from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
+from iopcare.domain.absence import (
+    DEFAULT_ABSENCE_POLICY,
+    AbsenceCheck,
+    AbsencePolicy,
+    AbsenceSignal,
+    due_checks,
+    observe,
+)
+from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
+from iopcare.domain.intake import Held, take_in, third_party_of
 
 _STATE = TypeAdapter(PatientState)
 
@@ -55,11 +72,33 @@ class RejectedRecord:
 class BatchOutcome:
     """What one batch transaction did."""
 
-    applied: list[InboundEvent] = field(default_factory=list)
+    applied: list[InboundEvent] = field(default_factory=list)  # includes released reports
     duplicates: int = 0
     late: int = 0
     dead_lettered: int = 0
     patients: int = 0
+    quarantined: list[Held] = field(default_factory=list)
+    released: list[Held] = field(default_factory=list)
+
+    def merge(self, other: BatchOutcome) -> None:
+        """Add another transaction's outcome (a batch split to isolate a bad event)."""
+        self.applied.extend(other.applied)
+        self.duplicates += other.duplicates
+        self.late += other.late
+        self.dead_lettered += other.dead_lettered
+        self.patients += other.patients
+        self.quarantined.extend(other.quarantined)
+        self.released.extend(other.released)
+
+
+@dataclass
+class SweepOutcome:
+    """What one sweep transaction did."""
+
+    clock: datetime | None  # the time checks were due against (None: nothing to sweep yet)
+    fired: list[tuple[str, bool]] = field(default_factory=list)  # (check kind, signalled) per check
+    signals: list[tuple[str, AbsenceSignal]] = field(default_factory=list)  # (patient id, signal)
+    skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
 
 
 def dump_state(state: PatientState) -> str:
@@ -75,9 +114,15 @@ def load_state(document: str | bytes) -> PatientState:
 class EngagementStore:
     """Event log, patient state and dead letters in Postgres."""
 
-    def __init__(self, pool: asyncpg.Pool, tuning: Tuning = DEFAULT_TUNING) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        tuning: Tuning = DEFAULT_TUNING,
+        absence: AbsencePolicy = DEFAULT_ABSENCE_POLICY,
+    ) -> None:
         self._pool = pool
         self._tuning = tuning
+        self._absence = absence
 
     async def commit_batch(
         self, accepted: Sequence[AcceptedEvent], rejected: Sequence[RejectedRecord]
@@ -95,19 +140,218 @@ class EngagementStore:
             inserted = await self._insert_events(connection, ordered)
             outcome.duplicates += len(ordered) - len(inserted)
             # `unique` holds each key's first occurrence, in arrival order.
-            fresh = [item for key, item in unique.items() if key in inserted]
+            fresh = [item.event for key, item in unique.items() if key in inserted]
             if fresh:
-                states = await self._lock_states(connection, sorted({i.event.subject for i in fresh}))
-                for item in fresh:  # arrival (offset) order; the fold does not depend on it
-                    state = states[item.event.subject]
-                    if apply_event(state, item.event, self._tuning):
-                        outcome.late += 1
-                    outcome.applied.append(item.event)
-                await self._write_states(connection, list(states.values()))
-                outcome.patients = len(states)
+                await self._take_in(connection, fresh, outcome)
             if rejected:
                 outcome.dead_lettered = await self._insert_dead_letters(connection, rejected)
         return outcome
+
+    async def _take_in(
+        self, connection: Connection, fresh: list[InboundEvent], outcome: BatchOutcome
+    ) -> None:
+        patient_ids = sorted({event.subject for event in fresh})
+        states = await self._lock_states(connection, patient_ids)
+        checks_before = {pid: due_checks(state, self._absence) for pid, state in states.items()}
+        # Held reports matter only to a batch that grants consent; load them just then.
+        granting = sorted({e.subject for e in fresh if isinstance(e, ConsentGranted)})
+        waiting = await self._load_quarantine(connection, granting) if granting else {}
+        released_by: list[str] = []
+        for event in fresh:  # arrival (offset) order; the outcome does not depend on it
+            queue = waiting.setdefault(event.subject, [])
+            intake = take_in(states[event.subject], event, queue, self._tuning)
+            outcome.applied.extend(intake.applied)
+            outcome.late += intake.late
+            if intake.held is not None:
+                queue.append(intake.held)
+                outcome.quarantined.append(intake.held)
+            for released in intake.released:
+                queue.remove(released)
+                outcome.released.append(released)
+                released_by.append(event.id)
+        await self._write_states(connection, list(states.values()))
+        outcome.patients = len(states)
+        # Holds first: a report held and released within this batch gets both rows written.
+        if outcome.quarantined:
+            await self._hold(connection, outcome.quarantined)
+        if outcome.released:
+            await self._release(connection, outcome.released, released_by)
+        await self._reschedule(
+            connection,
+            {pid: (checks_before[pid], due_checks(state, self._absence)) for pid, state in states.items()},
+        )
+
+    async def _load_quarantine(self, connection: Connection, patient_ids: list[str]) -> dict[str, list[Held]]:
+        rows = await connection.fetch(
+            """
+            SELECT q.patient_id, q.reason, q.hold_until, e.payload::text AS payload
+            FROM quarantined_events q JOIN event_log e USING (source, event_id)
+            WHERE q.patient_id = ANY($1::text[]) AND q.released_at IS NULL
+            """,
+            patient_ids,
+        )
+        waiting: dict[str, list[Held]] = {}
+        for row in rows:
+            event = decode_event(row["payload"].encode())
+            party = third_party_of(event)
+            assert party is not None, "only third-party events are quarantined"
+            waiting.setdefault(row["patient_id"], []).append(
+                Held(event, party, row["reason"], row["hold_until"])
+            )
+        return waiting
+
+    async def _hold(self, connection: Connection, held: Sequence[Held]) -> None:
+        await connection.execute(
+            """
+            INSERT INTO quarantined_events
+                (source, event_id, patient_id, event_type, event_time,
+                 party_kind, party_id, reason, hold_until)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                 $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+            ON CONFLICT (source, event_id) DO NOTHING
+            """,
+            [h.event.source for h in held],
+            [h.event.id for h in held],
+            [h.event.subject for h in held],
+            [h.event.type for h in held],
+            [h.event.time for h in held],
+            [h.party.kind for h in held],
+            [h.party.id for h in held],
+            [h.reason for h in held],
+            [h.hold_until for h in held],
+        )
+
+    async def _release(self, connection: Connection, released: Sequence[Held], by: Sequence[str]) -> None:
+        await connection.execute(
+            """
+            UPDATE quarantined_events AS q SET released_at = now(), released_by = r.released_by
+            FROM unnest($1::text[], $2::text[], $3::text[]) AS r(source, event_id, released_by)
+            WHERE q.source = r.source AND q.event_id = r.event_id
+            """,
+            [h.event.source for h in released],
+            [h.event.id for h in released],
+            list(by),
+        )
+
+    async def _reschedule(
+        self, connection: Connection, changes: dict[str, tuple[set[AbsenceCheck], set[AbsenceCheck]]]
+    ) -> None:
+        """Add the checks the new states expect; drop unfired ones they no longer do (superseded)."""
+        added = [(pid, c) for pid, (before, after) in changes.items() for c in after - before]
+        dropped = [(pid, c) for pid, (before, after) in changes.items() for c in before - after]
+        if added:
+            await connection.execute(
+                """
+                INSERT INTO absence_checks (patient_id, check_key, kind, due_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                ON CONFLICT (patient_id, check_key) DO NOTHING
+                """,
+                [pid for pid, _ in added],
+                [c.key for _, c in added],
+                [c.kind for _, c in added],
+                [c.due_at for _, c in added],
+            )
+        if dropped:
+            await connection.execute(
+                """
+                DELETE FROM absence_checks AS a
+                USING unnest($1::text[], $2::text[]) AS d(patient_id, check_key)
+                WHERE a.patient_id = d.patient_id AND a.check_key = d.check_key AND a.fired_at IS NULL
+                """,
+                [pid for pid, _ in dropped],
+                [c.key for _, c in dropped],
+            )
+
+    async def stream_clock(self) -> datetime | None:
+        """The latest event time committed for any patient: "now" for sweeps over replayed history."""
+        async with self._pool.acquire() as connection:
+            value: datetime | None = await connection.fetchval("SELECT max(high_water) FROM patient_state")
+        return value
+
+    async def sweep(self, now: datetime, limit: int = 200) -> SweepOutcome:
+        """Fire the absence checks due by ``now`` for up to ``limit`` patients, in one transaction.
+
+        Patients whose row a batch holds are skipped (``SKIP LOCKED``) and swept next time, so the
+        sweep never slows the stream and two workers sweeping at once never fire a check twice.
+        """
+        outcome = SweepOutcome(clock=now)
+        async with self._pool.acquire() as connection, connection.transaction():
+            due = await connection.fetch(
+                """
+                SELECT DISTINCT patient_id FROM (
+                    SELECT patient_id FROM absence_checks
+                    WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2
+                ) AS d
+                """,
+                now,
+                limit,
+            )
+            if not due:
+                return outcome
+            rows = await connection.fetch(
+                "SELECT patient_id, state::text AS state FROM patient_state "
+                "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE SKIP LOCKED",
+                [row["patient_id"] for row in due],
+            )
+            outcome.skipped_busy = len(due) - len(rows)
+            states = {row["patient_id"]: load_state(row["state"]) for row in rows}
+            checks = await connection.fetch(
+                """
+                SELECT patient_id, check_key, kind, due_at FROM absence_checks
+                WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL AND due_at <= $2
+                ORDER BY patient_id, due_at, check_key
+                """,
+                sorted(states),
+                now,
+            )
+            fired: list[tuple[str, str, bool]] = []
+            for row in checks:
+                check = AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
+                signal = observe(states[row["patient_id"]], check, self._absence)
+                fired.append((row["patient_id"], check.key, signal is not None))
+                outcome.fired.append((check.kind, signal is not None))
+                if signal is not None:
+                    outcome.signals.append((row["patient_id"], signal))
+            await connection.execute(
+                """
+                UPDATE absence_checks AS a SET fired_at = now(), signalled = f.signalled
+                FROM unnest($1::text[], $2::text[], $3::boolean[]) AS f(patient_id, check_key, signalled)
+                WHERE a.patient_id = f.patient_id AND a.check_key = f.check_key
+                """,
+                [pid for pid, _, _ in fired],
+                [key for _, key, _ in fired],
+                [signalled for _, _, signalled in fired],
+            )
+            if outcome.signals:
+                await self._write_outbox(connection, outcome.signals)
+        return outcome
+
+    async def _write_outbox(
+        self, connection: Connection, signals: Sequence[tuple[str, AbsenceSignal]]
+    ) -> None:
+        await connection.execute(
+            """
+            INSERT INTO outbox (dedup_key, patient_id, kind, payload)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+            ON CONFLICT (dedup_key) DO NOTHING
+            """,
+            [f"absence:{pid}:{signal.check_key}" for pid, signal in signals],
+            [pid for pid, _ in signals],
+            [signal.kind for _, signal in signals],
+            [
+                json.dumps(
+                    {
+                        "signal": signal.kind,
+                        "patient_id": pid,
+                        "check": signal.check_key,
+                        "due_at": signal.due_at.isoformat(),
+                        "facts": signal.facts,
+                        "evidence": list(signal.evidence),
+                    }
+                )
+                for pid, signal in signals
+            ],
+        )
 
     async def _insert_events(
         self, connection: Connection, items: Sequence[AcceptedEvent]
@@ -223,6 +467,7 @@ __all__ = [
     "BatchOutcome",
     "EngagementStore",
     "RejectedRecord",
+    "SweepOutcome",
     "dump_state",
     "load_state",
 ]

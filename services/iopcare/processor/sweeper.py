@@ -1,0 +1,82 @@
+"""The absence sweep loop: every few seconds, fire the checks that have fallen due.
+
+Every worker runs one; they need no coordination because the store takes each patient's due checks
+under that patient's row lock (``SKIP LOCKED``) and marks them fired in the transaction that writes
+the signal. "Now" is the wall clock in production. Over replayed history (the demo, a backfill) it is
+the *stream clock*, the latest event time committed, so "48 h without a check-in" means 48 h of
+program time, not 48 h since the replay began.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from iopcare.processor import metrics
+from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS
+from iopcare.store.engagement import EngagementStore, SweepOutcome
+
+log = logging.getLogger(__name__)
+
+AbsenceClock = Literal["wall", "stream"]
+
+
+class AbsenceSweeper:
+    """Runs sweeps until nothing due is left; never raises (a failed sweep is retried next tick)."""
+
+    def __init__(
+        self,
+        store: EngagementStore,
+        clock: AbsenceClock = "wall",
+        *,
+        patients_per_sweep: int = 200,
+        max_sweeps_per_tick: int = 50,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._limit = patients_per_sweep
+        self._max_sweeps = max_sweeps_per_tick
+        self._wall_clock = wall_clock
+
+    async def now(self) -> datetime | None:
+        """The time checks are due against; None when the stream clock has not started."""
+        wall = self._wall_clock()
+        if self._clock == "wall":
+            return wall
+        stream = await self._store.stream_clock()
+        return None if stream is None else min(stream, wall)
+
+    async def tick(self) -> list[SweepOutcome]:
+        """Sweep until a sweep fires nothing (or the per-tick cap); returns each sweep's outcome."""
+        outcomes: list[SweepOutcome] = []
+        try:
+            now = await self.now()
+            if now is None:
+                return outcomes
+            for _ in range(self._max_sweeps):
+                started = time.perf_counter()
+                outcome = await self._store.sweep(now, self._limit)
+                metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
+                metrics.SWEEP_RUNS.labels("ok").inc()
+                self._observe(outcome)
+                outcomes.append(outcome)
+                if not outcome.fired:
+                    break
+        except TRANSIENT_STORE_ERRORS as exc:
+            metrics.SWEEP_RUNS.labels("failed").inc()
+            log.warning("absence sweep: Postgres unavailable (%s); retrying next tick", type(exc).__name__)
+        except Exception as exc:  # a sweep must never take the worker down; the next tick retries
+            metrics.SWEEP_RUNS.labels("failed").inc()
+            log.exception("absence sweep failed (%s); retrying next tick", type(exc).__name__)
+        return outcomes
+
+    @staticmethod
+    def _observe(outcome: SweepOutcome) -> None:
+        for kind, signalled in outcome.fired:
+            metrics.SWEEP_CHECKS.labels(kind, "true" if signalled else "false").inc()
+        for _, signal in outcome.signals:
+            metrics.ABSENCE_SIGNALS.labels(signal.kind).inc()

@@ -1,0 +1,115 @@
+"""Consent quarantine and absence sweeps against real Postgres (the store, without the broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from iopcare.contract import InboundEvent
+from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from tests.unit.domain.test_absence import PATIENT as ABSENT
+from tests.unit.domain.test_absence import T0 as ENROLLED_AT
+from tests.unit.domain.test_absence import checkin, enrolled
+from tests.unit.domain.test_consent_gate import PATIENT, T0, grant, house  # T0: months ago
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+async def _commit(store: EngagementStore, *events: InboundEvent) -> None:
+    await store.commit_batch([AcceptedEvent(e, 0, n) for n, e in enumerate(events)], [])
+
+
+async def test_a_report_without_consent_is_held_then_released_by_a_grant(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    yesterday = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)  # still inside its hold
+    report, consent = house(yesterday, "positive_test"), grant(yesterday + timedelta(hours=20))
+    outcome = await store.commit_batch([AcceptedEvent(report, 0, 1)], [])
+    assert [h.reason for h in outcome.quarantined] == ["no_consent"]
+    row = await pool.fetchrow("SELECT * FROM quarantine_status WHERE event_id = $1", report.id)
+    assert (row["status"], row["reason"], row["party_id"]) == ("held", "no_consent", "house-maple")
+    assert (await store.load_states([PATIENT]))[PATIENT].use_signals == []
+
+    outcome = await store.commit_batch([AcceptedEvent(consent, 0, 2)], [])
+    assert [h.event.id for h in outcome.released] == [report.id]
+    row = await pool.fetchrow("SELECT * FROM quarantine_status WHERE event_id = $1", report.id)
+    assert (row["status"], row["released_by"]) == ("released", consent.id)
+    assert [u.kind for u in (await store.load_states([PATIENT]))[PATIENT].use_signals] == ["house_positive"]
+
+
+async def test_a_report_held_and_released_in_one_batch_is_recorded_as_both(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    report, consent = house(T0), grant(T0 + timedelta(days=1))
+    await _commit(store, report, consent)
+    row = await pool.fetchrow(
+        "SELECT status, released_by FROM quarantine_status WHERE event_id = $1", report.id
+    )
+    assert (row["status"], row["released_by"]) == ("released", consent.id)
+    assert len((await store.load_states([PATIENT]))[PATIENT].house_incidents) == 1
+
+
+async def test_a_report_whose_window_passed_stays_held_and_shows_expired(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    await _commit(store, house(T0), grant(T0 + timedelta(days=20)))
+    assert await pool.fetchval("SELECT status FROM quarantine_status") == "expired"  # T0 is in the past
+
+
+async def test_silence_fires_once_at_48_then_72_hours_with_a_signal_in_the_outbox(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    last = checkin(ENROLLED_AT + timedelta(hours=10))
+    await _commit(store, enrolled(), last)
+    assert (await store.sweep(last.time + timedelta(hours=47))).fired == []
+    first = await store.sweep(last.time + timedelta(hours=49))
+    assert first.fired == [("checkin_silence", True)]
+    assert (await store.sweep(last.time + timedelta(hours=50))).fired == []
+    second = await store.sweep(last.time + timedelta(hours=73))
+    assert second.fired == [("checkin_silence", True)]
+    rows = await pool.fetch("SELECT kind, payload::text AS payload FROM outbox ORDER BY id")
+    assert [json.loads(r["payload"])["facts"]["hours_without_checkin"] for r in rows] == [48, 72]
+    assert {r["kind"] for r in rows} == {"checkin_silence"}
+
+
+async def test_a_checkin_before_the_deadline_cancels_the_pending_silence_checks(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    await _commit(store, enrolled())
+    await _commit(store, checkin(ENROLLED_AT + timedelta(hours=40)))
+    outcome = await store.sweep(ENROLLED_AT + timedelta(hours=73))
+    assert outcome.fired == []
+    assert await pool.fetchval("SELECT count(*) FROM absence_checks WHERE kind = 'checkin_silence'") == 2
+
+
+async def test_two_workers_sweeping_at_once_fire_each_check_once(pool: asyncpg.Pool) -> None:
+    store_a, store_b = EngagementStore(pool), EngagementStore(pool)
+    await _commit(store_a, enrolled())
+    # Far enough ahead that every silence and week-close check is due.
+    now = ENROLLED_AT + timedelta(days=40)
+    outcomes = await asyncio.gather(*(s.sweep(now) for s in (store_a, store_b, store_a, store_b)))
+    fired = [item for outcome in outcomes for item in outcome.fired]
+    total = await pool.fetchval("SELECT count(*) FROM absence_checks WHERE patient_id = $1", ABSENT)
+    assert len(fired) == total == 2 + 4
+    assert await pool.fetchval("SELECT count(*) FROM absence_checks WHERE fired_at IS NULL") == 0
+    # 2 silences + 4 weeks with no attendance at all, each signalled once.
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 6
+
+
+async def test_the_sweep_skips_a_patient_whose_batch_is_in_flight(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool)
+    await _commit(store, enrolled())
+    now = ENROLLED_AT + timedelta(hours=49)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT 1 FROM patient_state WHERE patient_id = $1 FOR UPDATE", ABSENT)
+        busy = await store.sweep(now)
+        assert (busy.fired, busy.skipped_busy) == ([], 1)
+    assert (await store.sweep(now)).fired == [("checkin_silence", True)]
