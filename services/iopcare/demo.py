@@ -22,7 +22,7 @@ import asyncpg
 from kafka import KafkaProducer
 
 from iopcare.cohort import cohort_roster, generate_cohort
-from iopcare.contract import CloudEvent, encode_event
+from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import (
     ProgramCalendar,
@@ -81,10 +81,17 @@ async def _count(database_url: str, query: str, *args: Any) -> int:
         await connection.close()
 
 
-async def _wait_until(database_url: str, query: str, expected: int, within: float, *args: Any) -> int:
+async def _wait_until(
+    database_url: str, query: str, expected: int, within: float, *args: Any, at_most: bool = False
+) -> int:
+    """Poll a count until it reaches ``expected`` (falls to it, with ``at_most``) or time runs out."""
     deadline = time.monotonic() + within
+
+    def waiting(value: int) -> bool:
+        return value > expected if at_most else value < expected
+
     value = await _count(database_url, query, *args)
-    while value < expected and time.monotonic() < deadline:
+    while waiting(value) and time.monotonic() < deadline:
         await asyncio.sleep(0.25)
         value = await _count(database_url, query, *args)
     return value
@@ -129,6 +136,9 @@ def run_demo(
         IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
         IOPCARE_DATABASE_URL=endpoints.database_url,
         IOPCARE_PROCESSOR_APP_ID=f"iopcare-demo-{os.getpid()}",
+        # 90 program days stream by in a minute: absence is judged by program time (DESIGN.md).
+        IOPCARE_ABSENCE_CLOCK="stream",
+        IOPCARE_SWEEP_INTERVAL_SECONDS="1",
     )
     say(f"\n== Starting a processor worker (log: {log_path}, metrics: http://127.0.0.1:{port}/metrics)")
     with log_path.open("wb") as log:
@@ -179,6 +189,11 @@ async def _stream(
             ids.extend(e.id for e in chunk)
             if week == 3:
                 _send_malformed(endpoints.kafka_bootstrap, settings.events_topic, next(iter(featured)))
+                unconsented = _unconsented_report(next(iter(featured)), week_end - timedelta(days=1))
+                publisher.publish(unconsented)
+                sent += 1
+                sources.append(unconsented.source)
+                ids.append(unconsented.id)
             done = await _wait_until(url, _LOGGED, sent, 120, sources, ids)
             if done < sent:
                 raise RuntimeError(
@@ -186,8 +201,9 @@ async def _stream(
                     f"see {settings.state_dir / 'demo' / 'worker.log'}"
                 )
             if week in (1, 3, 5, 8, 10, 13):
-                say(f"\n-- after program week {week}: {sent:,} events applied")
+                say(f"\n-- after program week {week}: {sent:,} events logged")
                 await _show_states(url, featured, calendar, say)
+                await _show_signals(url, featured, week_end, say)
     dead = (
         await _wait_until(url, "SELECT count(*) FROM dead_letters", dead_before + 3, within=30) - dead_before
     )
@@ -208,9 +224,69 @@ async def _stream(
             )
     finally:
         await connection.close()
+    await _show_quarantine(url, say)
     say(
         f"\n== {sent:,} events -> {await _count(url, 'SELECT count(*) FROM patient_state')} "
         "patients' state in Postgres"
+    )
+
+
+async def _show_signals(database_url: str, featured: dict[str, str], until: datetime, say: Say) -> None:
+    """Absence signals the sweeps wrote to the outbox so far (they become alerts with the rules)."""
+    # Wait for the sweep to catch up with the stream clock (it runs every second in the demo).
+    await _wait_until(
+        database_url,
+        "SELECT count(*) FROM absence_checks WHERE fired_at IS NULL AND due_at <= "
+        "(SELECT least(max(high_water), $1) FROM patient_state)",
+        0,
+        10,
+        until,
+        at_most=True,
+    )
+    connection = await asyncpg.connect(database_url)
+    try:
+        totals = await connection.fetch("SELECT kind, count(*) AS n FROM outbox GROUP BY kind ORDER BY kind")
+        latest = await connection.fetch(
+            "SELECT DISTINCT ON (patient_id) patient_id, kind, payload->>'facts' AS facts FROM outbox "
+            "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id, id DESC",
+            list(featured),
+        )
+    finally:
+        await connection.close()
+    if not totals:
+        return
+    say("   absence signals so far: " + ", ".join(f"{r['kind']} {r['n']}" for r in totals))
+    for row in latest:
+        who = f"{row['patient_id']} ({featured[row['patient_id']]})"
+        say(f"     latest for {who}: {row['kind']} {row['facts']}")
+
+
+async def _show_quarantine(database_url: str, say: Say) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT patient_id, event_type, party_kind, party_id, reason, status FROM quarantine_status "
+            "ORDER BY held_at DESC LIMIT 3"
+        )
+    finally:
+        await connection.close()
+    say("\n== Consent gate: third-party reports held in quarantine (42 CFR Part 2), not applied:")
+    for row in rows:
+        say(
+            f"   {row['patient_id']:<14} {row['event_type']:<27} from {row['party_kind']} {row['party_id']}: "
+            f"{row['reason']} ({row['status']})"
+        )
+
+
+def _unconsented_report(patient_id: str, at: datetime) -> CloudEvent[Any]:
+    """A sober-living house the patient never consented to reports on them: it must be held."""
+    return new_event(
+        SoberLivingReported,
+        subject=patient_id,
+        source="house.house-unlisted",
+        data={"house_id": "house-unlisted", "kind": "curfew_violation", "observed_at": at},
+        time=at,
+        id=f"demo-unconsented-{patient_id}",
     )
 
 
