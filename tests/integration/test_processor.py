@@ -7,6 +7,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -165,3 +166,40 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
         f'iopcare_events_processed_total{{outcome="applied",type="iop.patient.enrolled"}} {3.0}' in exposition
     )
     assert "p-0000" not in exposition
+
+
+async def test_the_worker_sweeps_absence_and_reports_ready(
+    endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
+) -> None:
+    # The stream clock: the checks fall due as program time passes in the events, not the wall clock.
+    worker = WorkerProcess(
+        endpoints.kafka_bootstrap,
+        clean_db,
+        topics,
+        tmp_path,
+        app_id=f"test-sweep-{uuid.uuid4().hex[:6]}",
+        extra_env={"IOPCARE_ABSENCE_CLOCK": "stream", "IOPCARE_SWEEP_INTERVAL_SECONDS": "0.5"},
+    )
+    try:
+        enrolled = example_event("iop.patient.enrolled").model_copy(
+            update={"subject": "p-quiet", "id": "q-1"}
+        )
+        # Another patient's check-in three days later moves the stream clock past the quiet patient's
+        # 48 h and 72 h without a check-in since enrollment.
+        other = example_event("iop.checkin.submitted").model_copy(
+            update={"subject": "p-other", "id": "q-2", "time": enrolled.time + timedelta(days=3)}
+        )
+        _publish(endpoints.kafka_bootstrap, topics.events_topic, [enrolled, other])
+        silence = "SELECT count(*) FROM outbox WHERE patient_id = 'p-quiet' AND kind = 'checkin_silence'"
+        assert await wait_for_count(clean_db, silence, 2, within=60) == 2
+        # Swept again and again, still once each.
+        await asyncio.sleep(2)
+        assert await wait_for_count(clean_db, silence, 0) == 2
+
+        ready = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/readyz"))
+        assert ready == {"status": "ready", "checks": {"postgres": True, "broker": True}}
+        exposition = await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/metrics")
+        assert 'iopcare_absence_signals_total{kind="checkin_silence"} 2.0' in exposition
+        assert 'iopcare_absence_sweep_runs_total{outcome="ok"}' in exposition
+    finally:
+        assert worker.stop() in (0, -15), worker.log()[-3000:]

@@ -19,7 +19,14 @@ class WorkerProcess:
     """`iopcare worker` in its own process, with its output in a log file."""
 
     def __init__(
-        self, kafka: str, database_url: str, settings: Settings, log_dir: Path, app_id: str, name: str = "w1"
+        self,
+        kafka: str,
+        database_url: str,
+        settings: Settings,
+        log_dir: Path,
+        app_id: str,
+        name: str = "w1",
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"worker-{name}.log"
@@ -32,6 +39,7 @@ class WorkerProcess:
             IOPCARE_ALERTS_TOPIC=settings.alerts_topic,
             IOPCARE_TOPIC_PARTITIONS=str(settings.topic_partitions),
             IOPCARE_PROCESSOR_APP_ID=app_id,
+            **(extra_env or {}),
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
