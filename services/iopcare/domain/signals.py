@@ -1,0 +1,59 @@
+"""What rules say about a patient: a :class:`Signal` (raise or refresh an alert) or a :class:`Clearance`
+(the condition behind an alert no longer holds). Pure data; the alert lifecycle decides what a signal
+does to the patient's alerts (create, update, inhibit, supersede), the rules only observe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from iopcare.contract import Severity
+
+FactValue = str | int | float | bool | None
+
+SEVERITY_RANK: dict[Severity, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+"""Most urgent first: a lower rank outranks (and can inhibit) a higher one."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One rule's finding about one patient, with everything a counselor needs to act on it.
+
+    ``episode`` names the occurrence within the rule (the first miss of a run of misses, the week
+    that closed short): the alert's dedup key is patient + rule + episode, so a repeat trigger in the
+    same episode updates the open alert instead of raising another.
+    """
+
+    rule_id: str
+    rule_version: str
+    severity: Severity
+    episode: str
+    title: str  # one line
+    explanation: str  # plain language, with the dates and numbers compared
+    recommended_action: str
+    at: datetime  # event time of the observation
+    event_ids: tuple[str, ...] = ()
+    facts: Mapping[str, FactValue] = field(default_factory=dict)  # values and thresholds compared
+    # Rule ids whose open alerts this signal summarizes (a step-up recommendation supersedes the
+    # engagement alerts behind it); the lifecycle resolves those with a reason.
+    supersedes: tuple[str, ...] = ()
+
+    def dedup_key(self, patient_id: str) -> str:
+        return f"{patient_id}:{self.rule_id}:{self.episode}"
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """The condition behind a rule's alerts cleared (attendance back on plan): resolve them."""
+
+    rule_id: str
+    reason: str  # plain language, e.g. "attended group on Thu 6 Mar: the run of misses ended"
+    at: datetime
+    episode: str | None = None  # None: every open episode of the rule
+
+
+Finding = Signal | Clearance
+
+__all__ = ["SEVERITY_RANK", "Clearance", "FactValue", "Finding", "Signal"]
