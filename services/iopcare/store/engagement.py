@@ -37,8 +37,10 @@ from iopcare.domain.absence import (
     due_checks,
     observe,
 )
+from iopcare.domain.alerts import Change, Deadline
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, take_in, third_party_of
+from iopcare.store.alerts import CareTeam, load_alerts, record_changes
 
 _STATE = TypeAdapter(PatientState)
 
@@ -325,6 +327,37 @@ class EngagementStore:
             if outcome.signals:
                 await self._write_outbox(connection, outcome.signals)
         return outcome
+
+    async def escalate(self, now: datetime, deadline: Deadline, limit: int = 200) -> list[Change]:
+        """Escalate alerts past their response deadline and reopen ended snoozes, for up to ``limit``
+        patients, in one transaction (patients with a batch in flight wait for the next run)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            due = await connection.fetch(
+                """
+                SELECT DISTINCT patient_id FROM (
+                    SELECT patient_id FROM alerts WHERE state = 'open' AND escalate_at <= $1
+                    UNION ALL
+                    SELECT patient_id FROM alerts WHERE state = 'snoozed' AND snoozed_until <= $1
+                    LIMIT $2
+                ) AS d
+                """,
+                now,
+                limit,
+            )
+            if not due:
+                return []
+            teams = {
+                row["patient_id"]: CareTeam(row["counselor_id"], row["supervisor_id"])
+                for row in await connection.fetch(
+                    "SELECT patient_id, counselor_id, supervisor_id FROM patient_state "
+                    "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE SKIP LOCKED",
+                    [row["patient_id"] for row in due],
+                )
+            }
+            alerts = await load_alerts(connection, sorted(teams))
+            changes = [change for pid in sorted(teams) for change in alerts[pid].due(now, deadline)]
+            await record_changes(connection, changes, teams)
+        return changes
 
     async def _write_outbox(
         self, connection: Connection, signals: Sequence[tuple[str, AbsenceSignal]]

@@ -1,0 +1,107 @@
+"""Alerts in real Postgres: snapshots, transitions, alert events in the outbox, escalation sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from iopcare.contract import decode_event
+from iopcare.contract.alerts import AlertEvent
+from iopcare.domain.alerts import DEFAULT_DEADLINES, PatientAlerts
+from iopcare.store.alerts import CareTeam, load_alerts, record_changes
+from iopcare.store.engagement import EngagementStore
+from tests.unit.domain.test_alert_lifecycle import NOW, PATIENT, signal
+
+pytestmark = pytest.mark.integration
+
+TEAM = {PATIENT: CareTeam("staff-c12", "staff-s03")}
+
+
+@pytest.fixture
+async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
+    assert pool is not None
+    await pool.execute("TRUNCATE alerts, alert_transitions CASCADE")
+    await pool.execute(
+        "INSERT INTO patient_state (patient_id, state, counselor_id, supervisor_id) "
+        "VALUES ($1, '{}', 'staff-c12', 'staff-s03')",
+        PATIENT,
+    )
+    yield pool
+    await pool.close()
+
+
+async def _raise(pool: asyncpg.Pool, *signals: object, now=NOW) -> list:
+    async with pool.acquire() as connection, connection.transaction():
+        alerts = (await load_alerts(connection, [PATIENT]))[PATIENT]
+        changes = alerts.take(signals, pack_version="2026.1", now=now, deadline=DEFAULT_DEADLINES)  # type: ignore[arg-type]
+        await record_changes(connection, changes, TEAM, {PATIENT: 55})
+    return changes
+
+
+async def test_repeat_triggers_update_one_row_and_every_change_is_a_transition_and_an_event(
+    pool: asyncpg.Pool,
+) -> None:
+    for day in range(3):
+        await _raise(pool, signal("missed_in_a_row", at=NOW + timedelta(days=day)))
+    row = await pool.fetchrow("SELECT * FROM alerts")
+    assert (row["occurrences"], row["state"], row["counselor_id"], row["risk_score"]) == (
+        3,
+        "open",
+        "staff-c12",
+        55,
+    )
+    assert len(row["event_ids"]) == 3
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM alert_transitions ORDER BY id")]
+    assert kinds == ["created", "updated", "updated"]
+    events = (
+        [
+            decode_event(r["payload"].encode(), max_bytes=1 << 20)
+            for r in await pool.fetch("SELECT payload::text AS payload FROM outbox ORDER BY id")
+        ]
+        if False
+        else [
+            AlertEvent.model_validate_json(r["payload"])
+            for r in await pool.fetch("SELECT payload::text AS payload FROM outbox ORDER BY id")
+        ]
+    )
+    assert [e.type for e in events] == ["iop.alert.created", "iop.alert.updated", "iop.alert.updated"]
+    assert [e.data.occurrences for e in events] == [1, 2, 3]
+    assert {e.data.alert_id for e in events} == {str(row["alert_id"])}
+
+
+async def test_loading_restores_the_lifecycle_exactly(pool: asyncpg.Pool) -> None:
+    await _raise(pool, signal("craving_high"), signal("safety", "critical"))
+    async with pool.acquire() as connection:
+        loaded = (await load_alerts(connection, [PATIENT]))[PATIENT]
+    expected = PatientAlerts(PATIENT)
+    expected.take(
+        [signal("craving_high"), signal("safety", "critical")],
+        pack_version="2026.1",
+        now=NOW,
+        deadline=DEFAULT_DEADLINES,
+    )
+    assert loaded.alerts == expected.alerts
+
+
+async def test_an_unacknowledged_critical_alert_escalates_once_across_sweeps_and_workers(
+    pool: asyncpg.Pool,
+) -> None:
+    await _raise(pool, signal("safety", "critical"))
+    store_a, store_b = EngagementStore(pool), EngagementStore(pool)
+    assert await store_a.escalate(NOW + timedelta(minutes=14), DEFAULT_DEADLINES) == []
+    later = NOW + timedelta(minutes=16)
+    results = await asyncio.gather(
+        *(s.escalate(later, DEFAULT_DEADLINES) for s in (store_a, store_b, store_a))
+    )
+    escalations = [c for changes in results for c in changes]
+    assert [c.kind for c in escalations] == ["escalated"]
+    row = await pool.fetchrow("SELECT escalated, escalate_at, supervisor_id FROM alerts")
+    assert (row["escalated"], row["escalate_at"], row["supervisor_id"]) == (True, None, "staff-s03")
+    payload = await pool.fetchval("SELECT payload::text FROM outbox WHERE kind = 'iop.alert.escalated'")
+    assert json.loads(payload)["data"]["escalated"] is True
