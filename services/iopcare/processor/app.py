@@ -19,9 +19,11 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.contract import DeadLetterHeaders, InvalidEvent
+from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.endpoints import Endpoints
+from iopcare.processor import metrics
 from iopcare.processor.pipeline import EngagementPipeline, Record
-from iopcare.processor.sweeper import AbsenceSweeper
+from iopcare.processor.sweeper import Sweeper
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore, RejectedRecord
 
@@ -61,6 +63,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     )
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
+    alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
 
     async def send_dead_letters(items: Sequence[RejectedRecord]) -> None:
         pending = [
@@ -68,6 +71,10 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
             for item in items
         ]
         await asyncio.gather(*pending)  # wait for the broker's acks before the batch is acked
+
+    async def send_alert_events(records: Sequence[OutboundRecord]) -> None:
+        pending = [await alerts_topic.send(key=r.key, value=r.value) for r in records]
+        await asyncio.gather(*pending)
 
     parts: list[_Parts] = []
     assembling = asyncio.Lock()
@@ -82,7 +89,8 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     _Parts(
                         pool,
                         EngagementPipeline(store, send_dead_letters),
-                        AbsenceSweeper(store, settings.absence_clock),
+                        Sweeper(store, settings.absence_clock),
+                        OutboxRelay(pool, send_alert_events),
                     )
                 )
         return parts[0]
@@ -119,6 +127,14 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     async def absence_sweep() -> None:
         await (await connected()).sweeper.tick()
 
+    @app.timer(0.5, name="outbox_relay")  # type: ignore[untyped-decorator]
+    async def outbox_relay() -> None:
+        try:
+            metrics.ALERT_EVENTS_PUBLISHED.inc(await (await connected()).relay.drain())
+        except Exception as exc:  # the rows stay unpublished and go out on a later tick
+            metrics.RELAY_FAILURES.inc()
+            log.warning("outbox relay failed (%s); retrying", type(exc).__name__)
+
     @app.page("/healthz")
     async def healthz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
         return _web.json({"status": "alive"})
@@ -140,7 +156,8 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
 class _Parts:
     pool: asyncpg.Pool
     pipeline: EngagementPipeline
-    sweeper: AbsenceSweeper
+    sweeper: Sweeper
+    relay: OutboxRelay
 
 
 _PROBE_SECONDS = 2.0

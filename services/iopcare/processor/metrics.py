@@ -64,3 +64,15 @@ SWEEP_SECONDS = Histogram(
 ABSENCE_SIGNALS = Counter(
     "iopcare_absence_signals_total", "Absence signals written to the outbox, by kind.", ["kind"]
 )
+ALERT_CHANGES = Counter(
+    "iopcare_alert_changes_total",
+    "Alert lifecycle changes decided by this worker, by kind (created, updated, escalated, resolved, ...)"
+    " and severity.",
+    ["kind", "severity"],
+)
+ALERT_EVENTS_PUBLISHED = Counter(
+    "iopcare_alert_events_published_total", "Alert events relayed from the outbox to the alerts topic."
+)
+RELAY_FAILURES = Counter(
+    "iopcare_outbox_relay_failures_total", "Outbox relay runs that failed (retried on the next tick)."
+)

@@ -1,8 +1,9 @@
-"""The absence sweep loop: every few seconds, fire the checks that have fallen due.
+"""The sweep loop: every few seconds, fire the absence checks that have fallen due, then escalate the
+alerts nobody acknowledged in time (and reopen ended snoozes).
 
-Every worker runs one; they need no coordination because the store takes each patient's due checks
-under that patient's row lock (``SKIP LOCKED``) and marks them fired in the transaction that writes
-the signal. "Now" is the wall clock in production. Over replayed history (the demo, a backfill) it is
+Every worker runs one; they need no coordination because the store takes each patient's due work
+under that patient's row lock (``SKIP LOCKED``) and marks it done in the transaction that writes its
+consequences. "Now" is the wall clock in production. Over replayed history (the demo, a backfill) it is
 the *stream clock*, the latest event time committed, so "48 h without a check-in" means 48 h of
 program time, not 48 h since the replay began.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
+from iopcare.domain.alerts import DEFAULT_DEADLINES, Deadline
 from iopcare.processor import metrics
 from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS
 from iopcare.store.engagement import EngagementStore, SweepOutcome
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 AbsenceClock = Literal["wall", "stream"]
 
 
-class AbsenceSweeper:
+class Sweeper:
     """Runs sweeps until nothing due is left; never raises (a failed sweep is retried next tick)."""
 
     def __init__(
@@ -32,12 +34,14 @@ class AbsenceSweeper:
         store: EngagementStore,
         clock: AbsenceClock = "wall",
         *,
+        deadline: Deadline = DEFAULT_DEADLINES,
         patients_per_sweep: int = 200,
         max_sweeps_per_tick: int = 50,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._clock = clock
+        self._deadline = deadline
         self._limit = patients_per_sweep
         self._max_sweeps = max_sweeps_per_tick
         self._wall_clock = wall_clock
@@ -65,6 +69,12 @@ class AbsenceSweeper:
                 self._observe(outcome)
                 outcomes.append(outcome)
                 if not outcome.fired:
+                    break
+            for _ in range(self._max_sweeps):
+                changes = await self._store.escalate(now, self._deadline, self._limit)
+                for change in changes:
+                    metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()
+                if not changes:
                     break
         except TRANSIENT_STORE_ERRORS as exc:
             metrics.SWEEP_RUNS.labels("failed").inc()
