@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import asyncpg
 import pytest
+from kafka import KafkaConsumer, KafkaProducer
 
 from iopcare.contract.alerts import AlertEvent
+from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.domain.alerts import DEFAULT_DEADLINES, PatientAlerts
+from iopcare.endpoints import Endpoints
+from iopcare.settings import Settings
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
 from iopcare.store.engagement import EngagementStore
+from iopcare.topics import ensure_topics
 from tests.unit.domain.test_alert_lifecycle import NOW, PATIENT, signal
 
 pytestmark = pytest.mark.integration
@@ -97,3 +102,43 @@ async def test_an_unacknowledged_critical_alert_escalates_once_across_sweeps_and
     assert (row["escalated"], row["escalate_at"], row["supervisor_id"]) == (True, None, "staff-s03")
     payload = await pool.fetchval("SELECT payload::text FROM outbox WHERE kind = 'iop.alert.escalated'")
     assert json.loads(payload)["data"]["escalated"] is True
+
+
+async def test_the_relay_publishes_each_alert_event_once_in_order_keyed_by_patient(
+    pool: asyncpg.Pool, endpoints: Endpoints, unique_topics: Settings
+) -> None:
+    topics = unique_topics
+    ensure_topics(endpoints.kafka_bootstrap, topics)
+    for day in range(3):
+        await _raise(pool, signal("missed_in_a_row", at=NOW + timedelta(days=day)))
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+
+    async def send(records: Sequence[OutboundRecord]) -> None:
+        futures = [producer.send(topics.alerts_topic, key=r.key, value=r.value) for r in records]
+        await asyncio.to_thread(lambda: [f.get(timeout=30) for f in futures])
+
+    try:
+        relays = [OutboxRelay(pool, send), OutboxRelay(pool, send)]
+        sent = await asyncio.gather(*(r.drain() for r in relays))
+        assert sum(sent) == 3
+        assert await relays[0].drain() == 0  # published rows are not sent again
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        topics.alerts_topic,
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    try:
+        records = list(consumer)
+    finally:
+        consumer.close()
+    assert {r.key for r in records} == {PATIENT.encode()}
+    events = [AlertEvent.model_validate_json(r.value) for r in records]
+    assert [(e.type, e.data.occurrences) for e in events] == [
+        ("iop.alert.created", 1),
+        ("iop.alert.updated", 2),
+        ("iop.alert.updated", 3),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
