@@ -69,6 +69,9 @@ PROCESSOR_TABLES = (
     "outbox",
     "quarantined_events",
     "absence_checks",
+    "alerts",
+    "alert_transitions",
+    "stream_progress",
 )
 
 

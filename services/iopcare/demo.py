@@ -237,7 +237,7 @@ async def _show_signals(database_url: str, featured: dict[str, str], until: date
     await _wait_until(
         database_url,
         "SELECT count(*) FROM absence_checks WHERE fired_at IS NULL AND due_at <= "
-        "(SELECT least(max(high_water), $1) FROM patient_state)",
+        "(SELECT least(min(event_time_high), $1) FROM stream_progress)",
         0,
         10,
         until,

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from iopcare.contract import EVENT_TYPES, InboundEvent, encode_event
 from iopcare.contract.examples import example_event
@@ -168,6 +169,17 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
     assert "p-0000" not in exposition
 
 
+def _one_patient_per_partition(partitions: int) -> list[str]:
+    """Patient ids whose keys land on every partition (kafka's default partitioner: murmur2)."""
+    found: dict[int, str] = {}
+    for n in range(10_000):
+        patient = f"p-other-{n}"
+        found.setdefault((murmur2(patient.encode()) & 0x7FFFFFFF) % partitions, patient)
+        if len(found) == partitions:
+            return list(found.values())
+    raise AssertionError("no key for some partition")
+
+
 async def test_the_worker_sweeps_absence_and_reports_ready(
     endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
 ) -> None:
@@ -184,12 +196,15 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
         enrolled = example_event("iop.patient.enrolled").model_copy(
             update={"subject": "p-quiet", "id": "q-1"}
         )
-        # Another patient's check-in three days later moves the stream clock past the quiet patient's
-        # 48 h and 72 h without a check-in since enrollment.
-        other = example_event("iop.checkin.submitted").model_copy(
-            update={"subject": "p-other", "id": "q-2", "time": enrolled.time + timedelta(days=3)}
-        )
-        _publish(endpoints.kafka_bootstrap, topics.events_topic, [enrolled, other])
+        # Other patients' check-ins three days later, on every partition, move the stream clock (the
+        # least over partitions) past the quiet patient's 48 h and 72 h without a check-in.
+        others = [
+            example_event("iop.checkin.submitted").model_copy(
+                update={"subject": patient, "id": f"q-{patient}", "time": enrolled.time + timedelta(days=3)}
+            )
+            for patient in _one_patient_per_partition(topics.topic_partitions)
+        ]
+        _publish(endpoints.kafka_bootstrap, topics.events_topic, [enrolled, *others])
         silence = "SELECT count(*) FROM outbox WHERE patient_id = 'p-quiet' AND kind = 'checkin_silence'"
         assert await wait_for_count(clean_db, silence, 2, within=60) == 2
         # Swept again and again, still once each.

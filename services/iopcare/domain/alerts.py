@@ -270,28 +270,35 @@ class PatientAlerts:
     # --- what time does ------------------------------------------------------------------------
 
     def due(self, now: datetime, deadline: Deadline) -> list[Change]:
-        """Escalate alerts past their deadline; reopen snoozes that ended."""
+        """Escalate alerts past their deadline; reopen snoozes that ended.
+
+        Each change is dated when it fell due (the deadline, the snooze's end), not when a sweep got
+        to it, so a late sweep and an offline replay record the same history.
+        """
         changes: list[Change] = []
         for alert in sorted(self.alerts.values(), key=lambda a: (a.raised_at, a.alert_id)):
             if alert.state == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= now:
+                ended = alert.snoozed_until
                 reopened = replace(
                     alert,
                     state="open",
                     snoozed_until=None,
-                    escalate_at=None if alert.inhibited_by else deadline(alert.severity, now),
+                    escalate_at=None if alert.inhibited_by else deadline(alert.severity, ended),
                 )
                 self.alerts[alert.dedup_key] = reopened
-                changes.append(Change("updated", reopened, SYSTEM, now, "snoozed", "snooze ended"))
-            elif (
+                changes.append(Change("updated", reopened, SYSTEM, ended, "snoozed", "snooze ended"))
+                alert = reopened
+            if (
                 alert.state == "open"
                 and not alert.escalated
                 and alert.escalate_at is not None
                 and alert.escalate_at <= now
             ):
+                overdue = alert.escalate_at
                 escalated = replace(alert, escalated=True, escalate_at=None)
                 self.alerts[alert.dedup_key] = escalated
                 reason = f"not acknowledged within the {alert.severity} response target"
-                changes.append(Change("escalated", escalated, SYSTEM, now, "open", reason))
+                changes.append(Change("escalated", escalated, SYSTEM, overdue, "open", reason))
         return changes
 
     def next_due(self) -> datetime | None:

@@ -145,6 +145,8 @@ class EngagementStore:
             fresh = [item.event for key, item in unique.items() if key in inserted]
             if fresh:
                 await self._take_in(connection, fresh, outcome)
+            if accepted:
+                await self._advance_progress(connection, accepted)
             if rejected:
                 outcome.dead_lettered = await self._insert_dead_letters(connection, rejected)
         return outcome
@@ -264,10 +266,30 @@ class EngagementStore:
                 [c.key for _, c in dropped],
             )
 
+    async def _advance_progress(self, connection: Connection, accepted: Sequence[AcceptedEvent]) -> None:
+        high: dict[int, datetime] = {}
+        for item in accepted:
+            if item.partition not in high or item.event.time > high[item.partition]:
+                high[item.partition] = item.event.time
+        await connection.execute(
+            """
+            INSERT INTO stream_progress (kafka_partition, event_time_high)
+            SELECT * FROM unnest($1::int[], $2::timestamptz[])
+            ON CONFLICT (kafka_partition) DO UPDATE SET
+                event_time_high = greatest(stream_progress.event_time_high, EXCLUDED.event_time_high),
+                updated_at = now()
+            """,
+            list(high),
+            list(high.values()),
+        )
+
     async def stream_clock(self) -> datetime | None:
-        """The latest event time committed for any patient: "now" for sweeps over replayed history."""
+        """The event-time watermark: the least, over partitions, of the latest event time committed.
+        "Now" for sweeps over replayed history (None before any event)."""
         async with self._pool.acquire() as connection:
-            value: datetime | None = await connection.fetchval("SELECT max(high_water) FROM patient_state")
+            value: datetime | None = await connection.fetchval(
+                "SELECT min(event_time_high) FROM stream_progress"
+            )
         return value
 
     async def sweep(self, now: datetime, limit: int = 200) -> SweepOutcome:

@@ -13,6 +13,3 @@ CREATE TABLE absence_checks (
 );
 
 CREATE INDEX absence_checks_due ON absence_checks (due_at) WHERE fired_at IS NULL;
-
--- The stream clock of the sweep (the latest event time committed) is max(high_water).
-CREATE INDEX patient_state_high_water ON patient_state (high_water);
