@@ -4,7 +4,7 @@ Every test streams the same synthetic cohort (~20,000 events, 80 patients over 9
 the processor to one standard: the state of every patient in Postgres equals the pure
 ``replay(events)`` of the time-ordered events, and ``event_log`` holds each distinct event once,
 whatever the delivery did (duplicates, a second delivery of everything, arrival out of order within
-the lateness window, partitions split between two workers).
+the lateness window, poison records between valid ones, partitions split between two workers).
 """
 
 from __future__ import annotations
@@ -278,12 +278,15 @@ async def test_poison_between_a_patients_valid_events_leaves_every_valid_event_a
     cohort: list[InboundEvent],
     expected: dict[str, PatientState],
 ) -> None:
+    # A quarter of the patients is enough here (poison needs no scale) and keeps the module short.
+    patients = set(sorted(expected)[: PATIENTS // 4])
+    events = [e for e in cohort if e.subject in patients]
     rng = random.Random(SEED)
-    poisoned = set(rng.sample(range(len(cohort)), len(cohort) // 40))
+    poisoned = set(rng.sample(range(len(events)), len(events) // 20))
     first_events = list({e.subject: e for e in reversed(cohort)}.values())
     records: list[tuple[bytes, bytes]] = []
     reasons: Counter[str] = Counter()
-    for index, event in enumerate(cohort):
+    for index, event in enumerate(events):
         if index in poisoned:
             stranger = rng.choice([e for e in first_events if e.subject != event.subject])
             value, reason = _poison_before(event, stranger, rng.randrange(5))
@@ -303,7 +306,7 @@ async def test_poison_between_a_patients_valid_events_leaves_every_valid_event_a
     finally:
         producer.close()
 
-    await _wait_until_processed(clean_db, cohort)
+    await _wait_until_processed(clean_db, events)
     poison = sum(reasons.values())
     assert await wait_for_count(clean_db, "SELECT count(*) FROM dead_letters", poison) == poison
     connection = await asyncpg.connect(clean_db)
@@ -312,8 +315,8 @@ async def test_poison_between_a_patients_valid_events_leaves_every_valid_event_a
     finally:
         await connection.close()
     assert {row["reason"]: row["n"] for row in rows} == reasons
-    await _assert_converged(clean_db, cohort, expected, dead_letters=poison)
-    assert await worker.metric(PROCESSED, outcome="applied") == len(cohort)
+    await _assert_converged(clean_db, events, {p: expected[p] for p in patients}, dead_letters=poison)
+    assert await worker.metric(PROCESSED, outcome="applied") == len(events)
     assert await worker.metric(PROCESSED, outcome="dead_lettered") == poison
 
 
@@ -349,7 +352,9 @@ async def _stable_members(kafka: str, group: str) -> int:
         (response,) = await admin.describe_consumer_groups([group])
     finally:
         await admin.close()
-    _error, _group, state, _protocol_type, _protocol, members = response.groups[0]
+    # (error_code, group, state, protocol_type, protocol, members, ...): later versions only append.
+    group = response.groups[0]
+    state, members = group[2], group[5]
     return len(members) if state == "Stable" else 0
 
 
