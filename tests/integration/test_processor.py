@@ -6,7 +6,6 @@ import asyncio
 import json
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,25 +22,9 @@ from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
-from iopcare.topics import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def topics(endpoints: Endpoints, unique_topics: Settings) -> Settings:
-    ensure_topics(endpoints.kafka_bootstrap, unique_topics)
-    return unique_topics
-
-
-@pytest.fixture
-def worker(endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        endpoints.kafka_bootstrap, clean_db, topics, tmp_path, app_id=f"test-processor-{uuid.uuid4().hex[:6]}"
-    )
-    yield process
-    assert process.stop() in (0, -15), process.log()[-3000:]
 
 
 def _events_for(patients: int) -> list[InboundEvent]:

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from iopcare.embedded.runtime import free_port
 from iopcare.settings import Settings
@@ -28,6 +31,7 @@ class WorkerProcess:
         name: str = "w1",
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        self.app_id = app_id
         self.port = free_port()
         self.log_path = log_dir / f"worker-{name}.log"
         env = dict(
@@ -63,6 +67,43 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def _get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+            return str(response.read().decode())
+
+    async def wait_healthy(self, within: float = 60) -> None:
+        """Wait until the worker's web server answers ``/healthz`` (it has started its app)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                await asyncio.to_thread(self._get, "/healthz")
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"worker not healthy within {within}s:\n{self.log()[-3000:]}")
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` (e.g. ``iopcare_events_processed_total``) on the worker's
+        ``/metrics`` whose labels include ``labels``; 0 when there is none yet."""
+        exposition = await asyncio.to_thread(self._get, "/metrics")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    async def wait_for_metric(self, name: str, expected: float, within: float = 90, **labels: str) -> float:
+        """Poll ``metric(name, **labels)`` until it reaches ``expected``; returns the last value."""
+        deadline = time.monotonic() + within
+        value = await self.metric(name, **labels)
+        while value < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            value = await self.metric(name, **labels)
+        return value
 
 
 async def wait_for_count(database_url: str, query: str, expected: int, within: float = 90) -> int:
