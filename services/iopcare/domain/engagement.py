@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
 from iopcare.contract import (
@@ -245,6 +245,7 @@ class PatientState:
     high_water: datetime | None = None  # latest event time applied
     events_applied: int = 0
     late_events: int = 0
+    pruned_to: datetime | None = None  # the retention horizon facts were last pruned to
 
     @property
     def level_of_care(self) -> str | None:
@@ -302,7 +303,13 @@ def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = DEFAU
     state.events_applied += 1
     if late:
         state.late_events += 1
-    _prune(state, tuning)
+    # Pruning walks every fact: do it when the horizon crosses into a new day, or when this event
+    # itself is already behind it. The horizon is whole days, so the facts kept do not depend on
+    # which event happened to move it.
+    horizon = _horizon(state.high_water, tuning)
+    if state.pruned_to is None or horizon > state.pruned_to or at < state.pruned_to:
+        _prune(state, horizon, tuning)
+        state.pruned_to = horizon
     return late
 
 
@@ -366,7 +373,7 @@ def _session(state: PatientState, event: SessionScheduled | SessionAttended | Se
         starts_at=d.starts_at,
         duration_minutes=d.duration_minutes,
         status=status,
-        excused=bool(getattr(d, "excused", False)),
+        excused=event.data.excused if isinstance(event, SessionMissed) else False,
         decided_at=event.time,
         event_id=event.id,
     )
@@ -511,11 +518,13 @@ _FOLD: dict[type, Callable[[PatientState, Any], None]] = {
 }
 
 
-def _prune(state: PatientState, tuning: Tuning) -> None:
+def _horizon(high_water: datetime, tuning: Tuning) -> datetime:
+    """Midnight UTC at or before ``high_water - retention``."""
+    return (high_water - tuning.retention).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _prune(state: PatientState, horizon: datetime, tuning: Tuning) -> None:
     """Drop facts older than the retention horizon; keep the program's first sessions."""
-    if state.high_water is None:
-        return
-    horizon = state.high_water - tuning.retention
     if state.checkins and state.checkins[0].at < horizon:
         # Keep the last check-in whatever its age: silence is measured from it.
         state.checkins = [c for c in state.checkins[:-1] if c.at >= horizon] + state.checkins[-1:]
