@@ -21,6 +21,7 @@ signal to the outbox. Lock order is always patient_state first, then the patient
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,6 +104,39 @@ class SweepOutcome:
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
 
 
+class StateCache:
+    """The states this worker wrote last, by patient, with the row version they were written as.
+
+    A patient's events all go to one partition, owned by one worker at a time, so the worker that
+    writes a state is nearly always the next to read it: the cache spares parsing the JSON document
+    again. Postgres stays the truth: an entry is used only if the row's ``xmin`` (which changes with
+    every rewrite, by any worker) still matches. Bounded, least recently used out first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[str, PatientState]] = OrderedDict()
+
+    def get(self, patient_id: str, version: str) -> PatientState | None:
+        entry = self._entries.get(patient_id)
+        if entry is None or entry[0] != version:
+            return None
+        self._entries.move_to_end(patient_id)
+        return entry[1]
+
+    def put(self, patient_id: str, version: str, state: PatientState) -> None:
+        if self._size <= 0:
+            return
+        self._entries[patient_id] = (version, state)
+        self._entries.move_to_end(patient_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, patient_ids: set[str]) -> None:
+        for patient_id in patient_ids:
+            self._entries.pop(patient_id, None)
+
+
 def dump_state(state: PatientState) -> str:
     """State as JSON text (what the ``state`` column holds)."""
     return _STATE.dump_json(state).decode()
@@ -121,10 +155,12 @@ class EngagementStore:
         pool: asyncpg.Pool,
         tuning: Tuning = DEFAULT_TUNING,
         absence: AbsencePolicy = DEFAULT_ABSENCE_POLICY,
+        state_cache_size: int = 1000,
     ) -> None:
         self._pool = pool
         self._tuning = tuning
         self._absence = absence
+        self._cache = StateCache(state_cache_size)
 
     async def commit_batch(
         self, accepted: Sequence[AcceptedEvent], rejected: Sequence[RejectedRecord]
@@ -138,22 +174,30 @@ class EngagementStore:
         outcome.duplicates = len(accepted) - len(unique)
         ordered = [unique[key] for key in sorted(unique)]
 
-        async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await self._insert_events(connection, ordered)
-            outcome.duplicates += len(ordered) - len(inserted)
-            # `unique` holds each key's first occurrence, in arrival order.
-            fresh = [item.event for key, item in unique.items() if key in inserted]
-            if fresh:
-                await self._take_in(connection, fresh, outcome)
-            if accepted:
-                await self._advance_progress(connection, accepted)
-            if rejected:
-                outcome.dead_lettered = await self._insert_dead_letters(connection, rejected)
+        written: dict[str, tuple[str, PatientState]] = {}
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                inserted = await self._insert_events(connection, ordered)
+                outcome.duplicates += len(ordered) - len(inserted)
+                # `unique` holds each key's first occurrence, in arrival order.
+                fresh = [item.event for key, item in unique.items() if key in inserted]
+                if fresh:
+                    written = await self._take_in(connection, fresh, outcome)
+                if accepted:
+                    await self._advance_progress(connection, accepted)
+                if rejected:
+                    outcome.dead_lettered = await self._insert_dead_letters(connection, rejected)
+        except BaseException:
+            # The fold changed cached states in place, and this transaction did not commit.
+            self._cache.forget({item.event.subject for item in accepted})
+            raise
+        for patient_id, (version, state) in written.items():
+            self._cache.put(patient_id, version, state)
         return outcome
 
     async def _take_in(
         self, connection: Connection, fresh: list[InboundEvent], outcome: BatchOutcome
-    ) -> None:
+    ) -> dict[str, tuple[str, PatientState]]:
         patient_ids = sorted({event.subject for event in fresh})
         states = await self._lock_states(connection, patient_ids)
         checks_before = {pid: due_checks(state, self._absence) for pid, state in states.items()}
@@ -173,7 +217,7 @@ class EngagementStore:
                 queue.remove(released)
                 outcome.released.append(released)
                 released_by.append(event.id)
-        await self._write_states(connection, list(states.values()))
+        versions = await self._write_states(connection, list(states.values()))
         outcome.patients = len(states)
         # Holds first: a report held and released within this batch gets both rows written.
         if outcome.quarantined:
@@ -184,6 +228,7 @@ class EngagementStore:
             connection,
             {pid: (checks_before[pid], due_checks(state, self._absence)) for pid, state in states.items()},
         )
+        return {pid: (versions[pid], state) for pid, state in states.items()}
 
     async def _load_quarantine(self, connection: Connection, patient_ids: list[str]) -> dict[str, list[Held]]:
         rows = await connection.fetch(
@@ -444,21 +489,36 @@ class EngagementStore:
             """,
             patient_ids,
         )
-        rows = await connection.fetch(
-            "SELECT patient_id, state::text AS state FROM patient_state "
+        # Lock every row, but read the (large) state document only where this worker's cached copy
+        # is stale: ``xmin`` changes whenever any transaction rewrites the row.
+        versions = await connection.fetch(
+            "SELECT patient_id, xmin::text AS version FROM patient_state "
             "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE",
             patient_ids,
         )
         states: dict[str, PatientState] = {}
-        for row in rows:
-            document = row["state"]
-            states[row["patient_id"]] = (
-                PatientState(patient_id=row["patient_id"]) if document == "{}" else load_state(document)
-            )
+        stale: list[str] = []
+        for row in versions:
+            cached = self._cache.get(row["patient_id"], row["version"])
+            if cached is None:
+                stale.append(row["patient_id"])
+            else:
+                states[row["patient_id"]] = cached
+        if stale:
+            for row in await connection.fetch(
+                "SELECT patient_id, state::text AS state FROM patient_state "
+                "WHERE patient_id = ANY($1::text[])",
+                stale,
+            ):
+                document = row["state"]
+                states[row["patient_id"]] = (
+                    PatientState(patient_id=row["patient_id"]) if document == "{}" else load_state(document)
+                )
         return states
 
-    async def _write_states(self, connection: Connection, states: list[PatientState]) -> None:
-        await connection.execute(
+    async def _write_states(self, connection: Connection, states: list[PatientState]) -> dict[str, str]:
+        """Write the states back; returns each row's new version (for the cache, once committed)."""
+        rows = await connection.fetch(
             """
             UPDATE patient_state AS p SET
                 state = u.state, counselor_id = u.counselor_id, supervisor_id = u.supervisor_id,
@@ -470,6 +530,7 @@ class EngagementStore:
                 AS u(patient_id, state, counselor_id, supervisor_id, level_of_care, high_water,
                      last_checkin_at, events_applied, late_events)
             WHERE p.patient_id = u.patient_id
+            RETURNING p.patient_id, p.xmin::text AS version
             """,
             [s.patient_id for s in states],
             [dump_state(s) for s in states],
@@ -481,6 +542,7 @@ class EngagementStore:
             [s.events_applied for s in states],
             [s.late_events for s in states],
         )
+        return {row["patient_id"]: row["version"] for row in rows}
 
     async def _insert_dead_letters(self, connection: Connection, rejected: Sequence[RejectedRecord]) -> int:
         result = await connection.execute(
