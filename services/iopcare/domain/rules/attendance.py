@@ -16,7 +16,7 @@ from iopcare.contract import SessionAttended, SessionMissed
 from iopcare.domain.engagement import PatientState, SessionRecord
 from iopcare.domain.rules.evidence import chain_start, clearance, signal
 from iopcare.domain.rules.pack import RulePack
-from iopcare.domain.rules.wording import count, day, listing
+from iopcare.domain.rules.wording import count, day, day_time, listing
 from iopcare.domain.signals import Finding
 
 MISSES_ACTION = (
@@ -66,10 +66,13 @@ def _sessions_text(sessions: list[SessionRecord], pack: RulePack) -> tuple[str, 
     """(``group sessions``, ``Tue 4 Mar, Thu 6 Mar``) or, for mixed kinds, (``sessions``, ``Tue 4 Mar
     (group), Wed 5 Mar (individual)``)."""
     zone = pack.program_calendar.zone
+    dates = [day(s.starts_at, zone) for s in sessions]
+    if len(set(dates)) < len(dates):  # two on one day: say the times
+        dates = [day_time(s.starts_at, zone) for s in sessions]
     kinds = {s.kind for s in sessions}
     if len(kinds) == 1:
-        return f"{kinds.pop()} sessions", listing([day(s.starts_at, zone) for s in sessions])
-    return "sessions", listing([f"{day(s.starts_at, zone)} ({s.kind})" for s in sessions])
+        return f"{kinds.pop()} sessions", listing(dates)
+    return "sessions", listing([f"{when} ({s.kind})" for when, s in zip(dates, sessions, strict=True)])
 
 
 # --- missed in a row -----------------------------------------------------------------------------
@@ -150,12 +153,14 @@ def run_of_misses_ended(state: PatientState, event: SessionAttended, pack: RuleP
     misses = [s for s in sessions if s.status == "missed" and not s.excused and s.starts_at <= start]
     if len(misses) < rule.misses:
         return []
-    here = _order(record)
-    attended = [_order(s) for s in sessions if s.status == "attended" and _order(s) < here]
-    previous = max(attended) if attended else None
-    run = sorted(
-        (m for m in misses if _order(m) < here and (previous is None or _order(m) > previous)), key=_order
+    previous = max(
+        (s.starts_at for s in sessions if s.status == "attended" and s.starts_at < start), default=None
     )
+    run = [m for m in misses if previous is None or m.starts_at > previous]
+    if len(run) < rule.misses:
+        return []
+    here = _order(record)
+    run = sorted((m for m in run if _order(m) < here), key=_order)
     if len(run) < rule.misses:
         return []
     zone = pack.program_calendar.zone

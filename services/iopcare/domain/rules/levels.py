@@ -148,7 +148,7 @@ def step_up(state: PatientState, at: datetime, pack: RulePack, weeks: Weeks | No
                 "window_days": rule.days,
                 "sessions_attended": attended,
                 "attending_min_sessions": rule.attending_min_sessions,
-                "low_attendance_weeks": ",".join(
+                "attendance_last_weeks": ",".join(
                     f"{w.week}:{w.attendance_share:.2f}" for w in reversed(closed)
                 ),
                 "low_attendance_share": rule.low_attendance_share,

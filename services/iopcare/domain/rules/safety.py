@@ -40,9 +40,8 @@ def safety(state: PatientState, event: CheckInSubmitted, pack: RulePack) -> list
             episode=event.id,
             title=f"Safety concern at the check-in of {when}",
             explanation=(
-                f"At the check-in of {when} the patient {listing(reasons)}. "
-                f"Any of these calls for a same-day safety review (PHQ-9 item 9 counts from "
-                f"{rule.phq9_item9_at_least})."
+                f"At the check-in of {when} the patient {listing(reasons)}. A same-day safety review is "
+                f"needed (a PHQ-9 item 9 answer of {rule.phq9_item9_at_least} or more counts)."
             ),
             action=ACTION,
             at=event.time,

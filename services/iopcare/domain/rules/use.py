@@ -88,7 +88,7 @@ def positive_screen(state: PatientState, event: ToxicologyResulted, pack: RulePa
     prescribed = sorted(result.prescribed_substances)
     found = listing(unexpected)
     text = (
-        f"The {'random' if result.random else 'scheduled or for-cause'} screen collected on "
+        f"The {'random ' if result.random else ''}screen collected on "
         f"{day_time(result.collected_at, zone)} was positive for {found}, which the patient is not prescribed"
     )
     if prescribed:

@@ -86,7 +86,7 @@ def test_a_use_signal_with_attendance_below_half_the_plan_for_two_weeks_recommen
     ]
     step_up = _signal(findings, "step_up")
     assert step_up.facts["patterns"] == "use_with_low_attendance"
-    assert step_up.facts["low_attendance_weeks"] == "1:0.20,2:0.20"
+    assert step_up.facts["attendance_last_weeks"] == "1:0.20,2:0.20"
     assert "attendance below 50% of the plan for 2 weeks in a row (week 1: 20% and week 2: 20%)" in (
         step_up.explanation
     )
