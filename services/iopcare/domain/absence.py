@@ -3,23 +3,168 @@
 "No check-in for 48 hours" and "the week closed below plan" cannot be triggered by an event, because
 their evidence is an event that never came. Instead every state change lists the checks that are
 due at some future time (:func:`due_checks`); the processor keeps them in Postgres and a sweep takes
-each one when its time comes and asks :func:`observe` whether the absence is real. A check is keyed
-by the episode it belongs to (the last check-in it counts from, the program week it closes), so
-rescheduling is idempotent and each check fires once.
+each one when its time comes and asks :func:`observe` what the rules find. A check is keyed by the
+episode it belongs to (the last check-in it counts from, the program week it closes, the program
+whose day 21 it is), so rescheduling is idempotent and each check fires once.
+
+The time rules of the rule pack run through these checks:
+
+- ``checkin_silence:<hours>h:<anchor event id>``: silence (48 h medium, then 72 h high; one alert);
+- ``week_close:<program start>:<week>``: weekly plan shortfall, fellowship shortfall, step up (low
+  attendance with use), step down, and the end of an episode of frequent misses;
+- ``family_therapy_due:<program start>``: family therapy not booked by day 21.
+
+Transitional: the store still passes an :class:`AbsencePolicy` and reads an :class:`AbsenceSignal`;
+that older path is kept unchanged at the end of this module until the store passes a ``RulePack``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Literal, overload
 
+from iopcare.contract import CheckInSubmitted, PatientDischarged, PatientEnrolled
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import ProgramCalendar, week_attendance
+from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.rules.events import week_closed
+from iopcare.domain.rules.household import family_not_booked
+from iopcare.domain.rules.silence import silence, silence_anchor
+from iopcare.domain.signals import Finding
 
-CheckKind = Literal["checkin_silence", "week_close"]
+CheckKind = Literal["checkin_silence", "week_close", "family_therapy_due"]
 SignalKind = Literal["checkin_silence", "weekly_plan_shortfall"]
 Fact = str | int | float
+
+CHECKS_CHANGE_AFTER: tuple[type, ...] = (PatientEnrolled, CheckInSubmitted, PatientDischarged)
+"""The event types after which :func:`due_checks` can give a different set (with a ``RulePack``):
+a caller that folds many events (a backtest) need not recompute the checks after any other."""
+
+
+@dataclass(frozen=True, order=True)
+class AbsenceCheck:
+    """A check due at ``due_at``; ``key`` names its episode and is unique per patient."""
+
+    due_at: datetime
+    key: str
+    kind: CheckKind
+
+
+def _week_rules_enabled(pack: RulePack) -> bool:
+    rules = pack.rules
+    return any(
+        rule.enabled
+        for rule in (
+            rules.weekly_plan_shortfall,
+            rules.fellowship_shortfall,
+            rules.missed_often,
+            rules.step_up,
+            rules.step_down,
+        )
+    )
+
+
+@lru_cache(maxsize=1024)
+def _program_checks(
+    program_start: date,
+    planned_days: int,
+    calendar: ProgramCalendar,
+    grace: timedelta,
+    family_due: timedelta | None,
+) -> frozenset[AbsenceCheck]:
+    """The checks a program has whatever the patient does: its week closes and its day-21 check.
+    Cached: they depend only on the program and the pack, and every check-in asks for them again."""
+    start = program_start.isoformat()
+    checks = set()
+    for week in range(1, -(-planned_days // 7) + 1):
+        _, week_end = calendar.week_bounds(program_start, week)
+        checks.add(AbsenceCheck(week_end + grace, f"week_close:{start}:{week}", "week_close"))
+    if family_due is not None:
+        first_day, _ = calendar.week_bounds(program_start, 1)
+        checks.add(AbsenceCheck(first_day + family_due, f"family_therapy_due:{start}", "family_therapy_due"))
+    return frozenset(checks)
+
+
+def _checks_of_program(state: PatientState, pack: RulePack) -> frozenset[AbsenceCheck]:
+    enrollment = state.enrollment
+    assert enrollment is not None
+    family = pack.rules.family_not_booked
+    return _program_checks(
+        enrollment.program_start,
+        enrollment.planned_length_days if _week_rules_enabled(pack) else 0,
+        pack.program_calendar,
+        pack.week_close_grace,
+        timedelta(days=family.by_day) if family.enabled else None,
+    )
+
+
+def _silence_checks(state: PatientState, pack: RulePack) -> list[AbsenceCheck]:
+    anchor = silence_anchor(state)
+    if not pack.rules.silence.enabled or anchor is None:
+        return []
+    anchor_at, anchor_id, _ = anchor
+    return [
+        AbsenceCheck(
+            anchor_at + timedelta(hours=step.hours), _silence_key(step.hours, anchor_id), "checkin_silence"
+        )
+        for step in pack.rules.silence.after
+    ]
+
+
+def due_checks(state: PatientState, rules: RulePack | AbsencePolicy = DEFAULT_PACK) -> set[AbsenceCheck]:
+    """Every check this state expects to be swept: none before enrollment or after discharge."""
+    if isinstance(rules, AbsencePolicy):
+        return _policy_due_checks(state, rules)
+    if state.enrollment is None or state.discharge is not None:
+        return set()
+    checks = set(_checks_of_program(state, rules))
+    checks.update(_silence_checks(state, rules))
+    return checks
+
+
+def _expects(state: PatientState, check: AbsenceCheck, pack: RulePack) -> bool:
+    """``check in due_checks(state, pack)``, without building the whole set."""
+    if state.enrollment is None or state.discharge is not None:
+        return False
+    if check.kind == "checkin_silence":
+        return check in _silence_checks(state, pack)
+    return check in _checks_of_program(state, pack)
+
+
+@overload
+def observe(state: PatientState, check: AbsenceCheck, rules: AbsencePolicy) -> AbsenceSignal | None: ...
+
+
+@overload
+def observe(state: PatientState, check: AbsenceCheck, rules: RulePack = ...) -> list[Finding]: ...
+
+
+def observe(
+    state: PatientState, check: AbsenceCheck, rules: RulePack | AbsencePolicy = DEFAULT_PACK
+) -> list[Finding] | AbsenceSignal | None:
+    """At (or after) ``check.due_at``: what the time rules find, or nothing if the state moved on (a
+    check-in came, the patient was discharged or re-enrolled). Deterministic, like the event rules."""
+    if isinstance(rules, AbsencePolicy):
+        return _policy_observe(state, check, rules)
+    pack = rules
+    if not _expects(state, check, pack):
+        return []
+    if check.kind == "checkin_silence":
+        hours = int(check.key.split(":", 2)[1].removesuffix("h"))
+        step = next(s for s in pack.rules.silence.after if s.hours == hours)
+        return silence(state, step, check.due_at, pack)
+    if check.kind == "week_close":
+        return week_closed(state, int(check.key.rsplit(":", 1)[1]), check.due_at, pack)
+    return family_not_booked(state, check.due_at, pack)
+
+
+def _silence_key(hours: int, anchor_event_id: str) -> str:
+    return f"checkin_silence:{hours}h:{anchor_event_id}"
+
+
+# --- transitional: the AbsencePolicy / AbsenceSignal path the store still uses -------------------
 
 
 @dataclass(frozen=True)
@@ -35,15 +180,6 @@ class AbsencePolicy:
 DEFAULT_ABSENCE_POLICY = AbsencePolicy()
 
 
-@dataclass(frozen=True, order=True)
-class AbsenceCheck:
-    """A check due at ``due_at``; ``key`` names its episode and is unique per patient."""
-
-    due_at: datetime
-    key: str
-    kind: CheckKind
-
-
 @dataclass(frozen=True)
 class AbsenceSignal:
     """An absence the sweep found real: what was expected, and what the state shows."""
@@ -55,15 +191,18 @@ class AbsenceSignal:
     evidence: tuple[str, ...] = ()  # event ids behind the facts
 
 
-def due_checks(state: PatientState, policy: AbsencePolicy = DEFAULT_ABSENCE_POLICY) -> set[AbsenceCheck]:
-    """Every check this state expects to be swept: none before enrollment or after discharge."""
+def _policy_due_checks(state: PatientState, policy: AbsencePolicy) -> set[AbsenceCheck]:
     enrollment = state.enrollment
     if enrollment is None or state.discharge is not None:
         return set()
     checks: set[AbsenceCheck] = set()
     anchor_at, anchor_id = _silence_anchor(state)
     for after in policy.silence_after:
-        checks.add(AbsenceCheck(anchor_at + after, _silence_key(after, anchor_id), "checkin_silence"))
+        checks.add(
+            AbsenceCheck(
+                anchor_at + after, _silence_key(after // timedelta(hours=1), anchor_id), "checkin_silence"
+            )
+        )
     weeks = -(-enrollment.planned_length_days // 7)
     for week in range(1, weeks + 1):
         _, week_end = policy.calendar.week_bounds(enrollment.program_start, week)
@@ -72,12 +211,8 @@ def due_checks(state: PatientState, policy: AbsencePolicy = DEFAULT_ABSENCE_POLI
     return checks
 
 
-def observe(
-    state: PatientState, check: AbsenceCheck, policy: AbsencePolicy = DEFAULT_ABSENCE_POLICY
-) -> AbsenceSignal | None:
-    """At (or after) ``check.due_at``: the signal if the absence is real, None if the state moved on
-    (a check-in came, the patient was discharged or re-enrolled)."""
-    if check not in due_checks(state, policy):
+def _policy_observe(state: PatientState, check: AbsenceCheck, policy: AbsencePolicy) -> AbsenceSignal | None:
+    if check not in _policy_due_checks(state, policy):
         return None
     if check.kind == "checkin_silence":
         anchor_at, anchor_id = _silence_anchor(state)
@@ -135,15 +270,13 @@ def _silence_anchor(state: PatientState) -> tuple[datetime, str]:
     return state.enrollment.enrolled_at, state.enrollment.event_id
 
 
-def _silence_key(after: timedelta, anchor_event_id: str) -> str:
-    return f"checkin_silence:{int(after.total_seconds() // 3600)}h:{anchor_event_id}"
-
-
 __all__ = [
+    "CHECKS_CHANGE_AFTER",
     "DEFAULT_ABSENCE_POLICY",
     "AbsenceCheck",
     "AbsencePolicy",
     "AbsenceSignal",
+    "CheckKind",
     "due_checks",
     "observe",
 ]

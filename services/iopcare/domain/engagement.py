@@ -9,7 +9,11 @@ event time* in :mod:`iopcare.domain.measures`, never kept as counters that arriv
 
 Facts older than ``retention`` behind the patient's high-water mark (latest event time seen) are
 pruned to keep the state small; the first sessions of the program are kept for the early-engagement
-rule. An event older than ``lateness`` behind the high-water mark is *late*: still applied where it can
+rule. Pruning runs when that horizon enters a new (UTC) day, and after a late event: pruning on
+every event cost more than the rest of the fold (the backtest folds tens of thousands of events a
+second), and a day's slack changes no rule, whose windows are all shorter than the retention.
+
+An event older than ``lateness`` behind the high-water mark is *late*: still applied where it can
 be, and counted. Within the lateness window the state converges whatever the arrival order.
 """
 
@@ -245,7 +249,6 @@ class PatientState:
     high_water: datetime | None = None  # latest event time applied
     events_applied: int = 0
     late_events: int = 0
-    pruned_to: datetime | None = None  # the retention horizon facts were last pruned to
 
     @property
     def level_of_care(self) -> str | None:
@@ -296,21 +299,28 @@ def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = DEFAU
     log does); re-applying is harmless for every fact keyed by id.
     """
     at = event.time
-    late = state.high_water is not None and at < state.high_water - tuning.lateness
+    previous = state.high_water
+    late = previous is not None and at < previous - tuning.lateness
     _FOLD[type(event)](state, event)
-    if state.high_water is None or at > state.high_water:
+    if previous is None or at > previous:
         state.high_water = at
     state.events_applied += 1
     if late:
         state.late_events += 1
-    # Pruning walks every fact: do it when the horizon crosses into a new day, or when this event
-    # itself is already behind it. The horizon is whole days, so the facts kept do not depend on
-    # which event happened to move it.
-    horizon = _horizon(state.high_water, tuning)
-    if state.pruned_to is None or horizon > state.pruned_to or at < state.pruned_to:
-        _prune(state, horizon, tuning)
-        state.pruned_to = horizon
+    # Only a late event can bring a fact older than the horizon; otherwise the horizon only moves
+    # when it enters a new day.
+    if (
+        late
+        or previous is None
+        or (at > previous and _horizon_day(previous, tuning) < _horizon_day(at, tuning))
+    ):
+        _prune(state, tuning)
     return late
+
+
+def _horizon_day(high_water: datetime, tuning: Tuning) -> int:
+    """The UTC day (days since the epoch) on which the retention horizon of ``high_water`` falls."""
+    return int((high_water - tuning.retention).timestamp() // 86400)
 
 
 def _enrolled(state: PatientState, event: PatientEnrolled) -> None:
@@ -373,7 +383,7 @@ def _session(state: PatientState, event: SessionScheduled | SessionAttended | Se
         starts_at=d.starts_at,
         duration_minutes=d.duration_minutes,
         status=status,
-        excused=event.data.excused if isinstance(event, SessionMissed) else False,
+        excused=isinstance(event, SessionMissed) and event.data.excused,
         decided_at=event.time,
         event_id=event.id,
     )
@@ -518,13 +528,11 @@ _FOLD: dict[type, Callable[[PatientState, Any], None]] = {
 }
 
 
-def _horizon(high_water: datetime, tuning: Tuning) -> datetime:
-    """Midnight UTC at or before ``high_water - retention``."""
-    return (high_water - tuning.retention).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _prune(state: PatientState, horizon: datetime, tuning: Tuning) -> None:
-    """Drop facts older than the retention horizon; keep the program's first sessions."""
+def _prune(state: PatientState, tuning: Tuning) -> None:
+    """Drop facts from before the retention horizon's day (UTC); keep the program's first sessions."""
+    if state.high_water is None:
+        return
+    horizon = datetime.fromtimestamp(_horizon_day(state.high_water, tuning) * 86400, UTC)
     if state.checkins and state.checkins[0].at < horizon:
         # Keep the last check-in whatever its age: silence is measured from it.
         state.checkins = [c for c in state.checkins[:-1] if c.at >= horizon] + state.checkins[-1:]
@@ -532,18 +540,15 @@ def _prune(state: PatientState, horizon: datetime, tuning: Tuning) -> None:
         state.use_signals = [u for u in state.use_signals if u.at >= horizon]
     if state.house_incidents and state.house_incidents[0].at < horizon:
         state.house_incidents = [h for h in state.house_incidents if h.at >= horizon]
-    if state.fellowship and state.fellowship[0].attended_on < horizon.date():
-        state.fellowship = [m for m in state.fellowship if m.attended_on >= horizon.date()]
+    horizon_date = horizon.date()
+    if state.fellowship and state.fellowship[0].attended_on < horizon_date:
+        state.fellowship = [m for m in state.fellowship if m.attended_on >= horizon_date]
     old_sessions = [s for s in state.sessions.values() if s.starts_at < horizon]
-    if old_sessions:
-        early = {
-            s.session_id
-            for s in sorted(state.sessions.values(), key=lambda s: (s.starts_at, s.session_id))[
-                :EARLY_SESSIONS_KEPT
-            ]
-        }
-        for record in old_sessions:
-            if record.session_id not in early:
-                del state.sessions[record.session_id]
+    # The first sessions are the oldest of all, so they are the first among the old ones, and only
+    # more old sessions than those kept can include one to drop.
+    if len(old_sessions) > EARLY_SESSIONS_KEPT:
+        old_sessions.sort(key=lambda s: (s.starts_at, s.session_id))
+        for record in old_sessions[EARLY_SESSIONS_KEPT:]:
+            del state.sessions[record.session_id]
     for booking in [b for b in state.family_bookings.values() if b.starts_at < horizon - tuning.retention]:
         del state.family_bookings[booking.booking_id]

@@ -1,0 +1,84 @@
+"""What every finding carries, shaped to fit the alert contract, and how episodes are named.
+
+An **episode** is what one alert stands for. Rules whose trigger repeats (use reported again,
+another high craving) chain their triggers: triggers no more than ``gap`` apart are one episode,
+named after its first trigger (:func:`chain_start`). A repeat in the same episode therefore
+produces the same name, and the lifecycle updates the open alert instead of raising another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from iopcare.contract import Severity
+from iopcare.domain.engagement import CheckInRecord
+from iopcare.domain.rules.pack import Rule
+from iopcare.domain.rules.wording import fit
+from iopcare.domain.signals import Clearance, FactValue, Signal
+
+# The alert contract's limits (contract/alerts.py).
+MAX_TITLE = 200
+MAX_EXPLANATION = 1000
+MAX_ACTION = 500
+MAX_EVENT_IDS = 50
+MAX_FACTS = 50
+MAX_FACT_TEXT = 200
+
+
+def signal(
+    rule_id: str,
+    rule: Rule,
+    *,
+    severity: Severity,
+    episode: str,
+    title: str,
+    explanation: str,
+    action: str,
+    at: datetime,
+    event_ids: Iterable[str] = (),
+    facts: Mapping[str, FactValue] | None = None,
+    supersedes: Sequence[str] = (),
+) -> Signal:
+    """A rule's signal, cut to the contract's limits; the pack's wording of the action wins."""
+    kept: dict[str, FactValue] = {}
+    for name, value in (facts or {}).items():
+        if len(kept) == MAX_FACTS:
+            break
+        kept[name] = fit(value, MAX_FACT_TEXT) if isinstance(value, str) else value
+    return Signal(
+        rule_id=rule_id,
+        rule_version=rule.version,
+        severity=severity,
+        episode=episode,
+        title=fit(title, MAX_TITLE),
+        explanation=fit(explanation, MAX_EXPLANATION),
+        recommended_action=fit(rule.recommended_action or action, MAX_ACTION),
+        at=at,
+        event_ids=tuple(dict.fromkeys(event_ids))[:MAX_EVENT_IDS],
+        facts=kept,
+        supersedes=tuple(supersedes),
+    )
+
+
+def clearance(rule_id: str, reason: str, at: datetime, episode: str | None = None) -> Clearance:
+    return Clearance(rule_id=rule_id, reason=fit(reason, MAX_EXPLANATION), at=at, episode=episode)
+
+
+def chain_start(times: Sequence[datetime], index: int, gap: timedelta) -> int:
+    """Index of the first trigger of the episode that the trigger at ``times[index]`` belongs to.
+
+    ``times`` are the triggers' times in order; walking back, the episode goes on while each trigger
+    follows the one before it within ``gap``.
+    """
+    while index > 0 and times[index] - times[index - 1] <= gap:
+        index -= 1
+    return index
+
+
+def checkin_index(checkins: Sequence[CheckInRecord], event_id: str) -> int:
+    """Position of a check-in in time order (usually the last), or -1 if the state no longer has it."""
+    for index in range(len(checkins) - 1, -1, -1):
+        if checkins[index].event_id == event_id:
+            return index
+    return -1

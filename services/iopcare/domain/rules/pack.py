@@ -1,0 +1,606 @@
+"""The rule pack: every threshold, window, severity and response target of the rules, as configuration.
+
+A clinic's rules are a TOML file (the default is ``iopcare/rulepacks/default.toml``, which implements
+the default table of CLINICAL.md). :func:`load_pack` reads and validates one; every problem is
+reported with where it is (``rules.craving_high.at_least``) and what is wrong with it, so a clinic
+can fix its pack without reading code. The pack is complete on purpose: every rule and every number
+is written out, nothing falls back to a default hidden in code.
+
+The level-of-care catalogue lives here too (ASAM 3rd edition by default), so a clinic on the 4th
+edition changes a table, not the rules.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, timedelta, tzinfo
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from iopcare.contract import Severity
+from iopcare.domain.engagement import DEFAULT_TUNING, EARLY_SESSIONS_KEPT
+from iopcare.domain.measures import ProgramCalendar
+
+__all__ = [
+    "DEFAULT_PACK",
+    "DEFAULT_PACK_PATH",
+    "RULE_IDS",
+    "Level",
+    "LevelCatalogue",
+    "RulePack",
+    "RulePackError",
+    "load_pack",
+    "parse_pack",
+]
+
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
+
+# Rule ids and versions end up in the alert contract as tokens.
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")]
+LevelCode = Annotated[str, StringConstraints(pattern=r"^\d(\.\d)?$")]
+RESPONSE_TARGET = re.compile(r"^(?P<amount>\d+)\s*(?P<unit>m|min|h|d)$")
+_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days"}
+
+_RETENTION_DAYS = DEFAULT_TUNING.retention.days
+
+
+def _within_retention(days: int) -> int:
+    # A window longer than the history the state keeps would silently count too little.
+    if days > _RETENTION_DAYS:
+        raise PydanticCustomError(
+            "window_too_long",
+            "{days} days is longer than the {kept} days of history the patient state keeps "
+            "(engagement.Tuning.retention)",
+            {"days": days, "kept": _RETENTION_DAYS},
+        )
+    return days
+
+
+WindowDays = Annotated[int, Field(ge=1), AfterValidator(_within_retention)]
+"""A look-back window in days: at least 1, at most what the state remembers."""
+
+
+class _PackModel(BaseModel):
+    # Unknown keys are errors: a misspelt threshold must not silently keep its default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+class Rule(_PackModel):
+    """What every rule has: a version (goes into each alert) and a switch."""
+
+    version: Token
+    enabled: bool = True
+    recommended_action: str | None = Field(default=None, min_length=1, max_length=500)
+    """The clinic's own wording of the recommended action (its protocol); the rule's default otherwise."""
+
+
+class SeverityRule(Rule):
+    severity: Severity
+
+
+class Safety(SeverityRule):
+    """Check-in reports a safety concern, or PHQ-9 item 9 at or above a score, or a positive C-SSRS."""
+
+    safety_concern: bool
+    phq9_item9_at_least: int = Field(ge=1, le=3)
+    cssrs_positive: bool
+
+
+class _EpisodeGap(SeverityRule):
+    episode_gap_days: WindowDays
+
+    @cached_property
+    def gap(self) -> timedelta:
+        return timedelta(days=self.episode_gap_days)
+
+
+class ReportedUse(_EpisodeGap):
+    """Check-in reports substance use."""
+
+
+class PositiveScreen(_EpisodeGap):
+    """Toxicology positive for a substance the patient is not prescribed."""
+
+
+class CravingHigh(_EpisodeGap):
+    at_least: int = Field(ge=0, le=10)
+
+
+class CravingRising(_EpisodeGap):
+    rise_at_least: int = Field(ge=1, le=10)
+    checkins: int = Field(ge=2, le=14)
+
+
+class MissedInARow(SeverityRule):
+    misses: int = Field(ge=1, le=50)
+
+
+class _Window(SeverityRule):
+    days: WindowDays
+
+    @cached_property
+    def window(self) -> timedelta:
+        return timedelta(days=self.days)
+
+
+class MissedOften(_Window):
+    misses: int = Field(ge=1, le=50)
+
+
+class EarlyDisengagement(SeverityRule):
+    first_sessions: int = Field(ge=1, le=EARLY_SESSIONS_KEPT)
+    misses: int = Field(ge=1, le=EARLY_SESSIONS_KEPT)
+
+
+class WeeklyPlanShortfall(SeverityRule):
+    excused_lower_the_plan: bool
+    """An excused miss lowers that week's expectation (sessions of its kind and its hours)."""
+
+
+class FellowshipShortfall(SeverityRule):
+    pass
+
+
+class SilenceStep(_PackModel):
+    hours: int = Field(ge=1, le=24 * _RETENTION_DAYS)
+    severity: Severity
+
+    @cached_property
+    def after(self) -> timedelta:
+        return timedelta(hours=self.hours)
+
+
+class Silence(Rule):
+    after: list[SilenceStep] = Field(min_length=1, max_length=5)
+
+    @field_validator("after")
+    @classmethod
+    def _increasing(cls, steps: list[SilenceStep]) -> list[SilenceStep]:
+        hours = [s.hours for s in steps]
+        if hours != sorted(set(hours)):
+            raise PydanticCustomError("not_increasing", "silence steps must have increasing hours")
+        return steps
+
+
+HouseReportKind = Literal[
+    "curfew_violation",
+    "positive_test",
+    "missed_house_meeting",
+    "conflict",
+    "left",
+    "evicted",
+    "compliant_week",
+]
+
+
+class SoberLivingIncident(Rule):
+    severity_by_kind: dict[HouseReportKind, Severity] = Field(min_length=1)
+    """Which house reports alert, and how urgently; kinds not listed do not alert."""
+
+
+class FamilyNoShow(SeverityRule):
+    pass
+
+
+class FamilyCancellations(_Window):
+    cancellations: int = Field(ge=1, le=20)
+    cancelled_by: list[Literal["patient", "family", "provider"]] = Field(min_length=1)
+
+
+class FamilyNotBooked(SeverityRule):
+    by_day: int = Field(ge=1, le=365)
+
+    @cached_property
+    def due_after(self) -> timedelta:
+        return timedelta(days=self.by_day)
+
+
+class StepUp(_Window):
+    use_signals: int = Field(ge=1, le=20)
+    attending_min_sessions: int = Field(ge=0, le=50)
+    low_attendance_share: float = Field(gt=0, le=1)
+    low_attendance_weeks: int = Field(ge=1, le=5)
+    eviction_days: WindowDays
+    supersedes: list[Token]
+
+    @cached_property
+    def eviction_window(self) -> timedelta:
+        return timedelta(days=self.eviction_days)
+
+
+class StepDown(SeverityRule):
+    weeks: int = Field(ge=1, le=5)
+    mean_craving_at_most: float = Field(ge=0, le=10)
+    fellowship_counts: bool
+
+
+class Rules(_PackModel):
+    """One table per rule; the table name is the rule id that alerts carry."""
+
+    safety: Safety
+    reported_use: ReportedUse
+    positive_screen: PositiveScreen
+    craving_high: CravingHigh
+    craving_rising: CravingRising
+    missed_in_a_row: MissedInARow
+    missed_often: MissedOften
+    early_disengagement: EarlyDisengagement
+    weekly_plan_shortfall: WeeklyPlanShortfall
+    silence: Silence
+    sober_living_incident: SoberLivingIncident
+    family_no_show: FamilyNoShow
+    family_cancellations: FamilyCancellations
+    family_not_booked: FamilyNotBooked
+    fellowship_shortfall: FellowshipShortfall
+    step_up: StepUp
+    step_down: StepDown
+
+    @model_validator(mode="after")
+    def _supersedes_known_rules(self) -> Rules:
+        for name in self.step_up.supersedes:
+            if name not in RULE_IDS:
+                raise PydanticCustomError(
+                    "unknown_rule",
+                    "step_up.supersedes: unknown rule '{name}'; known rules: {known}",
+                    {"name": name, "known": ", ".join(RULE_IDS)},
+                )
+            if name in ("safety", "step_up"):
+                raise PydanticCustomError(
+                    "not_supersedable",
+                    "step_up.supersedes: a {name} alert is never superseded",
+                    {"name": name},
+                )
+        return self
+
+
+RULE_IDS: tuple[str, ...] = tuple(Rules.model_fields)
+
+
+# --- levels of care ------------------------------------------------------------------------------
+
+
+class Level(_PackModel):
+    code: LevelCode
+    name: str = Field(min_length=1, max_length=80)
+
+
+class LevelCatalogue(_PackModel):
+    """The levels of care of one edition of the ASAM Criteria, least intensive first."""
+
+    edition: str = Field(min_length=1, max_length=80)
+    catalogue: list[Level] = Field(min_length=2)
+    program: LevelCode
+    """The level this program delivers (IOP: 2.1)."""
+    step_up_to: list[LevelCode] = Field(min_length=1)
+    """Levels a step-up recommendation names (more intensive than ``program``)."""
+    step_down_to: LevelCode
+    """The level a step-down recommendation names (less intensive than ``program``)."""
+
+    @model_validator(mode="after")
+    def _known_and_ordered(self) -> LevelCatalogue:
+        codes = [level.code for level in self.catalogue]
+        if len(set(codes)) != len(codes):
+            raise PydanticCustomError("duplicate_level", "catalogue lists a level twice")
+        for where, code in [
+            ("program", self.program),
+            *(("step_up_to", c) for c in self.step_up_to),
+            ("step_down_to", self.step_down_to),
+        ]:
+            if code not in codes:
+                raise PydanticCustomError(
+                    "unknown_level",
+                    "{where}: unknown level '{code}'; the catalogue ({edition}) has {codes}",
+                    {"where": where, "code": code, "edition": self.edition, "codes": ", ".join(codes)},
+                )
+        program = codes.index(self.program)
+        for code in self.step_up_to:
+            if codes.index(code) <= program:
+                raise PydanticCustomError(
+                    "not_a_step_up",
+                    "step_up_to: level '{code}' is not more intensive than the program level '{program}'",
+                    {"code": code, "program": self.program},
+                )
+        if codes.index(self.step_down_to) >= program:
+            raise PydanticCustomError(
+                "not_a_step_down",
+                "step_down_to: level '{code}' is not less intensive than the program level '{program}'",
+                {"code": self.step_down_to, "program": self.program},
+            )
+        return self
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        return {level.code: index for index, level in enumerate(self.catalogue)}
+
+    def rank(self, code: str | None) -> int | None:
+        """Position from least intensive (0); None for a level the catalogue does not list."""
+        return None if code is None else self._rank.get(code)
+
+    def at_step_up_level(self, code: str | None) -> bool:
+        """Is ``code`` as intensive as a step-up target already (a level the catalogue lists)?"""
+        rank = self.rank(code)
+        return rank is not None and rank >= min(self._rank[target] for target in self.step_up_to)
+
+    def name(self, code: str) -> str:
+        for level in self.catalogue:
+            if level.code == code:
+                return level.name
+        return code
+
+    def describe(self, codes: list[str]) -> str:
+        """``2.5 (partial hospitalization) or 3.1/3.3/3.5/3.7``: the first level named, the rest by code."""
+        first = f"{codes[0]} ({self.name(codes[0])})"
+        return first if len(codes) == 1 else f"{first} or {'/'.join(codes[1:])}"
+
+
+# --- calendar, response targets, risk ------------------------------------------------------------
+
+
+class Calendar(_PackModel):
+    time_zone: str = Field(min_length=1)
+    """IANA zone of the clinic: program weeks and the dates in explanations are local."""
+    week_close_grace_hours: int = Field(ge=0, le=72)
+    """How long after a program week ends its attendance is judged (late entries the next morning)."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        _zone(name)
+        return name
+
+
+def _zone(name: str) -> tzinfo:
+    if name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError("unknown_time_zone", "unknown time zone '{name}'", {"name": name}) from None
+
+
+def _response_target(value: str) -> str:
+    if value in ("next business day", "never") or RESPONSE_TARGET.match(value):
+        return value
+    raise PydanticCustomError(
+        "bad_response_target",
+        "bad response target '{value}': write e.g. '15m', '4h', '2d', 'next business day' or 'never'",
+        {"value": value},
+    )
+
+
+ResponseTarget = Annotated[str, AfterValidator(_response_target)]
+
+
+class ResponseTargets(_PackModel):
+    """How soon an alert of each severity must be acknowledged before it escalates to the supervisor."""
+
+    critical: ResponseTarget
+    high: ResponseTarget
+    medium: ResponseTarget
+    low: ResponseTarget
+    info: ResponseTarget
+    business_day_starts_at_hour: int = Field(ge=0, le=23)
+
+
+class Points(_PackModel):
+    points: int = Field(ge=0, le=100)
+
+
+class WindowPoints(Points):
+    days: WindowDays
+
+
+class CravingPoints(Points):
+    at_least: int = Field(ge=0, le=10)
+    days: WindowDays
+
+
+class RisingPoints(Points):
+    rise_at_least: int = Field(ge=1, le=10)
+    checkins: int = Field(ge=2, le=14)
+
+
+class MoodPoints(Points):
+    mean_at_most: float = Field(ge=0, le=10)
+    days: WindowDays
+
+
+class SleepPoints(Points):
+    mean_below_hours: float = Field(ge=0, le=24)
+    days: WindowDays
+
+
+class MissedPoints(_PackModel):
+    points_each: int = Field(ge=0, le=100)
+    max_points: int = Field(ge=0, le=100)
+    days: WindowDays
+
+
+class InARowPoints(Points):
+    misses: int = Field(ge=1, le=50)
+
+
+class SilencePoints(Points):
+    hours: int = Field(ge=1, le=24 * _RETENTION_DAYS)
+
+
+class AttendancePoints(Points):
+    share_below: float = Field(gt=0, le=1)
+
+
+class RiskFactors(_PackModel):
+    """Points per contributing factor; the score is their sum, capped at 100."""
+
+    reported_use: WindowPoints
+    positive_screen: WindowPoints
+    house_positive: WindowPoints
+    craving_high: CravingPoints
+    craving_rising: RisingPoints
+    low_mood: MoodPoints
+    short_sleep: SleepPoints
+    missed_sessions: MissedPoints
+    missed_in_a_row: InARowPoints
+    silence: SilencePoints
+    low_attendance: AttendancePoints
+    safety: WindowPoints
+    housing_unstable: WindowPoints
+    house_incident: WindowPoints
+    early_disengagement: Points
+
+
+class Risk(_PackModel):
+    version: Token
+    trend_days: int = Field(ge=1, le=28)
+    steady_within: int = Field(ge=0, le=100)
+    """A change of at most this many points between the two scores counts as steady."""
+    factors: RiskFactors
+
+
+class PackInfo(_PackModel):
+    version: Token
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RulePack(_PackModel):
+    """A clinic's complete rule configuration (see ``rulepacks/default.toml``)."""
+
+    pack: PackInfo
+    calendar: Calendar
+    response_targets: ResponseTargets
+    levels: LevelCatalogue
+    rules: Rules
+    risk: Risk
+
+    @property
+    def version(self) -> str:
+        """The pack's version: alerts carry it as ``rule_pack_version``."""
+        return self.pack.version
+
+    @cached_property
+    def enabled_rules(self) -> frozenset[str]:
+        """Ids of the rules switched on."""
+        return frozenset(rule_id for rule_id in RULE_IDS if getattr(self.rules, rule_id).enabled)
+
+    @cached_property
+    def program_calendar(self) -> ProgramCalendar:
+        """Program weeks in the clinic's time zone."""
+        return ProgramCalendar(_zone(self.calendar.time_zone))
+
+    @cached_property
+    def week_close_grace(self) -> timedelta:
+        return timedelta(hours=self.calendar.week_close_grace_hours)
+
+    def response_target(self, severity: Severity) -> timedelta | Literal["never"] | None:
+        """The severity's deadline: a duration, None for the next business day, or "never"."""
+        value: str = getattr(self.response_targets, severity)
+        if value == "never":
+            return "never"
+        if value == "next business day":
+            return None
+        match = RESPONSE_TARGET.match(value)
+        assert match is not None  # validated on load
+        return timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
+
+    def response_targets_by_severity(self) -> dict[Severity, timedelta | None]:
+        """Deadlines of the severities that escalate (None: the next business day), for the lifecycle's
+        ``fixed_deadlines(targets, business_day_start_hour)``; "never" severities are left out."""
+        targets: dict[Severity, timedelta | None] = {}
+        for severity in SEVERITIES:
+            target = self.response_target(severity)
+            if target != "never":
+                targets[severity] = target
+        return targets
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+class RulePackError(ValueError):
+    """A rule pack that cannot be used, with every problem found and where it is."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"rule pack {source} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _problem(error: ErrorDetails) -> str:
+    loc, kind = error["loc"], error["type"]
+    where = _where(loc)
+    if kind == "extra_forbidden":
+        if len(loc) == 2 and loc[0] == "rules":
+            return f"{where}: unknown rule {loc[1]!r}; known rules: {', '.join(RULE_IDS)}"
+        return f"{where}: unknown field"
+    if kind == "missing":
+        return f"{where}: missing field"
+    if kind == "literal_error" and loc and loc[-1] == "[key]":
+        return f"{_where(loc[:-1])}: unknown house report kind; {error['msg'].lower()}"
+    if kind == "literal_error" and loc and (loc[-1] == "severity" or "severity_by_kind" in loc):
+        return f"{where}: unknown severity {error.get('input')!r}; expected one of {', '.join(SEVERITIES)}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "window_too_long"):
+        return f"{where}: bad threshold {error.get('input')!r}: {error['msg']}"
+    return f"{where}: {error['msg']}"
+
+
+def parse_pack(document: Mapping[str, Any], source: str = "<rule pack>") -> RulePack:
+    """Validate a pack already read from TOML; raises :class:`RulePackError` naming every problem."""
+    try:
+        return RulePack.model_validate(document)
+    except ValidationError as exc:
+        raise RulePackError(source, [_problem(error) for error in exc.errors()]) from None
+
+
+def load_pack(path: str | Path) -> RulePack:
+    """Read and validate a rule pack file (TOML).
+
+    Raises :class:`RulePackError` with every problem and its location: a TOML syntax error, an
+    unknown rule or field, a missing field, a bad threshold, an unknown severity or level.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            document = tomllib.load(stream)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulePackError(str(path), [f"not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise RulePackError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    return parse_pack(document, str(path))
+
+
+# Package data next to the migrations (pyproject: package-data), not a Python package of its own.
+_DEFAULT = resources.files("iopcare").joinpath("rulepacks/default.toml")
+
+DEFAULT_PACK_PATH = Path(str(_DEFAULT))
+"""Where the packaged default pack is (a template for a clinic's own)."""
+
+DEFAULT_PACK: RulePack = parse_pack(
+    tomllib.loads(_DEFAULT.read_text("utf-8")), "iopcare/rulepacks/default.toml"
+)
+"""The packaged default: the rule table of CLINICAL.md."""
