@@ -137,7 +137,7 @@ def run_demo(
         IOPCARE_DATABASE_URL=endpoints.database_url,
         IOPCARE_PROCESSOR_APP_ID=f"iopcare-demo-{os.getpid()}",
         # 90 program days stream by in a minute: absence is judged by program time (DESIGN.md).
-        IOPCARE_ABSENCE_CLOCK="stream",
+        IOPCARE_CLOCK="stream",
         IOPCARE_SWEEP_INTERVAL_SECONDS="1",
     )
     say(f"\n== Starting a processor worker (log: {log_path}, metrics: http://127.0.0.1:{port}/metrics)")

@@ -48,10 +48,12 @@ class Settings(BaseSettings):
     broker_rebalance_timeout_seconds: float = Field(default=5.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(default=1.0, gt=0)
-    # Absence checks (no check-in for 48 h, week closed below plan) are swept every few seconds.
-    # "wall": due against the wall clock (production). "stream": against the latest event time
-    # committed, for replaying history (the demo, a backfill) where program time runs faster.
-    absence_clock: Literal["wall", "stream"] = "wall"
+    # The rule pack (TOML): thresholds, severities, response targets. Unset: the packaged default.
+    rule_pack: Path | None = None
+    # "Now" for absence checks (no check-in for 48 h, week closed below plan), alert deadlines and
+    # escalation. "wall": the wall clock (production). "stream": event time, the least over partitions
+    # of the latest event time committed, for replaying history (the demo, a backfill).
+    clock: Literal["wall", "stream"] = "wall"
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: str = "INFO"
 

@@ -66,7 +66,7 @@ async def test_a_report_whose_window_passed_stays_held_and_shows_expired(pool: a
     assert await pool.fetchval("SELECT status FROM quarantine_status") == "expired"  # T0 is in the past
 
 
-async def test_silence_fires_once_at_48_then_72_hours_with_a_signal_in_the_outbox(pool: asyncpg.Pool) -> None:
+async def test_silence_alerts_at_48_hours_and_rises_to_high_at_72_once_each(pool: asyncpg.Pool) -> None:
     store = EngagementStore(pool)
     last = checkin(ENROLLED_AT + timedelta(hours=10))
     await _commit(store, enrolled(), last)
@@ -76,9 +76,13 @@ async def test_silence_fires_once_at_48_then_72_hours_with_a_signal_in_the_outbo
     assert (await store.sweep(last.time + timedelta(hours=50))).fired == []
     second = await store.sweep(last.time + timedelta(hours=73))
     assert second.fired == [("checkin_silence", True)]
+    [alert] = await pool.fetch("SELECT * FROM alerts")
+    assert (alert["rule_id"], alert["severity"], alert["occurrences"]) == ("silence", "high", 2)
+    # Raised when it fell due (48 h after the check-in), not when the sweep ran.
+    assert alert["raised_at"] == last.time + timedelta(hours=48)
     rows = await pool.fetch("SELECT kind, payload::text AS payload FROM outbox ORDER BY id")
-    assert [json.loads(r["payload"])["facts"]["hours_without_checkin"] for r in rows] == [48, 72]
-    assert {r["kind"] for r in rows} == {"checkin_silence"}
+    assert [r["kind"] for r in rows] == ["iop.alert.created", "iop.alert.updated"]
+    assert [json.loads(r["payload"])["data"]["severity"] for r in rows] == ["medium", "high"]
 
 
 async def test_a_checkin_before_the_deadline_cancels_the_pending_silence_checks(pool: asyncpg.Pool) -> None:
@@ -98,10 +102,13 @@ async def test_two_workers_sweeping_at_once_fire_each_check_once(pool: asyncpg.P
     outcomes = await asyncio.gather(*(s.sweep(now) for s in (store_a, store_b, store_a, store_b)))
     fired = [item for outcome in outcomes for item in outcome.fired]
     total = await pool.fetchval("SELECT count(*) FROM absence_checks WHERE patient_id = $1", ABSENT)
-    assert len(fired) == total == 2 + 4
+    # 2 silences, 4 week closes, family therapy due by day 21: each fired by exactly one sweep.
+    assert len(fired) == total == 2 + 4 + 1
     assert await pool.fetchval("SELECT count(*) FROM absence_checks WHERE fired_at IS NULL") == 0
-    # 2 silences + 4 weeks with no attendance at all, each signalled once.
-    assert await pool.fetchval("SELECT count(*) FROM outbox") == 6
+    changes = [c for outcome in outcomes for c in outcome.alert_changes]
+    created = [c.alert.dedup_key for c in changes if c.kind == "created"]
+    assert created and len(created) == len(set(created)) == await pool.fetchval("SELECT count(*) FROM alerts")
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == len(changes)
 
 
 async def test_the_sweep_skips_a_patient_whose_batch_is_in_flight(pool: asyncpg.Pool) -> None:

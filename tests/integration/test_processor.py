@@ -173,7 +173,7 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
         topics,
         tmp_path,
         app_id=f"test-sweep-{uuid.uuid4().hex[:6]}",
-        extra_env={"IOPCARE_ABSENCE_CLOCK": "stream", "IOPCARE_SWEEP_INTERVAL_SECONDS": "0.5"},
+        extra_env={"IOPCARE_CLOCK": "stream", "IOPCARE_SWEEP_INTERVAL_SECONDS": "0.5"},
     )
     try:
         enrolled = example_event("iop.patient.enrolled").model_copy(
@@ -188,16 +188,35 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
             for patient in _one_patient_per_partition(topics.topic_partitions)
         ]
         _publish(endpoints.kafka_bootstrap, topics.events_topic, [enrolled, *others])
-        silence = "SELECT count(*) FROM outbox WHERE patient_id = 'p-quiet' AND kind = 'checkin_silence'"
-        assert await wait_for_count(clean_db, silence, 2, within=60) == 2
-        # Swept again and again, still once each.
+        # One silence alert: raised at 48 h (medium), the same episode raised to high at 72 h, which
+        # is also the medium alert's 24 h response deadline: nobody acknowledged it, so it escalated.
+        silence = (
+            "SELECT count(*) FROM alert_transitions t JOIN alerts a USING (alert_id) "
+            "WHERE a.patient_id = 'p-quiet' AND a.rule_id = 'silence'"
+        )
+        assert await wait_for_count(clean_db, silence, 3, within=60) == 3
+        # Swept again and again, still once each; and each change reached the alerts topic.
         await asyncio.sleep(2)
-        assert await wait_for_count(clean_db, silence, 0) == 2
+        assert await wait_for_count(clean_db, silence, 0) == 3
+        connection = await asyncpg.connect(clean_db)
+        try:
+            alert = await connection.fetchrow("SELECT * FROM alerts WHERE patient_id = 'p-quiet'")
+            kinds = await connection.fetch(
+                "SELECT kind FROM alert_transitions WHERE alert_id = $1 ORDER BY id", alert["alert_id"]
+            )
+        finally:
+            await connection.close()
+        assert [k["kind"] for k in kinds] == ["created", "updated", "escalated"]
+        assert (alert["severity"], alert["occurrences"], alert["escalated"]) == ("high", 2, True)
+        assert alert["counselor_id"] == "staff-c12"
+        published = "SELECT count(*) FROM outbox WHERE patient_id = 'p-quiet' AND published_at IS NOT NULL"
+        assert await wait_for_count(clean_db, published, 3, within=20) == 3
 
         ready = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/readyz"))
         assert ready == {"status": "ready", "checks": {"postgres": True, "broker": True}}
         exposition = await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/metrics")
-        assert 'iopcare_absence_signals_total{kind="checkin_silence"} 2.0' in exposition
+        assert 'iopcare_alert_changes_total{kind="created",severity="medium"}' in exposition
+        assert "iopcare_alert_events_published_total" in exposition
         assert 'iopcare_absence_sweep_runs_total{outcome="ok"}' in exposition
     finally:
         assert worker.stop() in (0, -15), worker.log()[-3000:]

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.contract import DeadLetterHeaders, InvalidEvent
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
+from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
 from iopcare.processor import metrics
 from iopcare.processor.pipeline import EngagementPipeline, Record
@@ -38,7 +39,8 @@ def dead_letter_headers(item: RejectedRecord) -> list[tuple[str, bytes]]:
 
 
 def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
-    """A Faust app for the engagement processor."""
+    """A Faust app for the engagement processor. Raises :class:`RulePackError` for an invalid pack."""
+    pack = load_pack(settings.rule_pack) if settings.rule_pack else DEFAULT_PACK
     app = faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in endpoints.kafka_bootstrap.split(",")],
@@ -84,12 +86,12 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         async with assembling:
             if not parts:
                 pool = await _connect_pool(endpoints.database_url, settings)
-                store = EngagementStore(pool)
+                store = EngagementStore(pool, pack, clock=settings.clock)
                 parts.append(
                     _Parts(
                         pool,
                         EngagementPipeline(store, send_dead_letters),
-                        Sweeper(store, settings.absence_clock),
+                        Sweeper(store, settings.clock),
                         OutboxRelay(pool, send_alert_events),
                     )
                 )

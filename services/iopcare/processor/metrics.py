@@ -61,9 +61,6 @@ SWEEP_SECONDS = Histogram(
     "Time of one absence sweep transaction.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-ABSENCE_SIGNALS = Counter(
-    "iopcare_absence_signals_total", "Absence signals written to the outbox, by kind.", ["kind"]
-)
 ALERT_CHANGES = Counter(
     "iopcare_alert_changes_total",
     "Alert lifecycle changes decided by this worker, by kind (created, updated, escalated, resolved, ...)"

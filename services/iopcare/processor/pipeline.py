@@ -181,3 +181,5 @@ class EngagementPipeline:
             metrics.QUARANTINED.labels(held.party.kind, held.reason).inc()
         for released in outcome.released:
             metrics.RELEASED.labels(released.party.kind).inc()
+        for change in outcome.alert_changes:
+            metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()

@@ -14,16 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
 
-from iopcare.domain.alerts import DEFAULT_DEADLINES, Deadline
 from iopcare.processor import metrics
 from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS
-from iopcare.store.engagement import EngagementStore, SweepOutcome
+from iopcare.store.engagement import Clock, EngagementStore, SweepOutcome
 
 log = logging.getLogger(__name__)
-
-AbsenceClock = Literal["wall", "stream"]
 
 
 class Sweeper:
@@ -32,16 +28,14 @@ class Sweeper:
     def __init__(
         self,
         store: EngagementStore,
-        clock: AbsenceClock = "wall",
+        clock: Clock = "wall",
         *,
-        deadline: Deadline = DEFAULT_DEADLINES,
         patients_per_sweep: int = 200,
         max_sweeps_per_tick: int = 50,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._clock = clock
-        self._deadline = deadline
         self._limit = patients_per_sweep
         self._max_sweeps = max_sweeps_per_tick
         self._wall_clock = wall_clock
@@ -71,7 +65,7 @@ class Sweeper:
                 if not outcome.fired:
                     break
             for _ in range(self._max_sweeps):
-                changes = await self._store.escalate(now, self._deadline, self._limit)
+                changes = await self._store.escalate(now, limit=self._limit)
                 for change in changes:
                     metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()
                 if not changes:
@@ -88,5 +82,5 @@ class Sweeper:
     def _observe(outcome: SweepOutcome) -> None:
         for kind, signalled in outcome.fired:
             metrics.SWEEP_CHECKS.labels(kind, "true" if signalled else "false").inc()
-        for _, signal in outcome.signals:
-            metrics.ABSENCE_SIGNALS.labels(signal.kind).inc()
+        for change in outcome.alert_changes:
+            metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()

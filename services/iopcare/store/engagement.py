@@ -20,28 +20,27 @@ signal to the outbox. Lock order is always patient_state first, then the patient
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
 
 import asyncpg
 from pydantic import TypeAdapter
 
 from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
-from iopcare.domain.absence import (
-    DEFAULT_ABSENCE_POLICY,
-    AbsenceCheck,
-    AbsencePolicy,
-    AbsenceSignal,
-    due_checks,
-    observe,
-)
-from iopcare.domain.alerts import Change, Deadline
+from iopcare.domain.absence import AbsenceCheck, due_checks, observe
+from iopcare.domain.alerts import Change, Deadline, fixed_deadlines
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, take_in, third_party_of
+from iopcare.domain.risk import risk_score
+from iopcare.domain.rules import DEFAULT_PACK, RulePack, evaluate_event
+from iopcare.domain.signals import Finding, Signal
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
+
+Clock = Literal["wall", "stream"]
+"""The lifecycle's "now": the wall clock (live), or event time (replayed history; see sweeper)."""
 
 _STATE = TypeAdapter(PatientState)
 
@@ -82,6 +81,7 @@ class BatchOutcome:
     patients: int = 0
     quarantined: list[Held] = field(default_factory=list)
     released: list[Held] = field(default_factory=list)
+    alert_changes: list[Change] = field(default_factory=list)
 
     def merge(self, other: BatchOutcome) -> None:
         """Add another transaction's outcome (a batch split to isolate a bad event)."""
@@ -92,6 +92,7 @@ class BatchOutcome:
         self.patients += other.patients
         self.quarantined.extend(other.quarantined)
         self.released.extend(other.released)
+        self.alert_changes.extend(other.alert_changes)
 
 
 @dataclass
@@ -100,8 +101,14 @@ class SweepOutcome:
 
     clock: datetime | None  # the time checks were due against (None: nothing to sweep yet)
     fired: list[tuple[str, bool]] = field(default_factory=list)  # (check kind, signalled) per check
-    signals: list[tuple[str, AbsenceSignal]] = field(default_factory=list)  # (patient id, signal)
+    alert_changes: list[Change] = field(default_factory=list)
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
+
+
+def _team(state: PatientState) -> CareTeam:
+    if state.enrollment is None:
+        return CareTeam(None, None)
+    return CareTeam(state.enrollment.counselor_id, state.enrollment.supervisor_id)
 
 
 class StateCache:
@@ -153,14 +160,22 @@ class EngagementStore:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        pack: RulePack = DEFAULT_PACK,
+        *,
+        clock: Clock = "wall",
         tuning: Tuning = DEFAULT_TUNING,
-        absence: AbsencePolicy = DEFAULT_ABSENCE_POLICY,
         state_cache_size: int = 1000,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
+        self._pack = pack
+        self._clock = clock
         self._tuning = tuning
-        self._absence = absence
         self._cache = StateCache(state_cache_size)
+        self._wall_clock = wall_clock
+        self.deadline: Deadline = fixed_deadlines(
+            pack.response_targets_by_severity(), pack.response_targets.business_day_starts_at_hour
+        )
 
     async def commit_batch(
         self, accepted: Sequence[AcceptedEvent], rejected: Sequence[RejectedRecord]
@@ -200,14 +215,22 @@ class EngagementStore:
     ) -> dict[str, tuple[str, PatientState]]:
         patient_ids = sorted({event.subject for event in fresh})
         states = await self._lock_states(connection, patient_ids)
-        checks_before = {pid: due_checks(state, self._absence) for pid, state in states.items()}
+        checks_before = {pid: due_checks(state, self._pack) for pid, state in states.items()}
         # Held reports matter only to a batch that grants consent; load them just then.
         granting = sorted({e.subject for e in fresh if isinstance(e, ConsentGranted)})
         waiting = await self._load_quarantine(connection, granting) if granting else {}
         released_by: list[str] = []
+        findings: dict[str, list[tuple[datetime, list[Finding]]]] = {}
+        wall = self._wall_clock()
         for event in fresh:  # arrival (offset) order; the outcome does not depend on it
             queue = waiting.setdefault(event.subject, [])
-            intake = take_in(states[event.subject], event, queue, self._tuning)
+            state = states[event.subject]
+            intake = take_in(state, event, queue, self._tuning)
+            for applied in intake.applied:
+                found = evaluate_event(state, applied, self._pack)
+                if found:
+                    now = applied.time if self._clock == "stream" else wall
+                    findings.setdefault(event.subject, []).append((now, found))
             outcome.applied.extend(intake.applied)
             outcome.late += intake.late
             if intake.held is not None:
@@ -226,9 +249,42 @@ class EngagementStore:
             await self._release(connection, outcome.released, released_by)
         await self._reschedule(
             connection,
-            {pid: (checks_before[pid], due_checks(state, self._absence)) for pid, state in states.items()},
+            {pid: (checks_before[pid], due_checks(state, self._pack)) for pid, state in states.items()},
         )
+        if findings:
+            outcome.alert_changes = await self._decide(connection, findings, states)
         return {pid: (versions[pid], state) for pid, state in states.items()}
+
+    async def _decide(
+        self,
+        connection: Connection,
+        findings: dict[str, list[tuple[datetime, list[Finding]]]],
+        states: dict[str, PatientState],
+    ) -> list[Change]:
+        """The alert lifecycle over what the rules found, patient by patient, written with its cause."""
+        patient_ids = sorted(findings)
+        keys = [
+            f.dedup_key(pid)
+            for pid in patient_ids
+            for _, found in findings[pid]
+            for f in found
+            if isinstance(f, Signal)
+        ]
+        alerts = await load_alerts(connection, patient_ids, keys)
+        changes: list[Change] = []
+        for pid in patient_ids:
+            for now, found in findings[pid]:
+                changes += alerts[pid].take(
+                    found, pack_version=self._pack.version, now=now, deadline=self.deadline
+                )
+        touched = {c.alert.patient_id for c in changes}
+        teams = {pid: _team(states[pid]) for pid in touched}
+        risks: dict[str, int | None] = {}
+        for pid in touched:
+            as_of = states[pid].high_water
+            risks[pid] = None if as_of is None else risk_score(states[pid], as_of, self._pack).score
+        await record_changes(connection, changes, teams, risks)
+        return changes
 
     async def _load_quarantine(self, connection: Connection, patient_ids: list[str]) -> dict[str, list[Held]]:
         rows = await connection.fetch(
@@ -374,13 +430,16 @@ class EngagementStore:
                 now,
             )
             fired: list[tuple[str, str, bool]] = []
+            findings: dict[str, list[tuple[datetime, list[Finding]]]] = {}
             for row in checks:
                 check = AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
-                signal = observe(states[row["patient_id"]], check, self._absence)
-                fired.append((row["patient_id"], check.key, signal is not None))
-                outcome.fired.append((check.kind, signal is not None))
-                if signal is not None:
-                    outcome.signals.append((row["patient_id"], signal))
+                found = observe(states[row["patient_id"]], check, self._pack)
+                signalled = any(isinstance(f, Signal) for f in found)
+                fired.append((row["patient_id"], check.key, signalled))
+                outcome.fired.append((check.kind, signalled))
+                if found:
+                    # Dated when it fell due, as a replay would: a late sweep changes nothing.
+                    findings.setdefault(row["patient_id"], []).append((check.due_at, found))
             await connection.execute(
                 """
                 UPDATE absence_checks AS a SET fired_at = now(), signalled = f.signalled
@@ -391,11 +450,13 @@ class EngagementStore:
                 [key for _, key, _ in fired],
                 [signalled for _, _, signalled in fired],
             )
-            if outcome.signals:
-                await self._write_outbox(connection, outcome.signals)
+            if findings:
+                outcome.alert_changes = await self._decide(connection, findings, states)
         return outcome
 
-    async def escalate(self, now: datetime, deadline: Deadline, limit: int = 200) -> list[Change]:
+    async def escalate(
+        self, now: datetime, deadline: Deadline | None = None, limit: int = 200
+    ) -> list[Change]:
         """Escalate alerts past their response deadline and reopen ended snoozes, for up to ``limit``
         patients, in one transaction (patients with a batch in flight wait for the next run)."""
         async with self._pool.acquire() as connection, connection.transaction():
@@ -422,36 +483,11 @@ class EngagementStore:
                 )
             }
             alerts = await load_alerts(connection, sorted(teams))
-            changes = [change for pid in sorted(teams) for change in alerts[pid].due(now, deadline)]
+            changes = [
+                change for pid in sorted(teams) for change in alerts[pid].due(now, deadline or self.deadline)
+            ]
             await record_changes(connection, changes, teams)
         return changes
-
-    async def _write_outbox(
-        self, connection: Connection, signals: Sequence[tuple[str, AbsenceSignal]]
-    ) -> None:
-        await connection.execute(
-            """
-            INSERT INTO outbox (dedup_key, patient_id, kind, payload)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
-            ON CONFLICT (dedup_key) DO NOTHING
-            """,
-            [f"absence:{pid}:{signal.check_key}" for pid, signal in signals],
-            [pid for pid, _ in signals],
-            [signal.kind for _, signal in signals],
-            [
-                json.dumps(
-                    {
-                        "signal": signal.kind,
-                        "patient_id": pid,
-                        "check": signal.check_key,
-                        "due_at": signal.due_at.isoformat(),
-                        "facts": signal.facts,
-                        "evidence": list(signal.evidence),
-                    }
-                )
-                for pid, signal in signals
-            ],
-        )
 
     async def _insert_events(
         self, connection: Connection, items: Sequence[AcceptedEvent]
