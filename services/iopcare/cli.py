@@ -275,5 +275,65 @@ def publish(file: IO[bytes], topic: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--events",
+    "events_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="NDJSON file of events, in the order they happened (e.g. from `iopcare cohort`).",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Rule pack (TOML). Default: IOPCARE_RULE_PACK, else the packaged default pack.",
+)
+@click.option(
+    "--compare",
+    "compare_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A second rule pack: both run over the same events, side by side.",
+)
+def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None) -> None:
+    """Backtest: the alerts a rule pack would have raised over past events, offline.
+
+    The same rules and alert lifecycle as the processor, on the events' own clock. Use --compare to
+    see what a threshold change would do to the alert volume before deploying it.
+    """
+    from iopcare.domain.rules import DEFAULT_PACK, RulePackError, load_pack
+    from iopcare.replay import render, replay_file
+
+    settings = get_settings()
+    try:
+        chosen = rules_file or settings.rule_pack
+        packs = [load_pack(chosen) if chosen is not None else DEFAULT_PACK]
+        if compare_file is not None:
+            packs.append(load_pack(compare_file))
+    except RulePackError as exc:
+        _echo_err(str(exc))
+        sys.exit(2)
+    runs = []
+    for pack in packs:
+        started = time.perf_counter()
+
+        def progress(
+            done: int, total: int, events: int, started: float = started, version: str = pack.version
+        ) -> None:
+            elapsed = time.perf_counter() - started
+            share = 100 * done / total if total else 100.0
+            rate = events / elapsed if elapsed else 0.0
+            click.echo(
+                f"\r  pack {version}: {share:5.1f}%  {events:,} events  {rate:,.0f}/s", err=True, nl=False
+            )
+
+        runs.append(replay_file(events_file, pack, progress))
+        _echo_err("")
+    for line in render(runs):
+        click.echo(line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

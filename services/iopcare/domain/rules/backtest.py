@@ -31,6 +31,7 @@ class Found:
     patient_id: str
     finding: Finding
     cause: str
+    at: datetime  # the stream clock when it was found: the event's time, or the check's due time
 
 
 @dataclass
@@ -66,7 +67,7 @@ def backtest(
             if check in patient.expected:  # else superseded (a check-in came, a discharge)
                 patient.expected.discard(check)  # each check fires once
                 for finding in observe(patient.state, check, pack):
-                    yield Found(patient_id, finding, check.key)
+                    yield Found(patient_id, finding, check.key, check.due_at)
 
     for event in events:
         now = event.time if now is None or event.time > now else now
@@ -81,7 +82,7 @@ def backtest(
             patient.held.remove(released)
         for applied in intake.applied:
             for finding in evaluate_event(patient.state, applied, pack):
-                yield Found(event.subject, finding, applied.id)
+                yield Found(event.subject, finding, applied.id, applied.time)
         if isinstance(event, CHECKS_CHANGE_AFTER):
             patient.expected = due_checks(patient.state, pack)
             for check in patient.expected:

@@ -130,7 +130,8 @@ def test_a_burst_of_five_misses_in_a_row_is_one_episode_per_rule() -> None:
     for event in sorted(patient.events, key=lambda e: e.time):
         for applied in take_in(state, event).applied:
             found.extend(
-                Found(patient.patient_id, f, applied.id) for f in evaluate_event(state, applied, DEFAULT_PACK)
+                Found(patient.patient_id, f, applied.id, applied.time)
+                for f in evaluate_event(state, applied, DEFAULT_PACK)
             )
     alerts = Alerts.of(found)
     by_rule = {rule: [s for s in signals(found, rule)] for rule in alerts.rules()}
