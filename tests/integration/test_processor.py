@@ -188,8 +188,8 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
             for patient in _one_patient_per_partition(topics.topic_partitions)
         ]
         _publish(endpoints.kafka_bootstrap, topics.events_topic, [enrolled, *others])
-        # One silence alert: raised at 48 h (medium), the same episode raised to high at 72 h, which
-        # is also the medium alert's 24 h response deadline: nobody acknowledged it, so it escalated.
+        # One silence alert: raised at 48 h (medium). At 72 h its 24 h response deadline has passed
+        # unacknowledged, so it escalates; then the same episode rises to high.
         silence = (
             "SELECT count(*) FROM alert_transitions t JOIN alerts a USING (alert_id) "
             "WHERE a.patient_id = 'p-quiet' AND a.rule_id = 'silence'"
@@ -206,7 +206,7 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
             )
         finally:
             await connection.close()
-        assert [k["kind"] for k in kinds] == ["created", "updated", "escalated"]
+        assert [k["kind"] for k in kinds] == ["created", "escalated", "updated"]
         assert (alert["severity"], alert["occurrences"], alert["escalated"]) == ("high", 2, True)
         assert alert["counselor_id"] == "staff-c12"
         published = "SELECT count(*) FROM outbox WHERE patient_id = 'p-quiet' AND published_at IS NOT NULL"

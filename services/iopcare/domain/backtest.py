@@ -46,9 +46,11 @@ def run_backtest(
     pack: RulePack,
     tuning: Tuning = DEFAULT_TUNING,
     *,
+    until: datetime | None = None,
     on_event: Callable[[InboundEvent], None] | None = None,
 ) -> BacktestResult:
-    """Rules and alert lifecycle over ``events`` (in the order given, ideally by time)."""
+    """Rules and alert lifecycle over ``events`` (in the order given, ideally by time). Absence
+    checks and escalations fall due up to ``until`` (default: the last event's time)."""
     deadline = fixed_deadlines(
         pack.response_targets_by_severity(), pack.response_targets.business_day_starts_at_hour
     )
@@ -59,6 +61,8 @@ def run_backtest(
 
     def counted(source: Iterable[InboundEvent]) -> Iterable[InboundEvent]:
         for event in source:
+            # Escalations that fell due before this event come first, as in the processor's batch.
+            escalate(event.time)
             result.events += 1
             first, last = spans.get(event.subject, (event.time, event.time))
             spans[event.subject] = (min(first, event.time), max(last, event.time))
@@ -82,14 +86,16 @@ def run_backtest(
 
     states: dict[str, PatientState] = {}
     clock: datetime | None = None
-    for found in findings_over(counted(events), pack, tuning, states=states):
+    for found in findings_over(counted(events), pack, tuning, until=until, states=states):
         clock = found.at if clock is None or found.at > clock else clock
         escalate(clock)
         patient = alerts.setdefault(found.patient_id, PatientAlerts(found.patient_id))
         changes = patient.take([found.finding], pack_version=pack.version, now=found.at, deadline=deadline)
         if changes:
             record(found.patient_id, changes)
-    if spans:
+    if until is not None:
+        escalate(until)
+    elif spans:
         escalate(max(last for _, last in spans.values()))
 
     result.patients = len(states)

@@ -39,6 +39,9 @@ from iopcare.domain.rules import DEFAULT_PACK, RulePack, evaluate_event
 from iopcare.domain.signals import Finding, Signal
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
 
+Step = tuple[Literal["escalate", "take"], datetime, list[Finding]]
+"""One moment in a patient's alert timeline: escalate what is due by then, or take findings then."""
+
 Clock = Literal["wall", "stream"]
 """The lifecycle's "now": the wall clock (live), or event time (replayed history; see sweeper)."""
 
@@ -215,22 +218,47 @@ class EngagementStore:
     ) -> dict[str, tuple[str, PatientState]]:
         patient_ids = sorted({event.subject for event in fresh})
         states = await self._lock_states(connection, patient_ids)
-        checks_before = {pid: due_checks(state, self._pack) for pid, state in states.items()}
+        expected = {pid: due_checks(state, self._pack) for pid, state in states.items()}
+        pending = await self._pending_checks(connection, patient_ids)
+        added: dict[str, set[AbsenceCheck]] = {}
+        dropped: list[tuple[str, AbsenceCheck]] = []
+        fired: list[tuple[str, AbsenceCheck, bool]] = []
         # Held reports matter only to a batch that grants consent; load them just then.
         granting = sorted({e.subject for e in fresh if isinstance(e, ConsentGranted)})
         waiting = await self._load_quarantine(connection, granting) if granting else {}
         released_by: list[str] = []
-        findings: dict[str, list[tuple[datetime, list[Finding]]]] = {}
+        timeline: dict[str, list[Step]] = {}
         wall = self._wall_clock()
-        for event in fresh:  # arrival (offset) order; the outcome does not depend on it
-            queue = waiting.setdefault(event.subject, [])
-            state = states[event.subject]
+        for event in fresh:  # arrival (offset) order: a patient's events are in their partition's order
+            pid = event.subject
+            state = states[pid]
+            steps = timeline.setdefault(pid, [])
+            # What fell due before this event, in the patient's own time, is decided first (as a
+            # replay does): the next check-in must not erase a silence that had already happened.
+            if self._clock == "stream":
+                steps.append(("escalate", event.time, []))
+            for check in sorted(c for c in pending.get(pid, set()) if c.due_at <= event.time):
+                pending[pid].discard(check)
+                found = observe(state, check, self._pack)
+                fired.append((pid, check, any(isinstance(f, Signal) for f in found)))
+                if found:
+                    steps.append(("take", check.due_at, found))
+            queue = waiting.setdefault(pid, [])
             intake = take_in(state, event, queue, self._tuning)
             for applied in intake.applied:
                 found = evaluate_event(state, applied, self._pack)
                 if found:
-                    now = applied.time if self._clock == "stream" else wall
-                    findings.setdefault(event.subject, []).append((now, found))
+                    steps.append(("take", applied.time if self._clock == "stream" else wall, found))
+            if intake.applied:
+                now_expected = due_checks(state, self._pack)
+                for check in now_expected - expected[pid]:
+                    added.setdefault(pid, set()).add(check)
+                    pending.setdefault(pid, set()).add(check)
+                for check in expected[pid] - now_expected:
+                    if check in pending.get(pid, set()):  # superseded before it fell due
+                        pending[pid].discard(check)
+                        dropped.append((pid, check))
+                expected[pid] = now_expected
             outcome.applied.extend(intake.applied)
             outcome.late += intake.late
             if intake.held is not None:
@@ -247,36 +275,50 @@ class EngagementStore:
             await self._hold(connection, outcome.quarantined)
         if outcome.released:
             await self._release(connection, outcome.released, released_by)
-        await self._reschedule(
-            connection,
-            {pid: (checks_before[pid], due_checks(state, self._pack)) for pid, state in states.items()},
-        )
-        if findings:
-            outcome.alert_changes = await self._decide(connection, findings, states)
+        await self._reschedule(connection, added, dropped, fired)
+        if any(step[0] == "take" for steps in timeline.values() for step in steps):
+            outcome.alert_changes = await self._decide(connection, timeline, states)
         return {pid: (versions[pid], state) for pid, state in states.items()}
 
+    async def _pending_checks(
+        self, connection: Connection, patient_ids: list[str]
+    ) -> dict[str, set[AbsenceCheck]]:
+        rows = await connection.fetch(
+            "SELECT patient_id, check_key, kind, due_at FROM absence_checks "
+            "WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL",
+            patient_ids,
+        )
+        pending: dict[str, set[AbsenceCheck]] = {}
+        for row in rows:
+            pending.setdefault(row["patient_id"], set()).add(
+                AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
+            )
+        return pending
+
     async def _decide(
-        self,
-        connection: Connection,
-        findings: dict[str, list[tuple[datetime, list[Finding]]]],
-        states: dict[str, PatientState],
+        self, connection: Connection, timeline: dict[str, list[Step]], states: dict[str, PatientState]
     ) -> list[Change]:
-        """The alert lifecycle over what the rules found, patient by patient, written with its cause."""
-        patient_ids = sorted(findings)
+        """The alert lifecycle over what the rules found, patient by patient and in order, with
+        escalations that fell due between; written with its cause."""
+        patient_ids = sorted(timeline)
         keys = [
             f.dedup_key(pid)
             for pid in patient_ids
-            for _, found in findings[pid]
+            for kind, _, found in timeline[pid]
+            if kind == "take"
             for f in found
             if isinstance(f, Signal)
         ]
         alerts = await load_alerts(connection, patient_ids, keys)
         changes: list[Change] = []
         for pid in patient_ids:
-            for now, found in findings[pid]:
-                changes += alerts[pid].take(
-                    found, pack_version=self._pack.version, now=now, deadline=self.deadline
-                )
+            for kind, at, found in timeline[pid]:
+                # Whatever fell due by this moment happens first, as it did in time.
+                changes += alerts[pid].due(at, self.deadline)
+                if kind == "take":
+                    changes += alerts[pid].take(
+                        found, pack_version=self._pack.version, now=at, deadline=self.deadline
+                    )
         touched = {c.alert.patient_id for c in changes}
         teams = {pid: _team(states[pid]) for pid in touched}
         risks: dict[str, int | None] = {}
@@ -339,23 +381,29 @@ class EngagementStore:
         )
 
     async def _reschedule(
-        self, connection: Connection, changes: dict[str, tuple[set[AbsenceCheck], set[AbsenceCheck]]]
+        self,
+        connection: Connection,
+        added: dict[str, set[AbsenceCheck]],
+        dropped: list[tuple[str, AbsenceCheck]],
+        fired: list[tuple[str, AbsenceCheck, bool]],
     ) -> None:
-        """Add the checks the new states expect; drop unfired ones they no longer do (superseded)."""
-        added = [(pid, c) for pid, (before, after) in changes.items() for c in after - before]
-        dropped = [(pid, c) for pid, (before, after) in changes.items() for c in before - after]
-        if added:
+        """Add the checks the new states expect, mark those fired in the batch, and drop unfired ones
+        the states no longer expect (a check-in supersedes the pending silence checks)."""
+        rows = [(pid, c) for pid, checks in added.items() for c in checks]
+        if rows:
             await connection.execute(
                 """
                 INSERT INTO absence_checks (patient_id, check_key, kind, due_at)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
                 ON CONFLICT (patient_id, check_key) DO NOTHING
                 """,
-                [pid for pid, _ in added],
-                [c.key for _, c in added],
-                [c.kind for _, c in added],
-                [c.due_at for _, c in added],
+                [pid for pid, _ in rows],
+                [c.key for _, c in rows],
+                [c.kind for _, c in rows],
+                [c.due_at for _, c in rows],
             )
+        if fired:
+            await self._mark_fired(connection, [(pid, c.key, signalled) for pid, c, signalled in fired])
         if dropped:
             await connection.execute(
                 """
@@ -366,6 +414,18 @@ class EngagementStore:
                 [pid for pid, _ in dropped],
                 [c.key for _, c in dropped],
             )
+
+    async def _mark_fired(self, connection: Connection, fired: list[tuple[str, str, bool]]) -> None:
+        await connection.execute(
+            """
+            UPDATE absence_checks AS a SET fired_at = now(), signalled = f.signalled
+            FROM unnest($1::text[], $2::text[], $3::boolean[]) AS f(patient_id, check_key, signalled)
+            WHERE a.patient_id = f.patient_id AND a.check_key = f.check_key
+            """,
+            [pid for pid, _, _ in fired],
+            [key for _, key, _ in fired],
+            [signalled for _, _, signalled in fired],
+        )
 
     async def _advance_progress(self, connection: Connection, accepted: Sequence[AcceptedEvent]) -> None:
         high: dict[int, datetime] = {}
@@ -430,7 +490,7 @@ class EngagementStore:
                 now,
             )
             fired: list[tuple[str, str, bool]] = []
-            findings: dict[str, list[tuple[datetime, list[Finding]]]] = {}
+            timeline: dict[str, list[Step]] = {}
             for row in checks:
                 check = AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
                 found = observe(states[row["patient_id"]], check, self._pack)
@@ -439,19 +499,10 @@ class EngagementStore:
                 outcome.fired.append((check.kind, signalled))
                 if found:
                     # Dated when it fell due, as a replay would: a late sweep changes nothing.
-                    findings.setdefault(row["patient_id"], []).append((check.due_at, found))
-            await connection.execute(
-                """
-                UPDATE absence_checks AS a SET fired_at = now(), signalled = f.signalled
-                FROM unnest($1::text[], $2::text[], $3::boolean[]) AS f(patient_id, check_key, signalled)
-                WHERE a.patient_id = f.patient_id AND a.check_key = f.check_key
-                """,
-                [pid for pid, _, _ in fired],
-                [key for _, key, _ in fired],
-                [signalled for _, _, signalled in fired],
-            )
-            if findings:
-                outcome.alert_changes = await self._decide(connection, findings, states)
+                    timeline.setdefault(row["patient_id"], []).append(("take", check.due_at, found))
+            await self._mark_fired(connection, fired)
+            if timeline:
+                outcome.alert_changes = await self._decide(connection, timeline, states)
         return outcome
 
     async def escalate(
