@@ -175,6 +175,7 @@ async def _stream(
         datetime.combine(start, datetime.min.time(), tzinfo=UTC) + timedelta(days=7 * w) for w in range(14)
     ]
     sent = 0
+    shown_until: datetime | None = None
     sources: list[str] = []
     ids: list[str] = []
     with EventPublisher(endpoints.kafka_bootstrap, settings.events_topic) as publisher:
@@ -203,7 +204,8 @@ async def _stream(
             if week in (1, 3, 5, 8, 10, 13):
                 say(f"\n-- after program week {week}: {sent:,} events logged")
                 await _show_states(url, featured, calendar, say)
-                await _show_signals(url, featured, week_end, say)
+                await _show_alerts(url, featured, shown_until, week_end, say)
+                shown_until = week_end
     dead = (
         await _wait_until(url, "SELECT count(*) FROM dead_letters", dead_before + 3, within=30) - dead_before
     )
@@ -231,9 +233,12 @@ async def _stream(
     )
 
 
-async def _show_signals(database_url: str, featured: dict[str, str], until: datetime, say: Say) -> None:
-    """Absence signals the sweeps wrote to the outbox so far (they become alerts with the rules)."""
-    # Wait for the sweep to catch up with the stream clock (it runs every second in the demo).
+async def _show_alerts(
+    database_url: str, featured: dict[str, str], since: datetime | None, until: datetime, say: Say
+) -> None:
+    """The alerts counselors would see: counts by severity, and what changed for the featured patients
+    since the last look, with the rules' own explanations."""
+    # Let the sweeps catch up with the stream clock (they run every second in the demo).
     await _wait_until(
         database_url,
         "SELECT count(*) FROM absence_checks WHERE fired_at IS NULL AND due_at <= "
@@ -245,20 +250,44 @@ async def _show_signals(database_url: str, featured: dict[str, str], until: date
     )
     connection = await asyncpg.connect(database_url)
     try:
-        totals = await connection.fetch("SELECT kind, count(*) AS n FROM outbox GROUP BY kind ORDER BY kind")
-        latest = await connection.fetch(
-            "SELECT DISTINCT ON (patient_id) patient_id, kind, payload->>'facts' AS facts FROM outbox "
-            "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id, id DESC",
+        totals = await connection.fetch(
+            "SELECT severity, count(*) FILTER (WHERE state <> 'resolved') AS live, count(*) AS total, "
+            "count(*) FILTER (WHERE escalated) AS escalated FROM alerts GROUP BY severity"
+        )
+        changes = await connection.fetch(
+            """
+            SELECT a.patient_id, t.kind, t.at, a.severity, a.title, a.explanation, a.recommended_action,
+                   a.risk_score, t.reason
+            FROM alert_transitions t JOIN alerts a USING (alert_id)
+            WHERE a.patient_id = ANY($1::text[]) AND t.kind IN ('created', 'escalated', 'resolved')
+              AND ($2::timestamptz IS NULL OR t.at >= $2) AND t.at < $3
+              AND a.severity IN ('critical', 'high')
+            ORDER BY t.at LIMIT 6
+            """,
             list(featured),
+            since,
+            until,
         )
     finally:
         await connection.close()
-    if not totals:
-        return
-    say("   absence signals so far: " + ", ".join(f"{r['kind']} {r['n']}" for r in totals))
-    for row in latest:
+    order = ["critical", "high", "medium", "low", "info"]
+    by_severity = {row["severity"]: row for row in totals}
+    say(
+        "   alerts (open / raised / escalated): "
+        + ", ".join(
+            f"{sev} {by_severity[sev]['live']}/{by_severity[sev]['total']}/{by_severity[sev]['escalated']}"
+            for sev in order
+            if sev in by_severity
+        )
+    )
+    for row in changes:
         who = f"{row['patient_id']} ({featured[row['patient_id']]})"
-        say(f"     latest for {who}: {row['kind']} {row['facts']}")
+        say(f"     {row['at']:%a %d %b} {row['kind']:<9} {row['severity']:<8} {who}: {row['title']}")
+        if row["kind"] == "created":
+            say(f"        why: {row['explanation']}")
+            say(f"        do:  {row['recommended_action']}  (risk score {row['risk_score']})")
+        elif row["reason"]:
+            say(f"        {row['reason']}")
 
 
 async def _show_quarantine(database_url: str, say: Say) -> None:
