@@ -30,7 +30,7 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
-from iopcare.domain.absence import AbsenceCheck, due_checks, observe
+from iopcare.domain.absence import CHECKS_CHANGE_AFTER, AbsenceCheck, due_checks, observe
 from iopcare.domain.alerts import Change, Deadline, fixed_deadlines
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, take_in, third_party_of
@@ -249,7 +249,7 @@ class EngagementStore:
                 found = evaluate_event(state, applied, self._pack)
                 if found:
                     steps.append(("take", applied.time if self._clock == "stream" else wall, found))
-            if intake.applied:
+            if any(isinstance(applied, CHECKS_CHANGE_AFTER) for applied in intake.applied):
                 now_expected = due_checks(state, self._pack)
                 for check in now_expected - expected[pid]:
                     added.setdefault(pid, set()).add(check)
