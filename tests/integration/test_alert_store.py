@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from iopcare.contract.alerts import AlertEvent
-from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
+from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER, OutboundRecord, OutboxRelay
 from iopcare.domain.alerts import DEFAULT_DEADLINES, PatientAlerts
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
@@ -114,7 +114,9 @@ async def test_the_relay_publishes_each_alert_event_once_in_order_keyed_by_patie
     producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
 
     async def send(records: Sequence[OutboundRecord]) -> None:
-        futures = [producer.send(topics.alerts_topic, key=r.key, value=r.value) for r in records]
+        futures = [
+            producer.send(topics.alerts_topic, key=r.key, value=r.value, headers=r.headers()) for r in records
+        ]
         await asyncio.to_thread(lambda: [f.get(timeout=30) for f in futures])
 
     try:
@@ -135,6 +137,8 @@ async def test_the_relay_publishes_each_alert_event_once_in_order_keyed_by_patie
     finally:
         consumer.close()
     assert {r.key for r in records} == {PATIENT.encode()}
+    groups = [dict(r.headers)[NOTIFICATION_GROUP_HEADER] for r in records]
+    assert len(set(groups)) == 3  # three separate decisions: three notifications
     events = [AlertEvent.model_validate_json(r.value) for r in records]
     assert [(e.type, e.data.occurrences) for e in events] == [
         ("iop.alert.created", 1),
@@ -142,3 +146,19 @@ async def test_the_relay_publishes_each_alert_event_once_in_order_keyed_by_patie
         ("iop.alert.updated", 3),
     ]
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+
+async def test_alert_changes_decided_together_for_a_patient_share_one_notification_group(
+    pool: asyncpg.Pool,
+) -> None:
+    await _raise(pool, signal("craving_high"), signal("safety", "critical"))  # 2 created + 1 inhibited
+    await _raise(pool, signal("reported_use", "high", at=NOW + timedelta(hours=1)))
+    rows = await pool.fetch("SELECT kind, notification_group FROM outbox ORDER BY id")
+    assert [r["kind"] for r in rows] == [
+        "iop.alert.created",
+        "iop.alert.created",
+        "iop.alert.updated",
+        "iop.alert.created",
+    ]
+    assert len({r["notification_group"] for r in rows[:3]}) == 1
+    assert rows[3]["notification_group"] != rows[0]["notification_group"]

@@ -25,6 +25,16 @@ class OutboundRecord:
 
     key: bytes  # the patient id: a patient's alert events stay in one partition, in order
     value: bytes  # the encoded CloudEvent
+    notification_group: str | None = None  # events decided together for the patient share one
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers: the notification group, so a consumer can notify once per group."""
+        if self.notification_group is None:
+            return []
+        return [(NOTIFICATION_GROUP_HEADER, self.notification_group.encode())]
+
+
+NOTIFICATION_GROUP_HEADER = "iopcare-notification-group"
 
 
 Send = Callable[[Sequence[OutboundRecord]], Awaitable[None]]
@@ -46,7 +56,7 @@ class OutboxRelay:
                 return 0
             rows = await connection.fetch(
                 """
-                SELECT id, patient_id, payload::text AS payload FROM outbox
+                SELECT id, patient_id, payload::text AS payload, notification_group::text AS grp FROM outbox
                 WHERE published_at IS NULL AND kind LIKE 'iop.alert.%'
                 ORDER BY id LIMIT $1
                 """,
@@ -54,7 +64,9 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await self._send([OutboundRecord(r["patient_id"].encode(), r["payload"].encode()) for r in rows])
+            await self._send(
+                [OutboundRecord(r["patient_id"].encode(), r["payload"].encode(), r["grp"]) for r in rows]
+            )
             await connection.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
@@ -71,4 +83,4 @@ class OutboxRelay:
         return total
 
 
-__all__ = ["OutboundRecord", "OutboxRelay", "Send"]
+__all__ = ["NOTIFICATION_GROUP_HEADER", "OutboundRecord", "OutboxRelay", "Send"]

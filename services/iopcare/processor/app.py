@@ -75,7 +75,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         await asyncio.gather(*pending)  # wait for the broker's acks before the batch is acked
 
     async def send_alert_events(records: Sequence[OutboundRecord]) -> None:
-        pending = [await alerts_topic.send(key=r.key, value=r.value) for r in records]
+        pending = [await alerts_topic.send(key=r.key, value=r.value, headers=r.headers()) for r in records]
         await asyncio.gather(*pending)
 
     parts: list[_Parts] = []

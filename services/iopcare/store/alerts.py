@@ -178,16 +178,19 @@ async def record_changes(
         )
         for change in changes
     ]
+    # One notification group per patient per call: what was decided together is announced together.
+    groups = {pid: str(uuid.uuid4()) for pid in {e.subject for e in events}}
     await connection.execute(
         """
-        INSERT INTO outbox (dedup_key, patient_id, kind, payload)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+        INSERT INTO outbox (dedup_key, patient_id, kind, payload, notification_group)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[])
         ON CONFLICT (dedup_key) DO NOTHING
         """,
         [f"alert-event:{e.id}" for e in events],
         [e.subject for e in events],
         [e.type for e in events],
         [encode_event(e).decode() for e in events],
+        [groups[e.subject] for e in events],
     )
 
 
