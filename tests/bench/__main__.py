@@ -4,6 +4,7 @@ python -m tests.bench                      # the full run (make bench)
 python -m tests.bench --quick              # a short one (make bench-quick)
 python -m tests.bench --only latency --out none
 python -m tests.bench --worker-env IOPCARE_BATCH_MAX_RECORDS=2000 --out none   # an experiment
+    python -m tests.bench --worker-env BENCH_FETCH_MAX_WAIT_MS=100 --only latency   # see tests.bench.tuned
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def parse(argv: list[str]) -> Options:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="environment for the Faust contenders (e.g. IOPCARE_BATCH_MAX_RECORDS=2000, F_LOOP=uvloop)",
+        help="environment for the Faust contenders (IOPCARE_BATCH_MAX_RECORDS=2000, F_LOOP=uvloop, "
+        "BENCH_FETCH_MAX_WAIT_MS=100)",
     )
     args = parser.parse_args(argv)
     options = Options(command=shlex.join(["python -m tests.bench", *argv]).replace("'", ""))

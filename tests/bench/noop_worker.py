@@ -19,6 +19,7 @@ from faust.worker import Worker
 from iopcare.endpoints import Endpoints
 from iopcare.processor.app import build_app
 from iopcare.settings import get_settings
+from tests.bench.tuned import apply_fetch_wait
 
 
 def noop_app() -> faust.App:
@@ -55,6 +56,7 @@ def noop_app() -> faust.App:
 
 
 def main() -> None:
+    apply_fetch_wait()  # only under the fetch-wait experiment (tests.bench.tuned)
     settings = get_settings()
     Worker(noop_app(), loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 

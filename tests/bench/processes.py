@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iopcare.embedded.runtime import free_port
+from tests.bench.tuned import FETCH_WAIT_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,6 +43,12 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # After the command name: state is field 3, utime and stime are fields 14 and 15 (1-based).
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have spent busy since boot (everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _CLOCK_TICKS
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -139,7 +146,9 @@ def spawn(
     if kind in ("pipeline", "noop") and extra_env:
         full_env.update(extra_env)
     if kind == "pipeline":
-        command = [sys.executable, "-m", "iopcare.cli", "worker", "--web-port", str(port)]
+        # `iopcare worker` itself, or with the fetch-wait experiment applied (tests.bench.tuned).
+        cli = "tests.bench.tuned" if FETCH_WAIT_ENV in full_env else "iopcare.cli"
+        command = [sys.executable, "-m", cli, "worker", "--web-port", str(port)]
     elif kind == "noop":
         full_env["IOPCARE_WORKER_WEB_PORT"] = str(port)
         command = [sys.executable, "-m", "tests.bench.noop_worker"]
