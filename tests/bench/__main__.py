@@ -216,12 +216,16 @@ async def _run(
 
 
 def _check_complete(result: scenarios.ThroughputResult, kind: str) -> None:
-    """Every event accounted for: finished by the contender and, if it writes, stored and applied once."""
+    """Every event accounted for: finished by the contender and, if it writes, logged exactly once.
+
+    (Not every logged event is *applied* to state: the pipeline's consent gate holds third-party
+    reports without consent in quarantine; ``applied`` is reported, not checked.)
+    """
     expected = result.events
     problems = []
     if result.processed < expected:  # more is possible: a rebalance redelivers what was not yet acked
         problems.append(f"finished {result.processed}")
-    if kind != "noop" and (result.stored != expected or result.applied != expected):
+    if kind != "noop" and (result.stored != expected or (result.applied or 0) > expected):
         problems.append(f"stored {result.stored}, applied {result.applied}")
     if problems:
         raise scenarios.BenchmarkError(f"{result.label}: {', '.join(problems)} of {expected} events")

@@ -36,7 +36,8 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
         assert result.processed >= 300, key  # a rebalance may redeliver, never lose
         assert result.rate > 0 and result.seconds >= 0, key
         if key != "noop":
-            assert (result.stored, result.applied) == (300, 300), key
+            assert result.stored == 300, key  # each event logged once
+            assert 0 < (result.applied or 0) <= 300, key  # the consent gate may hold some back
     assert sum(report.throughput["scaling"][0].per_process) >= 300
 
     latency = report.latency
