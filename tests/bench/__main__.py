@@ -24,7 +24,7 @@ from tests.bench import scenarios
 from tests.bench import workload as wl
 from tests.bench.environment import BenchEnvironment, Machine
 from tests.bench.processes import PROJECT_ROOT
-from tests.bench.report import CONTENDERS, BenchReport, text_summary, write_markdown
+from tests.bench.report import CONTENDERS, BenchReport, from_json, text_summary, to_json, write_markdown
 
 SCENARIOS = ("noop", "pipeline", "naive", "scaling", "latency", "memory")
 THROUGHPUT_PARTITIONS = 8  # enough for two workers to share (and the default of IOPCARE_TOPIC_PARTITIONS)
@@ -49,6 +49,7 @@ class Options:
     out: Path | None = PROJECT_ROOT / "docs" / "benchmarks.md"
     worker_env: dict[str, str] = field(default_factory=dict)
     command: str = "python -m tests.bench"
+    render: Path | None = None
 
 
 def parse(argv: list[str]) -> Options:
@@ -71,6 +72,9 @@ def parse(argv: list[str]) -> Options:
         "--out", help="markdown report to update, 'none' for none (default docs/benchmarks.md; quick: none)"
     )
     parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only rewrite --out from a saved report (report.json)"
+    )
+    parser.add_argument(
         "--worker-env",
         action="append",
         default=[],
@@ -90,6 +94,7 @@ def parse(argv: list[str]) -> Options:
     for name in ("events", "repeat", "latency_rate", "latency_seconds", "memory_patients"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
+    options.render = args.render
     if args.only:
         options.only = tuple(s for s in SCENARIOS if s in args.only)
     # A quick run's figures are too rough for the docs: it only prints, unless told where to write.
@@ -132,8 +137,10 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
         if own_environment:
             say("== Stopping the broker and Postgres")
             environment.down()
+    (log_dir / "report.json").write_text(to_json(report))
     say("")
     say(text_summary(report))
+    say(f"\nFigures saved in {log_dir / 'report.json'}")
     if options.out is not None:
         write_markdown(report, options.out, SKELETON)
         say(f"\nWrote {options.out}")
@@ -192,17 +199,27 @@ async def _run(
                     f"(start-up {result.startup_seconds:.1f}s, CPU {result.cpu_cores})"
                 )
     if "latency" in options.only:
-        say(f"== Latency: {options.latency_rate:.0f} events/s for {options.latency_seconds:.0f}s, one worker")
-        report.latency = await scenarios.latency(
-            environment,
-            rate=options.latency_rate,
-            seconds=options.latency_seconds,
-            log_dir=log_dir,
-            worker_env=options.worker_env,
-            say=say,
-        )
-        lat = report.latency
-        say(f"   p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms, max {lat.max_ms:.0f} ms")
+        for kind in ("pipeline", "noop"):
+            say(
+                f"== Latency: {options.latency_rate:.0f} events/s for {options.latency_seconds:.0f}s, "
+                f"one {'worker' if kind == 'pipeline' else 'no-op Faust agent'}"
+            )
+            measured = await scenarios.latency(
+                environment,
+                kind=kind,
+                rate=options.latency_rate,
+                seconds=options.latency_seconds,
+                log_dir=log_dir,
+                worker_env=options.worker_env,
+                say=say,
+            )
+            if kind == "pipeline":
+                report.latency = measured
+            else:
+                report.latency_noop = measured
+            say(
+                f"   p50 {measured.p50_ms:.0f} ms, p99 {measured.p99_ms:.0f} ms, max {measured.max_ms:.0f} ms"
+            )
     if "memory" in options.only:
         say(f"== Memory: one worker, {options.memory_patients:,} patients")
         report.memory = await scenarios.memory(
@@ -234,7 +251,15 @@ def _check_complete(result: scenarios.ThroughputResult, kind: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the workers and the runtime.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run(parse(sys.argv[1:] if argv is None else argv))
+    options = parse(sys.argv[1:] if argv is None else argv)
+    if options.render is not None:
+        report = from_json(options.render.read_text())
+        print(text_summary(report))
+        if options.out is not None:
+            write_markdown(report, options.out, SKELETON)
+            print(f"\nWrote {options.out}")
+        return
+    run(options)
 
 
 if __name__ == "__main__":

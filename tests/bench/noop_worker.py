@@ -34,6 +34,8 @@ def noop_app() -> faust.App:
     app = faust.App(app_id, **options)
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     progress: dict[str, Any] = {"records": 0, "first_at": None, "last_at": None}
+    # Seconds from each record's Kafka timestamp (set by the producer when it sends) to its ack.
+    delays: list[float] = []
 
     @app.agent(events_topic, name="noop")
     async def noop(stream: faust.StreamT[bytes]) -> None:
@@ -44,6 +46,7 @@ def noop_app() -> faust.App:
             for event in events:
                 await stream.ack(event)
             now = time.time()
+            delays.extend(now - (event.message.timestamp or now) for event in events)
             progress["first_at"] = progress["first_at"] or now
             progress["last_at"] = now
             progress["records"] += len(events)
@@ -51,6 +54,11 @@ def noop_app() -> faust.App:
     @app.page("/progress")
     async def progress_page(web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
         return web.json(progress)
+
+    @app.page("/delays")
+    async def delays_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """Record-timestamp-to-ack delays of the records after the first ``skip`` (the warm-up)."""
+        return web.json(delays[int(request.query.get("skip", "0")) :])
 
     return app
 

@@ -91,6 +91,12 @@ def processed_from_metrics(exposition: str) -> int:
     return int(sum(float(value) for value in _PROCESSED.findall(exposition)))
 
 
+def metric_total(exposition: str, name: str) -> float:
+    """Sum of every sample of one metric (all label sets), 0 if absent."""
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
+    return sum(float(value) for value in re.findall(pattern, exposition, re.MULTILINE))
+
+
 def histogram_share_within(exposition: str, name: str, bound: str) -> tuple[float, float]:
     """(observations <= bound, all observations) of a Prometheus histogram in an exposition."""
     within = re.search(rf'^{name}_bucket\{{le="{re.escape(bound)}"\}} ([0-9.e+]+)$', exposition, re.M)

@@ -7,6 +7,8 @@ sections, same order, same precision, whatever the figures.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +28,11 @@ TWO_WORKERS = 1.6
 RSS_MB = 300.0  # megabytes (10^6 bytes)
 RSS_PATIENTS = 10_000
 MIB_PER_MB = 1_000_000 / 1_048_576
+
+LATENCY_LABELS = {
+    "pipeline": "pipeline: publish to visible in Postgres",
+    "noop": "no-op Faust agent: Kafka timestamp to ack",
+}
 
 CONTENDERS = {  # report order and names
     "noop": "no-op Faust agent (ceiling)",
@@ -49,7 +56,8 @@ class BenchReport:
     repeat: int = 1
     worker_env: dict[str, str] = field(default_factory=dict)
     throughput: dict[str, list[ThroughputResult]] = field(default_factory=dict)
-    latency: LatencyResult | None = None
+    latency: LatencyResult | None = None  # the pipeline's: what the target is about
+    latency_noop: LatencyResult | None = None  # the framework's share, at the same rate
     memory: MemoryResult | None = None
     finished: datetime | None = None
     load_after: str = ""
@@ -132,11 +140,14 @@ def text_summary(report: BenchReport) -> str:
             rates = ", ".join(f"{r.rate:,.0f}" for r in report.throughput[key])
             steady = f"  steady {run.steady_rate:,.0f}/s" if run.steady_rate is not None else ""
             lines.append(f"  {label:<44} {run.rate:>8,.0f} events/s{steady}  (runs: {rates})")
-    if report.latency:
-        lat = report.latency
+    for lat in (report.latency, report.latency_noop):
+        if lat is None:
+            continue
         lines.append(
-            f"Latency at {lat.achieved_rate:.0f} events/s: p50 {lat.p50_ms:.0f} ms, p95 {lat.p95_ms:.0f} ms, "
-            f"p99 {lat.p99_ms:.0f} ms, max {lat.max_ms:.0f} ms ({lat.seen:,}/{lat.sent:,} seen)"
+            f"Latency ({LATENCY_LABELS[lat.kind]}) at {lat.achieved_rate:.0f} events/s: "
+            f"p50 {lat.p50_ms:.0f} ms, p95 {lat.p95_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms, "
+            f"max {lat.max_ms:.0f} ms "
+            f"({lat.seen:,}/{lat.sent:,} seen)"
         )
     if report.memory:
         mem = report.memory
@@ -199,12 +210,13 @@ def markdown(report: BenchReport) -> str:
             f"{report.partitions} partitions (published at {publish}); each contender in its own "
             f"consumer group and, if it writes, its own fresh database. {report.repeat} run(s) each, "
             "interleaved; the median run is shown, all runs' rates in the last column. CPU is the "
-            "average number of cores busy during the measurement window.",
+            "average number of cores busy during the measurement window; *machine* counts every "
+            "process on the machine, other users' included (2.00 = both cores busy).",
             "",
             "| contender | processes | events/s | window s | start-up s | CPU contender | CPU broker "
-            "| CPU Postgres | CPU harness | peak RSS MiB | finished / stored / applied "
+            "| CPU Postgres | CPU harness | CPU machine | peak RSS MiB | finished / logged / applied "
             "| all runs, events/s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for key, label in CONTENDERS.items():
             run = report.representative(key)
@@ -223,7 +235,7 @@ def markdown(report: BenchReport) -> str:
                 f"| {label} | {run.processes} | {rate} | {run.seconds:.2f} | {run.startup_seconds:.1f} "
                 f"| {_cpu(run.cpu_cores, 'contender')} | {_cpu(run.cpu_cores, 'broker')} "
                 f"| {_cpu(run.cpu_cores, 'postgres')} | {_cpu(run.cpu_cores, 'harness')} "
-                f"| {run.peak_rss_mib:.0f} | {stored} | {runs} |"
+                f"| {_cpu(run.cpu_cores, 'machine')} | {run.peak_rss_mib:.0f} | {stored} | {runs} |"
             )
         pipeline, noop, naive, scaling = (report.rate(k) for k in ("pipeline", "noop", "naive", "scaling"))
         ratios = []
@@ -238,21 +250,45 @@ def markdown(report: BenchReport) -> str:
                 ratios.append(f"(first record to last, join stagger included: {run.rate / pipeline:.2f})")
         if ratios:
             out += ["", "Ratios: " + "; ".join(ratios) + "."]
-    if report.latency:
-        lat = report.latency
-        share = f"{lat.worker_share_within_500ms:.1%}" if lat.worker_share_within_500ms is not None else "-"
+    latencies = [lat for lat in (report.latency, report.latency_noop) if lat is not None]
+    if latencies:
         out += [
             "",
-            "### Latency: publish to committed state",
+            "### Latency at a steady rate",
             "",
-            "| target rate | achieved | duration s | sent / seen | p50 ms | p95 ms | p99 ms | max ms "
-            "| poll period ms | worker: arrival→commit ≤ 0.5 s | CPU worker | CPU broker | CPU Postgres |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {lat.target_rate:.0f}/s | {lat.achieved_rate:.0f}/s | {lat.seconds:.0f} | {lat.sent:,} / "
-            f"{lat.seen:,} | {lat.p50_ms:.0f} | {lat.p95_ms:.0f} | {lat.p99_ms:.0f} | {lat.max_ms:.0f} "
-            f"| {lat.poll_ms_mean:.0f} | {share} | {_cpu(lat.cpu_cores, 'worker')} "
-            f"| {_cpu(lat.cpu_cores, 'broker')} | {_cpu(lat.cpu_cores, 'postgres')} |",
+            "| contender and measure | target rate | achieved | duration s | sent / seen | p50 ms | p95 ms "
+            "| p99 ms | max ms | poll period ms | worker: arrival→commit ≤ 0.5 s | CPU contender "
+            "| CPU broker | CPU Postgres | CPU machine |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        for lat in latencies:
+            share = (
+                f"{lat.worker_share_within_500ms:.1%}" if lat.worker_share_within_500ms is not None else "-"
+            )
+            poll = f"{lat.poll_ms_mean:.0f}" if lat.poll_ms_mean else "-"
+            out.append(
+                f"| {LATENCY_LABELS[lat.kind]} | {lat.target_rate:.0f}/s | {lat.achieved_rate:.0f}/s "
+                f"| {lat.seconds:.0f} | {lat.sent:,} / {lat.seen:,} | {lat.p50_ms:.0f} | {lat.p95_ms:.0f} "
+                f"| {lat.p99_ms:.0f} | {lat.max_ms:.0f} | {poll} | {share} | {_cpu(lat.cpu_cores, 'worker')} "
+                f"| {_cpu(lat.cpu_cores, 'broker')} | {_cpu(lat.cpu_cores, 'postgres')} "
+                f"| {_cpu(lat.cpu_cores, 'machine')} |"
+            )
+        internals = report.latency.worker if report.latency else {}
+        if internals.get("batches"):
+            batches, commit = internals["batches"], internals["commit_seconds"]
+            sweeps, sweep_seconds = internals.get("sweeps", 0.0), internals.get("sweep_seconds", 0.0)
+            fired, relayed = (
+                internals.get("absence_checks_fired", 0.0),
+                internals.get("alert_events_published", 0.0),
+            )
+            out += [
+                "",
+                f"Meanwhile the pipeline worker committed {batches:,.0f} batches of "
+                f"{internals['records'] / batches:.1f} records on average, {commit / batches * 1000:.0f} ms "
+                f"per commit on average ({commit:.1f} s in all); it ran {sweeps:,.0f} absence sweeps "
+                f"({sweep_seconds:.1f} s in all, {fired:,.0f} checks fired) and relayed "
+                f"{relayed:,.0f} alert events.",
+            ]
     if report.memory:
         mem = report.memory
         out += [
@@ -277,3 +313,21 @@ def write_markdown(report: BenchReport, path: Path, skeleton: str) -> None:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     path.write_text(head + markdown(report) + tail.lstrip("\n"))
+
+
+def to_json(report: BenchReport) -> str:
+    """The report's figures as JSON (kept beside the logs, so the markdown can be rendered again)."""
+    return json.dumps(dataclasses.asdict(report), default=str, indent=1)
+
+
+def from_json(text: str) -> BenchReport:
+    """A report saved by :func:`to_json`."""
+    raw = json.loads(text)
+    raw["started"] = datetime.fromisoformat(raw["started"])
+    raw["finished"] = datetime.fromisoformat(raw["finished"]) if raw["finished"] else None
+    raw["machine"] = Machine(**raw["machine"])
+    raw["throughput"] = {k: [ThroughputResult(**r) for r in v] for k, v in raw["throughput"].items()}
+    raw["latency"] = LatencyResult(**raw["latency"]) if raw["latency"] else None
+    raw["latency_noop"] = LatencyResult(**raw["latency_noop"]) if raw["latency_noop"] else None
+    raw["memory"] = MemoryResult(**raw["memory"]) if raw["memory"] else None
+    return BenchReport(**raw)

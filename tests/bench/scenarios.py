@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import statistics
 import threading
@@ -33,8 +34,10 @@ from tests.bench.processes import (
     Contender,
     cpu_seconds,
     histogram_share_within,
+    http_get,
     machine_busy_seconds,
     memory_mib,
+    metric_total,
     spawn,
     stop_all,
 )
@@ -73,8 +76,9 @@ class ThroughputResult:
 
 @dataclass
 class LatencyResult:
-    """Publish-to-visible latency of one worker at a steady rate."""
+    """Publish-to-visible latency of one process at a steady rate."""
 
+    kind: str  # "pipeline": publish -> visible in Postgres; "noop": Kafka timestamp -> ack
     target_rate: float
     seconds: float
     sent: int
@@ -87,6 +91,8 @@ class LatencyResult:
     poll_ms_mean: float  # the poller's period (the measurement's resolution)
     worker_share_within_500ms: float | None  # the worker's own arrival-to-commit histogram
     cpu_cores: dict[str, float]
+    # What the pipeline worker did meanwhile, from its /metrics (empty for the no-op agent).
+    worker: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -297,25 +303,34 @@ def _steady_rate(samples: list[tuple[float, list[int]]], minimum_seconds: float 
 async def latency(
     environment: BenchEnvironment,
     *,
+    kind: str,
     rate: float,
     seconds: float,
     log_dir: Path,
     worker_env: Mapping[str, str],
     say: Say,
 ) -> LatencyResult:
-    """One worker, a producer at a steady ``rate`` for ``seconds``; per event: first seen in
-    Postgres minus handed to the publisher. A poller asks every ``LATENCY_POLL_SECONDS`` for the
-    events sent and not yet seen, by primary key."""
+    """One process of ``kind`` ("pipeline" or "noop"), a producer at a steady ``rate`` for ``seconds``.
+
+    Pipeline: per event, first seen in Postgres minus handed to the publisher; a poller asks every
+    ``LATENCY_POLL_SECONDS`` for the events sent and not yet seen, by primary key. No-op agent: per
+    record, its ack minus its Kafka timestamp (set by the producer on send), as the agent reports.
+    """
     events = wl.events_workload(max(1, round(rate * seconds)), seed=2)
-    topics = environment.fresh_topics("latency", partitions=8)
-    database_url = await environment.fresh_database("latency")
-    env = contender_env(environment, topics, f"bench-{environment.run_id}-latency", database_url)
-    worker = spawn("pipeline", "latency-1", env, log_dir, worker_env)
+    topics = environment.fresh_topics(f"latency-{kind}", partitions=8)
+    database_url = "" if kind == "noop" else await environment.fresh_database(f"latency_{kind}")
+    env = contender_env(environment, topics, f"bench-{environment.run_id}-latency-{kind}", database_url)
+    worker = spawn(kind, f"latency-{kind}", env, log_dir, worker_env)
     try:
         warm = wl.warm_up_workload()
         wl.publish(environment.kafka_bootstrap, topics.events_topic, warm)
-        await _wait_for_rows(database_url, warm.keys, [worker], within=120)
-        before = histogram_share_within(worker.metrics(), "iopcare_arrival_to_commit_seconds", "0.5")
+        if kind == "noop":
+            await _wait_for_progress(worker, len(warm), within=120)
+            before, before_exposition = (0.0, 0.0), ""
+        else:
+            await _wait_for_rows(database_url, warm.keys, [worker], within=120)
+            before_exposition = worker.metrics()
+            before = histogram_share_within(before_exposition, "iopcare_arrival_to_commit_seconds", "0.5")
         clock = CpuClock(environment, [worker], "worker")
         start_reading, start_at = clock.read(), time.monotonic()
 
@@ -339,46 +354,39 @@ async def latency(
         producer = threading.Thread(target=produce, name="paced-producer", daemon=True)
         producer.start()
         say(f"     publishing {len(events):,} events at {rate:.0f}/s for {seconds:.0f}s")
-        index_of = {k: i for i, k in enumerate(events.keys)}
-        latencies: list[float] = []
-        pending: set[int] = set()
-        queued = 0
         polls: list[float] = []
         deadline = time.monotonic() + seconds + 60
-        connection = await asyncpg.connect(database_url)
-        try:
-            while len(latencies) < len(events):
-                if failure:
-                    raise BenchmarkError(f"the paced producer failed: {failure[0]!r}")
-                _check_alive([worker])
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"only {len(latencies)} of {len(events)} events became visible")
-                pending.update(range(queued, sent))
-                queued = max(queued, sent)
-                poll_at = time.time()
-                polls.append(time.monotonic())
-                if pending:
-                    keys = [events.keys[i] for i in pending]
-                    rows = await connection.fetch(
-                        "SELECT source, event_id FROM event_log WHERE (source, event_id) IN "
-                        "(SELECT * FROM unnest($1::text[], $2::text[]))",
-                        [k[0] for k in keys],
-                        [k[1] for k in keys],
-                    )
-                    for row in rows:
-                        index = index_of[(row["source"], row["event_id"])]
-                        pending.discard(index)
-                        latencies.append(poll_at - sent_at[index])
-                await asyncio.sleep(LATENCY_POLL_SECONDS)
-        finally:
-            await connection.close()
+
+        def check() -> None:
+            if failure:
+                raise BenchmarkError(f"the paced producer failed: {failure[0]!r}")
+            _check_alive([worker])
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"{kind}: not all of {len(events)} events were done in time")
+
+        if kind == "noop":
+            while (_progress(worker) or 0) < len(warm) + len(events):
+                check()
+                await asyncio.sleep(POLL_SECONDS)
+            latencies = json.loads(http_get(f"http://127.0.0.1:{worker.port}/delays?skip={len(warm)}"))
+        else:
+            latencies = await _poll_visibility(database_url, events, sent_at, lambda: sent, check, polls)
         end_reading, window = clock.read(), time.monotonic() - start_at
         producer.join(timeout=30)
-        after = histogram_share_within(worker.metrics(), "iopcare_arrival_to_commit_seconds", "0.5")
-        within, total = after[0] - before[0], after[1] - before[1]
+        within = total = 0.0
+        internals: dict[str, float] = {}
+        if kind != "noop":
+            exposition = worker.metrics()
+            after = histogram_share_within(exposition, "iopcare_arrival_to_commit_seconds", "0.5")
+            within, total = after[0] - before[0], after[1] - before[1]
+            internals = {
+                name: metric_total(exposition, metric) - metric_total(before_exposition, metric)
+                for name, metric in WORKER_INTERNALS.items()
+            }
         ordered = sorted(latencies)
         periods = [b - a for a, b in itertools.pairwise(polls)]
         return LatencyResult(
+            kind=kind,
             target_rate=rate,
             seconds=seconds,
             sent=sent,
@@ -391,9 +399,75 @@ async def latency(
             poll_ms_mean=statistics.fmean(periods) * 1000 if periods else 0.0,
             worker_share_within_500ms=within / total if total else None,
             cpu_cores=CpuClock.cores(start_reading, end_reading, window),
+            worker=internals,
         )
     finally:
         stop_all([worker])
+
+
+# Pipeline metrics read around the latency run, to tell where a worker's time went.
+WORKER_INTERNALS = {
+    "batches": "iopcare_batch_size_records_count",
+    "records": "iopcare_batch_size_records_sum",
+    "commit_seconds": "iopcare_batch_commit_duration_seconds_sum",
+    "sweeps": "iopcare_absence_sweep_duration_seconds_count",
+    "sweep_seconds": "iopcare_absence_sweep_duration_seconds_sum",
+    "absence_checks_fired": "iopcare_absence_checks_fired_total",
+    "alert_events_published": "iopcare_alert_events_published_total",
+}
+
+
+async def _wait_for_progress(contender: Contender, records: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while (_progress(contender) or 0) < records:
+        _check_alive([contender])
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"{contender.name} did not finish the warm-up within {within:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+async def _poll_visibility(
+    database_url: str,
+    events: wl.Workload,
+    sent_at: list[float],
+    sent: Callable[[], int],
+    check: Callable[[], None],
+    polls: list[float],
+) -> list[float]:
+    """Seconds from handing each event to the publisher to the first poll that finds it in event_log.
+
+    A poll's snapshot is taken just after ``poll_at``, and the previous poll did not see the event,
+    so each figure is late by at most one poll period (``polls`` records when each poll started).
+    """
+    index_of = {k: i for i, k in enumerate(events.keys)}
+    latencies: list[float] = []
+    pending: set[int] = set()
+    queued = 0
+    connection = await asyncpg.connect(database_url)
+    try:
+        while len(latencies) < len(events):
+            check()
+            now_sent = sent()
+            pending.update(range(queued, now_sent))
+            queued = max(queued, now_sent)
+            poll_at = time.time()
+            polls.append(time.monotonic())
+            if pending:
+                keys = [events.keys[i] for i in pending]
+                rows = await connection.fetch(
+                    "SELECT source, event_id FROM event_log WHERE (source, event_id) IN "
+                    "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                )
+                for row in rows:
+                    index = index_of[(row["source"], row["event_id"])]
+                    pending.discard(index)
+                    latencies.append(poll_at - sent_at[index])
+            await asyncio.sleep(LATENCY_POLL_SECONDS)
+    finally:
+        await connection.close()
+    return latencies
 
 
 def _percentile(ordered: Sequence[float], percent: float) -> float:

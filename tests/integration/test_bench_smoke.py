@@ -40,10 +40,11 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
             assert 0 < (result.applied or 0) <= 300, key  # the consent gate may hold some back
     assert sum(report.throughput["scaling"][0].per_process) >= 300
 
-    latency = report.latency
-    assert latency is not None
-    assert latency.sent == latency.seen == 200
-    assert 0 < latency.p50_ms <= latency.p99_ms <= latency.max_ms
+    for latency in (report.latency, report.latency_noop):
+        assert latency is not None
+        assert latency.sent == latency.seen == 200, latency.kind
+        assert 0 < latency.p50_ms <= latency.p99_ms <= latency.max_ms, latency.kind
+    assert report.latency is not None and report.latency.worker["records"] >= 200
 
     memory = report.memory
     assert memory is not None
