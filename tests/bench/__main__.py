@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iopcare.settings import Settings
 from tests.bench import scenarios
 from tests.bench import workload as wl
 from tests.bench.environment import BenchEnvironment, Machine
 from tests.bench.processes import PROJECT_ROOT
 from tests.bench.report import CONTENDERS, BenchReport, from_json, text_summary, to_json, write_markdown
 
-SCENARIOS = ("noop", "pipeline", "naive", "scaling", "latency", "memory")
+SCENARIOS = ("noop", "pipeline", "naive", "scaling", "inprocess", "latency", "memory")
 THROUGHPUT_PARTITIONS = 8  # enough for two workers to share (and the default of IOPCARE_TOPIC_PARTITIONS)
 
 SKELETON = """# Processor benchmark
@@ -176,6 +177,19 @@ async def _run(
         say(f"   pre-loaded {topics.events_topic} at {report.publish_rate:,.0f} events/s")
         for round_number in range(1, options.repeat + 1):
             for key in contenders:
+                if key == "inprocess":
+                    say(f"-- {CONTENDERS[key]} (run {round_number}/{options.repeat})")
+                    result = await scenarios.in_process(
+                        environment,
+                        key=f"{key}_r{round_number}",
+                        workload=events,
+                        batch_size=Settings().batch_max_records,
+                        say=say,
+                    )
+                    _check_complete(result, "pipeline")
+                    report.throughput.setdefault(key, []).append(result)
+                    say(f"   {result.rate:,.0f} events/s over {result.seconds:.2f}s (CPU {result.cpu_cores})")
+                    continue
                 kind = "noop" if key == "noop" else "naive" if key == "naive" else "pipeline"
                 processes = 2 if key == "scaling" else 1
                 say(f"-- {CONTENDERS[key]} (run {round_number}/{options.repeat})")

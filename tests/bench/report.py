@@ -39,6 +39,7 @@ CONTENDERS = {  # report order and names
     "pipeline": "pipeline, 1 worker",
     "naive": "naive consumer (autocommit per statement)",
     "scaling": "pipeline, 2 workers",
+    "inprocess": "pipeline in-process (no Kafka, no Faust)",
 }
 
 
@@ -107,12 +108,19 @@ def verdicts(report: BenchReport) -> list[Verdict]:
         measured = f"p99 {latency.p99_ms:.0f} ms at {latency.achieved_rate:.0f} events/s"
         complete = latency.seen == latency.sent
         out.append(Verdict(name, measured, (latency.p99_ms <= P99_MS and complete) if steady else None))
+    two, one = report.representative("scaling"), report.representative("pipeline")
+    cores = (
+        f"; contender CPU {two.cpu_cores.get('contender', 0):.2f} vs {one.cpu_cores.get('contender', 0):.2f} "
+        f"cores, machine {two.cpu_cores.get('machine', 0):.2f} of {report.machine.cores} busy"
+        if two and one
+        else ""
+    )
     ratio(
         f"two workers ≥ {TWO_WORKERS}x one worker",
         scaling,
         pipeline,
         TWO_WORKERS,
-        ", both busy" if (run := report.representative("scaling")) and run.steady_rate else "",
+        (", both busy" if two and two.steady_rate else "") + cores,
     )
     memory = report.memory
     name = f"worker RSS ≤ {RSS_MB:.0f} MB with {RSS_PATIENTS:,} patients' state"
@@ -168,6 +176,13 @@ def _cpu(cores: dict[str, float], name: str) -> str:
     return f"{cores[name]:.2f}" if name in cores else "-"
 
 
+def _per_cpu(run: ThroughputResult) -> str:
+    """Events per CPU-second of the contender's own processes: its efficiency, whatever it was given."""
+    cores = run.cpu_cores.get("contender", 0.0)
+    rate = run.steady_rate if run.steady_rate is not None else run.rate
+    return f"{rate / cores:,.0f}" if cores > 0 else "-"
+
+
 def markdown(report: BenchReport) -> str:
     """The generated section of docs/benchmarks.md (between the markers)."""
     m = report.machine
@@ -206,6 +221,10 @@ def markdown(report: BenchReport) -> str:
             "",
             "### Throughput",
             "",
+            "The last row drives `EngagementPipeline.handle` directly in the harness (same events, "
+            "batches of `IOPCARE_BATCH_MAX_RECORDS`, a fresh database): the pipeline's own cost, "
+            "without broker or framework; its CPU is the harness process's.",
+            "",
             f"{report.events:,} events of {report.patients} patients pre-loaded on one topic of "
             f"{report.partitions} partitions (published at {publish}); each contender in its own "
             f"consumer group and, if it writes, its own fresh database. {report.repeat} run(s) each, "
@@ -213,10 +232,10 @@ def markdown(report: BenchReport) -> str:
             "average number of cores busy during the measurement window; *machine* counts every "
             "process on the machine, other users' included (2.00 = both cores busy).",
             "",
-            "| contender | processes | events/s | window s | start-up s | CPU contender | CPU broker "
-            "| CPU Postgres | CPU harness | CPU machine | peak RSS MiB | finished / logged / applied "
-            "| all runs, events/s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| contender | processes | events/s | window s | start-up s | CPU contender | events per "
+            "contender CPU-s | CPU broker | CPU Postgres | CPU harness | CPU machine | peak RSS MiB "
+            "| finished / logged / applied | all runs, events/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for key, label in CONTENDERS.items():
             run = report.representative(key)
@@ -231,11 +250,12 @@ def markdown(report: BenchReport) -> str:
             if run.processes > 1:
                 stored += " (" + " + ".join(f"{n:,}" for n in run.per_process) + ")"
             runs = ", ".join(f"{r.rate:,.0f}" for r in report.throughput[key])
+            rss = f"{run.peak_rss_mib:.0f}" if run.peak_rss_mib else "-"
             out.append(
                 f"| {label} | {run.processes} | {rate} | {run.seconds:.2f} | {run.startup_seconds:.1f} "
-                f"| {_cpu(run.cpu_cores, 'contender')} | {_cpu(run.cpu_cores, 'broker')} "
+                f"| {_cpu(run.cpu_cores, 'contender')} | {_per_cpu(run)} | {_cpu(run.cpu_cores, 'broker')} "
                 f"| {_cpu(run.cpu_cores, 'postgres')} | {_cpu(run.cpu_cores, 'harness')} "
-                f"| {_cpu(run.cpu_cores, 'machine')} | {run.peak_rss_mib:.0f} | {stored} | {runs} |"
+                f"| {_cpu(run.cpu_cores, 'machine')} | {rss} | {stored} | {runs} |"
             )
         pipeline, noop, naive, scaling = (report.rate(k) for k in ("pipeline", "noop", "naive", "scaling"))
         ratios = []

@@ -26,8 +26,10 @@ from urllib.error import URLError
 
 import asyncpg
 
+from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
+from iopcare.store.engagement import EngagementStore, RejectedRecord
 from tests.bench import workload as wl
 from tests.bench.environment import BenchEnvironment
 from tests.bench.processes import (
@@ -295,6 +297,50 @@ def _steady_rate(samples: list[tuple[float, list[int]]], minimum_seconds: float 
     at_start = next(sum(c) for t, c in samples if t >= start)
     at_end = next(sum(c) for t, c in samples if t >= end)
     return (at_end - at_start) / (end - start)
+
+
+async def in_process(
+    environment: BenchEnvironment, *, key: str, workload: wl.Workload, batch_size: int, say: Say
+) -> ThroughputResult:
+    """The pipeline's own cost: ``EngagementPipeline.handle`` on the same events in batches of
+    ``batch_size``, in this process, into a fresh database; no broker, no Faust."""
+    database_url = await environment.fresh_database(key)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=Settings().database_pool_size)
+    assert pool is not None
+
+    async def no_dead_letters(_items: Sequence[RejectedRecord]) -> None:
+        raise BenchmarkError("the benchmark's events are all valid")
+
+    try:
+        pipeline = EngagementPipeline(EngagementStore(pool), no_dead_letters)
+        records = [
+            Record("bench", index % 8, index, None, payload, time.time())
+            for index, payload in enumerate(workload.payloads)
+        ]
+        start_cpu, started = time.process_time(), time.perf_counter()
+        for first in range(0, len(records), batch_size):
+            await pipeline.handle(records[first : first + batch_size])
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - start_cpu
+        stored = await _count(database_url, "SELECT count(*) FROM event_log")
+        applied = await _count(database_url, "SELECT coalesce(sum(events_applied), 0) FROM patient_state")
+    finally:
+        await pool.close()
+    return ThroughputResult(
+        key=key,
+        label="pipeline in-process (no Kafka, no Faust)",
+        processes=1,
+        events=len(workload),
+        processed=len(records),
+        stored=stored,
+        applied=applied,
+        seconds=round(seconds, 3),
+        rate=len(records) / seconds,
+        steady_rate=None,
+        startup_seconds=0.0,
+        cpu_cores={"contender": round(cpu / seconds, 2)},
+        peak_rss_mib=0.0,
+    )
 
 
 # -- latency -----------------------------------------------------------------------------------
