@@ -221,10 +221,6 @@ def markdown(report: BenchReport) -> str:
             "",
             "### Throughput",
             "",
-            "The last row drives `EngagementPipeline.handle` directly in the harness (same events, "
-            "batches of `IOPCARE_BATCH_MAX_RECORDS`, a fresh database): the pipeline's own cost, "
-            "without broker or framework; its CPU is the harness process's.",
-            "",
             f"{report.events:,} events of {report.patients} patients pre-loaded on one topic of "
             f"{report.partitions} partitions (published at {publish}); each contender in its own "
             f"consumer group and, if it writes, its own fresh database. {report.repeat} run(s) each, "
@@ -257,6 +253,13 @@ def markdown(report: BenchReport) -> str:
                 f"| {_cpu(run.cpu_cores, 'postgres')} | {_cpu(run.cpu_cores, 'harness')} "
                 f"| {_cpu(run.cpu_cores, 'machine')} | {rss} | {stored} | {runs} |"
             )
+        if "inprocess" in report.throughput:
+            out += [
+                "",
+                "The in-process row drives `EngagementPipeline.handle` directly in the harness (same events, "
+                "batches of `IOPCARE_BATCH_MAX_RECORDS`, a fresh database): the pipeline's own work, "
+                "serially, without broker or framework; its CPU is the harness process's.",
+            ]
         pipeline, noop, naive, scaling = (report.rate(k) for k in ("pipeline", "noop", "naive", "scaling"))
         ratios = []
         if pipeline and noop:
