@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
             started=datetime.now(UTC),
             command=options.command,
             machine=asyncio.run(environment.machine()),
+            code=_code_version(),
             worker_env=dict(options.worker_env),
             repeat=options.repeat,
         )
@@ -146,6 +148,20 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
         write_markdown(report, options.out, SKELETON)
         say(f"\nWrote {options.out}")
     return report
+
+
+def _code_version() -> str:
+    """The commit measured, and whether the checkout had changes."""
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
 
 
 def _external() -> bool:

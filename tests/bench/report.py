@@ -50,6 +50,7 @@ class BenchReport:
     started: datetime
     command: str
     machine: Machine
+    code: str = ""  # the commit measured (git describe of the checkout)
     events: int = 0
     patients: int = 0
     partitions: int = 0
@@ -192,6 +193,7 @@ def markdown(report: BenchReport) -> str:
         "## Results of the last run",
         "",
         f"- Run: {report.started:%Y-%m-%d %H:%M} UTC, {duration / 60:.1f} min, `{report.command}`",
+        f"- Code measured: `{report.code or 'unknown'}`",
         f"- Load average (1/5/15 min) before: {m.load_before}; after: {report.load_after}",
     ]
     if report.worker_env:
