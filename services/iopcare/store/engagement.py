@@ -1,4 +1,5 @@
-"""Postgres persistence of the event log, patient state, quarantine, absence checks and dead letters.
+"""Postgres persistence of the processor: event log, patient state, quarantine, absence checks,
+alerts and dead letters.
 
 The exactly-once *effect* lives here. For a batch of records from one Kafka poll:
 
@@ -6,16 +7,19 @@ The exactly-once *effect* lives here. For a batch of records from one Kafka poll
    come back are the events never seen before; a redelivered or duplicated event comes back as
    nothing and is applied as nothing;
 2. lock the state rows of the patients concerned (in patient-id order, so two workers overlapping
-   during a rebalance cannot deadlock), take the new events in with the pure domain (consent gate,
-   then fold; a consent grant releases the held reports it covers);
+   during a rebalance cannot deadlock); per event, in order: fire the patient's absence checks that
+   fell due before it, take the event in with the pure domain (consent gate, then fold; a consent
+   grant releases the held reports it covers), run the rules on the new state;
 3. write back set-based (one statement per table for the batch): states, held and released reports,
-   the absence checks the new states expect, dead letters.
+   the absence checks the new states expect, the alert lifecycle's changes (alerts, transitions and
+   alert events in the outbox), dead letters.
 
 The caller commits Kafka offsets only after this transaction commits.
 
-The absence sweep (:meth:`EngagementStore.sweep`) takes due checks under the same patient row locks
-(``SKIP LOCKED``: it never waits for a batch), and marks each fired in the transaction that writes its
-signal to the outbox. Lock order is always patient_state first, then the patient's other rows.
+The sweeps (:meth:`EngagementStore.sweep` for absence checks, :meth:`EngagementStore.escalate` for
+response deadlines) take due work under the same patient row locks (``SKIP LOCKED``: they never wait
+for a batch), and mark it done in the transaction that writes its alert changes. Lock order is always
+patient_state first, then the patient's other rows.
 """
 
 from __future__ import annotations
@@ -158,7 +162,7 @@ def load_state(document: str | bytes) -> PatientState:
 
 
 class EngagementStore:
-    """Event log, patient state and dead letters in Postgres."""
+    """The processor's Postgres side: batches, sweeps and escalations, each one transaction."""
 
     def __init__(
         self,
