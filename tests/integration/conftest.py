@@ -4,9 +4,10 @@ emptied database, is in the top-level conftest)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from iopcare.endpoints import Endpoints
@@ -30,3 +31,12 @@ def worker(endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
     )
     yield process
     assert process.stop() in (0, -15), process.log()[-3000:]
+
+
+@pytest.fixture
+async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on the emptied session database, for tests that drive the store directly."""
+    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()

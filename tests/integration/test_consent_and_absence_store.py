@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,14 +17,6 @@ from tests.unit.domain.test_absence import checkin, enrolled
 from tests.unit.domain.test_consent_gate import PATIENT, T0, grant, house  # T0: months ago
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
-    assert pool is not None
-    yield pool
-    await pool.close()
 
 
 async def _commit(store: EngagementStore, *events: InboundEvent) -> None:

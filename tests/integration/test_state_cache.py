@@ -3,7 +3,6 @@ failed transaction changed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import asyncpg
@@ -16,14 +15,6 @@ from iopcare.store.engagement import AcceptedEvent, EngagementStore
 pytestmark = pytest.mark.integration
 
 COHORT = generate_cohort(3, seed=5, start=date.today() - timedelta(days=60), days=30)
-
-
-@pytest.fixture
-async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
-    assert pool is not None
-    yield pool
-    await pool.close()
 
 
 async def test_two_workers_taking_turns_on_the_same_patients_stay_exact(pool: asyncpg.Pool) -> None:
