@@ -173,6 +173,9 @@ def _external() -> bool:
 async def _run(
     options: Options, environment: BenchEnvironment, report: BenchReport, log_dir: Path, say: Any
 ) -> None:
+    def save() -> None:  # after each measurement, so a failure later keeps what was measured
+        (log_dir / "report.json").write_text(to_json(report))
+
     contenders = [key for key in CONTENDERS if key in options.only]
     if contenders:
         started = time.perf_counter()
@@ -204,6 +207,7 @@ async def _run(
                     )
                     _check_complete(result, "pipeline")
                     report.throughput.setdefault(key, []).append(result)
+                    save()
                     say(f"   {result.rate:,.0f} events/s over {result.seconds:.2f}s (CPU {result.cpu_cores})")
                     continue
                 kind = "noop" if key == "noop" else "naive" if key == "naive" else "pipeline"
@@ -223,6 +227,7 @@ async def _run(
                 )
                 _check_complete(result, kind)
                 report.throughput.setdefault(key, []).append(result)
+                save()
                 steady = f", both busy {result.steady_rate:,.0f}/s" if result.steady_rate else ""
                 say(
                     f"   {result.rate:,.0f} events/s over {result.seconds:.2f}s{steady} "
@@ -247,6 +252,7 @@ async def _run(
                 report.latency = measured
             else:
                 report.latency_noop = measured
+            save()
             say(
                 f"   p50 {measured.p50_ms:.0f} ms, p99 {measured.p99_ms:.0f} ms, max {measured.max_ms:.0f} ms"
             )
