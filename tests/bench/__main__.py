@@ -151,10 +151,17 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
 
 
 def _code_version() -> str:
-    """The commit measured, and whether the checkout had changes."""
+    """The commit measured, "-dirty" if the checkout had changes (the report itself aside)."""
     try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--abbrev=12"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
@@ -162,6 +169,7 @@ def _code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+    return commit + ("-dirty" if changed else "")
 
 
 def _external() -> bool:
