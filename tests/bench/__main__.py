@@ -151,10 +151,17 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
 
 
 def _code_version() -> str:
-    """The commit measured, and whether the checkout had changes."""
+    """The commit measured, "-dirty" if the checkout had changes (the report itself aside)."""
     try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--abbrev=12"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
@@ -162,6 +169,7 @@ def _code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+    return commit + ("-dirty" if changed else "")
 
 
 def _external() -> bool:
@@ -173,6 +181,9 @@ def _external() -> bool:
 async def _run(
     options: Options, environment: BenchEnvironment, report: BenchReport, log_dir: Path, say: Any
 ) -> None:
+    def save() -> None:  # after each measurement, so a failure later keeps what was measured
+        (log_dir / "report.json").write_text(to_json(report))
+
     contenders = [key for key in CONTENDERS if key in options.only]
     if contenders:
         started = time.perf_counter()
@@ -204,6 +215,7 @@ async def _run(
                     )
                     _check_complete(result, "pipeline")
                     report.throughput.setdefault(key, []).append(result)
+                    save()
                     say(f"   {result.rate:,.0f} events/s over {result.seconds:.2f}s (CPU {result.cpu_cores})")
                     continue
                 kind = "noop" if key == "noop" else "naive" if key == "naive" else "pipeline"
@@ -223,6 +235,7 @@ async def _run(
                 )
                 _check_complete(result, kind)
                 report.throughput.setdefault(key, []).append(result)
+                save()
                 steady = f", both busy {result.steady_rate:,.0f}/s" if result.steady_rate else ""
                 say(
                     f"   {result.rate:,.0f} events/s over {result.seconds:.2f}s{steady} "
@@ -247,6 +260,7 @@ async def _run(
                 report.latency = measured
             else:
                 report.latency_noop = measured
+            save()
             say(
                 f"   p50 {measured.p50_ms:.0f} ms, p99 {measured.p99_ms:.0f} ms, max {measured.max_ms:.0f} ms"
             )

@@ -337,7 +337,8 @@ def write_markdown(report: BenchReport, path: Path, skeleton: str) -> None:
         text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + END + "\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(head + markdown(report) + tail.lstrip("\n"))
+    tail = tail.lstrip("\n")
+    path.write_text(head + markdown(report) + ("\n" + tail if tail else ""))
 
 
 def to_json(report: BenchReport) -> str:

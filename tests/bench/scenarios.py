@@ -533,9 +533,9 @@ async def memory(
     worker_env: Mapping[str, str],
     say: Say,
 ) -> MemoryResult:
-    """One worker: RSS after a warm-up, then after one day of a ``patients`` cohort (every patient's
-    enrolment and first events, so every patient's state is created and updated)."""
-    events = wl.cohort_workload(patients, days=1, seed=3)
+    """One worker: RSS after a warm-up, then after yesterday's events of ``patients`` new patients
+    (every patient's enrolment and first events, so every patient's state is created and updated)."""
+    events = wl.recent_day_workload(patients)
     topics = environment.fresh_topics("memory", partitions=8)
     database_url = await environment.fresh_database("memory")
     env = contender_env(environment, topics, f"bench-{environment.run_id}-memory", database_url)

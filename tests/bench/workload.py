@@ -32,9 +32,12 @@ def _start() -> date:
     return date.today() - timedelta(days=91)
 
 
-def cohort_workload(patients: int, *, days: int = 90, seed: int = 1, limit: int | None = None) -> Workload:
-    """The first ``limit`` events (by event time) of a synthetic cohort."""
-    events = generate_cohort(patients, seed=seed, start=_start(), days=days)[:limit]
+def cohort_workload(
+    patients: int, *, days: int = 90, seed: int = 1, limit: int | None = None, start: date | None = None
+) -> Workload:
+    """The first ``limit`` events (by event time) of a synthetic cohort starting on ``start``
+    (default: 91 days ago, so that a 90-day course has happened by now)."""
+    events = generate_cohort(patients, seed=seed, start=start or _start(), days=days)[:limit]
     return Workload(
         payloads=[encode_event(e) for e in events],
         keys=[(e.source, e.id) for e in events],
@@ -50,6 +53,12 @@ def events_workload(count: int, *, seed: int = 1) -> Workload:
         patients += 1
         workload = cohort_workload(patients, seed=seed, limit=count)
     return workload
+
+
+def recent_day_workload(patients: int, *, seed: int = 3) -> Workload:
+    """Yesterday's events of ``patients`` newly enrolled patients: every patient gets a state, and no
+    absence check is long overdue (as with a live clinic, unlike a replay of months of history)."""
+    return cohort_workload(patients, days=1, seed=seed, start=date.today() - timedelta(days=1))
 
 
 def warm_up_workload() -> Workload:

@@ -22,7 +22,7 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
         state_dir=tmp_path, kafka_bootstrap=endpoints.kafka_bootstrap, server_url=endpoints.database_url
     )
     options = Options(
-        events=300, repeat=1, latency_rate=100, latency_seconds=2, memory_patients=40, out=tmp_path / "b.md"
+        events=300, repeat=1, latency_rate=100, latency_seconds=1, memory_patients=20, out=tmp_path / "b.md"
     )
     try:
         report = run(options, environment, say=lambda _line: None)
@@ -42,13 +42,13 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
 
     for latency in (report.latency, report.latency_noop):
         assert latency is not None
-        assert latency.sent == latency.seen == 200, latency.kind
+        assert latency.sent == latency.seen == 100, latency.kind
         assert 0 < latency.p50_ms <= latency.p99_ms <= latency.max_ms, latency.kind
-    assert report.latency is not None and report.latency.worker["records"] >= 200
+    assert report.latency is not None and report.latency.worker["records"] >= 100
 
     memory = report.memory
     assert memory is not None
-    assert memory.stored_patients >= memory.patients == 40
+    assert memory.stored_patients >= memory.patients == 20
     assert 0 < memory.baseline_rss_mib <= memory.peak_rss_mib
 
     assert len(verdicts(report)) == 5
