@@ -13,21 +13,18 @@ The time rules of the rule pack run through these checks:
 - ``week_close:<program start>:<week>``: weekly plan shortfall, fellowship shortfall, step up (low
   attendance with use), step down, and the end of an episode of frequent misses;
 - ``family_therapy_due:<program start>``: family therapy not booked by day 21.
-
-Transitional: the store still passes an :class:`AbsencePolicy` and reads an :class:`AbsenceSignal`;
-that older path is kept unchanged at the end of this module until the store passes a ``RulePack``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Literal, overload
+from typing import Literal
 
 from iopcare.contract import CheckInSubmitted, PatientDischarged, PatientEnrolled
 from iopcare.domain.engagement import PatientState
-from iopcare.domain.measures import ProgramCalendar, week_attendance
+from iopcare.domain.measures import ProgramCalendar
 from iopcare.domain.rules import DEFAULT_PACK, RulePack
 from iopcare.domain.rules.events import week_closed
 from iopcare.domain.rules.household import family_not_booked
@@ -35,8 +32,6 @@ from iopcare.domain.rules.silence import silence, silence_anchor
 from iopcare.domain.signals import Finding
 
 CheckKind = Literal["checkin_silence", "week_close", "family_therapy_due"]
-SignalKind = Literal["checkin_silence", "weekly_plan_shortfall"]
-Fact = str | int | float
 
 CHECKS_CHANGE_AFTER: tuple[type, ...] = (PatientEnrolled, CheckInSubmitted, PatientDischarged)
 """The event types after which :func:`due_checks` can give a different set (with a ``RulePack``):
@@ -113,14 +108,12 @@ def _silence_checks(state: PatientState, pack: RulePack) -> list[AbsenceCheck]:
     ]
 
 
-def due_checks(state: PatientState, rules: RulePack | AbsencePolicy = DEFAULT_PACK) -> set[AbsenceCheck]:
+def due_checks(state: PatientState, pack: RulePack = DEFAULT_PACK) -> set[AbsenceCheck]:
     """Every check this state expects to be swept: none before enrollment or after discharge."""
-    if isinstance(rules, AbsencePolicy):
-        return _policy_due_checks(state, rules)
     if state.enrollment is None or state.discharge is not None:
         return set()
-    checks = set(_checks_of_program(state, rules))
-    checks.update(_silence_checks(state, rules))
+    checks = set(_checks_of_program(state, pack))
+    checks.update(_silence_checks(state, pack))
     return checks
 
 
@@ -133,22 +126,9 @@ def _expects(state: PatientState, check: AbsenceCheck, pack: RulePack) -> bool:
     return check in _checks_of_program(state, pack)
 
 
-@overload
-def observe(state: PatientState, check: AbsenceCheck, rules: AbsencePolicy) -> AbsenceSignal | None: ...
-
-
-@overload
-def observe(state: PatientState, check: AbsenceCheck, rules: RulePack = ...) -> list[Finding]: ...
-
-
-def observe(
-    state: PatientState, check: AbsenceCheck, rules: RulePack | AbsencePolicy = DEFAULT_PACK
-) -> list[Finding] | AbsenceSignal | None:
+def observe(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_PACK) -> list[Finding]:
     """At (or after) ``check.due_at``: what the time rules find, or nothing if the state moved on (a
     check-in came, the patient was discharged or re-enrolled). Deterministic, like the event rules."""
-    if isinstance(rules, AbsencePolicy):
-        return _policy_observe(state, check, rules)
-    pack = rules
     if not _expects(state, check, pack):
         return []
     if check.kind == "checkin_silence":
@@ -162,121 +142,3 @@ def observe(
 
 def _silence_key(hours: int, anchor_event_id: str) -> str:
     return f"checkin_silence:{hours}h:{anchor_event_id}"
-
-
-# --- transitional: the AbsencePolicy / AbsenceSignal path the store still uses -------------------
-
-
-@dataclass(frozen=True)
-class AbsencePolicy:
-    """When absence checks fall due (the rule pack's numbers; CLINICAL.md has the defaults)."""
-
-    silence_after: tuple[timedelta, ...] = (timedelta(hours=48), timedelta(hours=72))
-    # Attendance for a week's last sessions may be recorded the next morning.
-    week_close_grace: timedelta = timedelta(hours=12)
-    calendar: ProgramCalendar = field(default_factory=ProgramCalendar)
-
-
-DEFAULT_ABSENCE_POLICY = AbsencePolicy()
-
-
-@dataclass(frozen=True)
-class AbsenceSignal:
-    """An absence the sweep found real: what was expected, and what the state shows."""
-
-    kind: SignalKind
-    check_key: str
-    due_at: datetime
-    facts: dict[str, Fact] = field(default_factory=dict)
-    evidence: tuple[str, ...] = ()  # event ids behind the facts
-
-
-def _policy_due_checks(state: PatientState, policy: AbsencePolicy) -> set[AbsenceCheck]:
-    enrollment = state.enrollment
-    if enrollment is None or state.discharge is not None:
-        return set()
-    checks: set[AbsenceCheck] = set()
-    anchor_at, anchor_id = _silence_anchor(state)
-    for after in policy.silence_after:
-        checks.add(
-            AbsenceCheck(
-                anchor_at + after, _silence_key(after // timedelta(hours=1), anchor_id), "checkin_silence"
-            )
-        )
-    weeks = -(-enrollment.planned_length_days // 7)
-    for week in range(1, weeks + 1):
-        _, week_end = policy.calendar.week_bounds(enrollment.program_start, week)
-        key = f"week_close:{enrollment.program_start.isoformat()}:{week}"
-        checks.add(AbsenceCheck(week_end + policy.week_close_grace, key, "week_close"))
-    return checks
-
-
-def _policy_observe(state: PatientState, check: AbsenceCheck, policy: AbsencePolicy) -> AbsenceSignal | None:
-    if check not in _policy_due_checks(state, policy):
-        return None
-    if check.kind == "checkin_silence":
-        anchor_at, anchor_id = _silence_anchor(state)
-        hours = round((check.due_at - anchor_at).total_seconds() / 3600)
-        checked_in = state.last_checkin_at is not None
-        return AbsenceSignal(
-            "checkin_silence",
-            check.key,
-            check.due_at,
-            facts={
-                "hours_without_checkin": hours,
-                "since": anchor_at.isoformat(),
-                "since_what": "last check-in" if checked_in else "enrollment",
-            },
-            evidence=(anchor_id,),
-        )
-    return _week_shortfall(state, check, policy)
-
-
-def _week_shortfall(state: PatientState, check: AbsenceCheck, policy: AbsencePolicy) -> AbsenceSignal | None:
-    assert state.enrollment is not None  # due_checks lists week closes only for an enrollment
-    week = int(check.key.rsplit(":", 1)[1])
-    done = week_attendance(state, week, policy.calendar)
-    plan = state.enrollment.weekly_plan
-    short = {
-        name: (actual, planned)
-        for name, actual, planned in (
-            ("group_sessions", done.group_sessions, plan.group_sessions),
-            ("individual_sessions", done.individual_sessions, plan.individual_sessions),
-            ("hours", round(done.hours, 2), plan.hours),
-            ("fellowship_meetings", done.fellowship_meetings, plan.fellowship_meetings),
-        )
-        if actual < planned
-    }
-    if not short:
-        return None
-    start, end = policy.calendar.week_bounds(state.enrollment.program_start, week)
-    facts: dict[str, Fact] = {"week": week}
-    for name, (actual, planned) in short.items():
-        facts[name] = actual
-        facts[f"{name}_planned"] = planned
-    evidence = tuple(
-        s.event_id
-        for s in sorted(state.sessions.values(), key=lambda s: (s.starts_at, s.session_id))
-        if start <= s.starts_at < end
-    )
-    return AbsenceSignal("weekly_plan_shortfall", check.key, check.due_at, facts=facts, evidence=evidence)
-
-
-def _silence_anchor(state: PatientState) -> tuple[datetime, str]:
-    """Silence counts from the last check-in, or from enrollment before the first one."""
-    if state.checkins:
-        return state.checkins[-1].at, state.checkins[-1].event_id
-    assert state.enrollment is not None
-    return state.enrollment.enrolled_at, state.enrollment.event_id
-
-
-__all__ = [
-    "CHECKS_CHANGE_AFTER",
-    "DEFAULT_ABSENCE_POLICY",
-    "AbsenceCheck",
-    "AbsencePolicy",
-    "AbsenceSignal",
-    "CheckKind",
-    "due_checks",
-    "observe",
-]
