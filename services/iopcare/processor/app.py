@@ -68,15 +68,10 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
 
     async def send_dead_letters(items: Sequence[RejectedRecord]) -> None:
-        pending = [
-            await dead_letter_topic.send(key=item.key, value=item.payload, headers=dead_letter_headers(item))
-            for item in items
-        ]
-        await asyncio.gather(*pending)  # wait for the broker's acks before the batch is acked
+        await _send_acked(dead_letter_topic, [(i.key, i.payload, dead_letter_headers(i)) for i in items])
 
     async def send_alert_events(records: Sequence[OutboundRecord]) -> None:
-        pending = [await alerts_topic.send(key=r.key, value=r.value, headers=r.headers()) for r in records]
-        await asyncio.gather(*pending)
+        await _send_acked(alerts_topic, [(r.key, r.value, r.headers()) for r in records])
 
     parts: list[_Parts] = []
     assembling = asyncio.Lock()
@@ -152,6 +147,14 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         return _web.json(body, status=200 if ready else 503)
 
     return app
+
+
+async def _send_acked(
+    topic: faust.TopicT, records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """Send records and return once the broker acknowledged every one (the caller acks after)."""
+    pending = [await topic.send(key=key, value=value, headers=headers) for key, value, headers in records]
+    await asyncio.gather(*pending)
 
 
 @dataclass(frozen=True)

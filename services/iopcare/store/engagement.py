@@ -106,7 +106,6 @@ class BatchOutcome:
 class SweepOutcome:
     """What one sweep transaction did."""
 
-    clock: datetime | None  # the time checks were due against (None: nothing to sweep yet)
     fired: list[tuple[str, bool]] = field(default_factory=list)  # (check kind, signalled) per check
     alert_changes: list[Change] = field(default_factory=list)
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
@@ -463,7 +462,7 @@ class EngagementStore:
         Patients whose row a batch holds are skipped (``SKIP LOCKED``) and swept next time, so the
         sweep never slows the stream and two workers sweeping at once never fire a check twice.
         """
-        outcome = SweepOutcome(clock=now)
+        outcome = SweepOutcome()
         async with self._pool.acquire() as connection, connection.transaction():
             due = await connection.fetch(
                 """
