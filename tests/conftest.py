@@ -18,7 +18,7 @@ import pytest
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
-from iopcare.store.migrate import migrate
+from tests.databases import create_migrated, drop
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,28 +38,12 @@ def endpoints() -> Iterator[Endpoints]:
         runtime.down()
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 async def database_url(endpoints: Endpoints) -> AsyncIterator[str]:
     """A fresh, migrated database for this session, dropped at the end."""
     name = f"iopcare_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_with_database(endpoints.database_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(endpoints.database_url, name)
-        connection = await asyncpg.connect(url)
-        try:
-            await migrate(connection)
-        finally:
-            await connection.close()
-        yield url
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield await create_migrated(endpoints.database_url, name)
+    await drop(endpoints.database_url, name)
 
 
 PROCESSOR_TABLES = (

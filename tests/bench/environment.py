@@ -20,16 +20,11 @@ import asyncpg
 
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.settings import Settings
-from iopcare.store.migrate import migrate
 from iopcare.topics import ensure_topics
 from tests.bench.processes import PROJECT_ROOT, children_of
+from tests.databases import create_migrated, drop, with_database
 
 BENCH_STATE_DIR = PROJECT_ROOT / ".iopcare" / "bench"
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
 
 
 @dataclass(frozen=True)
@@ -87,31 +82,16 @@ class BenchEnvironment:
                 self._runtime = None
 
     async def _drop_databases(self) -> None:
-        admin = await asyncpg.connect(_with_database(self.server_url, "postgres"))
-        try:
-            for name in self._databases:
-                with contextlib.suppress(asyncpg.PostgresError):
-                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        for name in self._databases:
+            with contextlib.suppress(asyncpg.PostgresError):
+                await drop(self.server_url, name)
         self._databases.clear()
 
     async def fresh_database(self, label: str) -> str:
         """A new, migrated database for one contender; dropped by ``down``."""
         name = f"iopcare_bench_{self.run_id}_{label}"
-        admin = await asyncpg.connect(_with_database(self.server_url, "postgres"))
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
         self._databases.append(name)
-        url = _with_database(self.server_url, name)
-        connection = await asyncpg.connect(url)
-        try:
-            await migrate(connection)
-        finally:
-            await connection.close()
-        return url
+        return await create_migrated(self.server_url, name)
 
     def fresh_topics(self, label: str, partitions: int) -> Settings:
         """Settings naming new topics of this run (the broker keeps topics in memory until it stops)."""
@@ -140,7 +120,7 @@ class BenchEnvironment:
         return pids
 
     async def machine(self) -> Machine:
-        connection = await asyncpg.connect(_with_database(self.server_url, "postgres"))
+        connection = await asyncpg.connect(with_database(self.server_url, "postgres"))
         try:
             postgres = str(await connection.fetchval("SHOW server_version")).split()[0]
             settings = await connection.fetch(
