@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
@@ -13,10 +14,19 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from iopcare.contract.alerts import AlertEvent
 from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER, OutboundRecord, OutboxRelay
-from iopcare.domain.alerts import DEFAULT_DEADLINES, PatientAlerts
+from iopcare.domain.alerts import DEFAULT_DEADLINES, AlertError, PatientAlerts
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
+from iopcare.store.counselor_actions import (
+    Acknowledge,
+    ActionOutcome,
+    AlertNotFound,
+    CounselorAction,
+    Resolve,
+    Snooze,
+    apply_action,
+)
 from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.unit.domain.test_alert_lifecycle import NOW, PATIENT, signal
@@ -162,3 +172,77 @@ async def test_alert_changes_decided_together_for_a_patient_share_one_notificati
     ]
     assert len({r["notification_group"] for r in rows[:3]}) == 1
     assert rows[3]["notification_group"] != rows[0]["notification_group"]
+
+
+async def _act(pool: asyncpg.Pool, alert_id: str, action: CounselorAction, now: datetime) -> ActionOutcome:
+    async with pool.acquire() as connection, connection.transaction():
+        return await apply_action(connection, alert_id, action, now=now, deadline=DEFAULT_DEADLINES)
+
+
+async def test_a_counselors_acknowledgement_is_recorded_with_who_and_stops_the_escalation(
+    pool: asyncpg.Pool,
+) -> None:
+    (created,) = await _raise(pool, signal("craving_high", "high"))
+    alert_id = created.alert.alert_id
+    outcome = await _act(pool, alert_id, Acknowledge("staff-c12", "called her"), NOW + timedelta(hours=1))
+    assert [c.kind for c in outcome.changes] == ["acknowledged"]
+    row = await pool.fetchrow("SELECT state, escalate_at, risk_score FROM alerts")
+    assert (row["state"], row["escalate_at"], row["risk_score"]) == ("acknowledged", None, 55)
+    transition = await pool.fetchrow("SELECT * FROM alert_transitions ORDER BY id DESC LIMIT 1")
+    assert (transition["kind"], transition["actor"], transition["from_state"], transition["reason"]) == (
+        "acknowledged",
+        "staff-c12",
+        "open",
+        "called her",
+    )
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM outbox ORDER BY id")]
+    assert kinds == ["iop.alert.created", "iop.alert.acknowledged"]
+    assert await EngagementStore(pool).escalate(NOW + timedelta(days=2), DEFAULT_DEADLINES) == []
+
+
+async def test_an_acknowledgement_after_the_deadline_comes_after_the_escalation_it_missed(
+    pool: asyncpg.Pool,
+) -> None:
+    (created,) = await _raise(pool, signal("safety", "critical"))
+    outcome = await _act(pool, created.alert.alert_id, Acknowledge("staff-c12"), NOW + timedelta(minutes=20))
+    assert [(c.kind, c.at) for c in outcome.changes] == [
+        ("escalated", NOW + timedelta(minutes=15)),
+        ("acknowledged", NOW + timedelta(minutes=20)),
+    ]
+    assert outcome.alert.escalated and outcome.alert.state == "acknowledged"
+
+
+async def test_snooze_and_resolve_are_recorded_and_a_resolved_alert_takes_no_more_actions(
+    pool: asyncpg.Pool,
+) -> None:
+    (created,) = await _raise(pool, signal("missed_in_a_row"))
+    alert_id = created.alert.alert_id
+    until = NOW + timedelta(days=1)
+    snoozed = await _act(pool, alert_id, Snooze("staff-c12", until, "patient in hospital"), NOW)
+    assert (snoozed.alert.state, snoozed.alert.snoozed_until) == ("snoozed", until)
+    with pytest.raises(AlertError):
+        await _act(pool, alert_id, Snooze("staff-c12", NOW - timedelta(hours=1), "x"), NOW)
+    resolved = await _act(pool, alert_id, Resolve("staff-s03", "back on plan"), NOW + timedelta(hours=2))
+    assert (resolved.alert.state, resolved.alert.resolution) == ("resolved", "back on plan")
+    with pytest.raises(AlertError):
+        await _act(pool, alert_id, Acknowledge("staff-c12"), NOW + timedelta(hours=3))
+    with pytest.raises(AlertNotFound):
+        await _act(pool, str(uuid.uuid4()), Acknowledge("staff-c12"), NOW)
+    rows = await pool.fetch("SELECT kind, actor FROM alert_transitions ORDER BY id")
+    assert [(r["kind"], r["actor"]) for r in rows] == [
+        ("created", "system"),
+        ("snoozed", "staff-c12"),
+        ("resolved", "staff-s03"),
+    ]
+
+
+async def test_resolving_a_critical_alert_lifts_the_inhibition_it_held(pool: asyncpg.Pool) -> None:
+    await _raise(pool, signal("craving_high"), signal("safety", "critical"))
+    critical = await pool.fetchval("SELECT alert_id::text FROM alerts WHERE severity = 'critical'")
+    outcome = await _act(
+        pool, critical, Resolve("staff-c12", "safety plan in place"), NOW + timedelta(minutes=5)
+    )
+    assert [c.kind for c in outcome.changes] == ["resolved", "updated"]
+    row = await pool.fetchrow("SELECT inhibited_by, escalate_at FROM alerts WHERE rule_id = 'craving_high'")
+    assert row["inhibited_by"] is None
+    assert row["escalate_at"] == DEFAULT_DEADLINES("medium", NOW + timedelta(minutes=5))
