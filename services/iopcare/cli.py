@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import click
 
 from iopcare.settings import get_settings
+
+T = TypeVar("T")
 
 
 def _echo_err(message: str) -> None:
@@ -106,6 +109,102 @@ def worker(web_port: int | None) -> None:
     endpoints = resolve_endpoints(settings)
     app = build_app(settings, endpoints, app_id=settings.processor_app_id)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port to listen on (default IOPCARE_API_PORT, 8080).")
+def api(port: int | None) -> None:
+    """Run the HTTP API and counselor inbox. Tokens come from `iopcare tokens create`."""
+    import logging
+
+    from iopcare.api.serve import serve
+    from iopcare.endpoints import resolve_endpoints
+
+    settings = get_settings()
+    if port is not None:
+        settings = settings.model_copy(update={"api_port": port})
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(serve(settings, resolve_endpoints(settings)))
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+@main.group()
+def tokens() -> None:
+    """API bearer tokens: create (shown once), list, revoke."""
+
+
+def _with_connection(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work`` on one connection to the configured (or embedded) database."""
+    import asyncpg
+
+    from iopcare.endpoints import resolve_endpoints
+
+    async def run() -> T:
+        connection = await asyncpg.connect(resolve_endpoints(get_settings()).database_url)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+@tokens.command("create")
+@click.option("--role", type=click.Choice(["counselor", "supervisor", "integrator", "ops"]), required=True)
+@click.option("--subject", required=True, help="The staff id (counselor, supervisor) or the system's name.")
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), default=90, show_default=True)
+@click.option("--label", default=None, help="A note for operators, e.g. the device or integration.")
+def tokens_create(role: str, subject: str, expires_in_days: int, label: str | None) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from datetime import UTC, timedelta
+
+    from iopcare.api.tokens import TokenError, create_token
+
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+    try:
+        token_id, token = _with_connection(
+            lambda c: create_token(c, role, subject, expires_at=expires_at, label=label)
+        )
+    except TokenError as exc:
+        _echo_err(str(exc))
+        sys.exit(2)
+    _echo_err(f"token {token_id} for {role} {subject}, expires {expires_at:%Y-%m-%d}.")
+    _echo_err("Store it now: it is not shown again.")
+    click.echo(token)
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """Tokens with their role, subject, expiry and revocation (never the secret)."""
+    from iopcare.api.tokens import list_tokens
+
+    for record in _with_connection(list_tokens):
+        status = "revoked" if record.revoked_at else "active"
+        expires = f"{record.expires_at:%Y-%m-%d}" if record.expires_at else "never"
+        click.echo(
+            f"{record.token_id}  {record.role:<10} {record.subject:<24} {status:<8} expires {expires}"
+            + (f"  {record.label}" if record.label else "")
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token by its id: it fails from the next request on."""
+    from datetime import UTC
+
+    from iopcare.api.tokens import TokenError, revoke_token
+
+    try:
+        _with_connection(lambda c: revoke_token(c, token_id, datetime.now(UTC)))
+    except TokenError as exc:
+        _echo_err(str(exc))
+        sys.exit(2)
+    click.echo(f"revoked {token_id}")
 
 
 @main.command()

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # of the latest event time committed, for replaying history (the demo, a backfill).
     clock: Literal["wall", "stream"] = "wall"
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # The HTTP API and counselor inbox (`iopcare api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "INFO"
 
 

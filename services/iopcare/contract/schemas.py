@@ -9,6 +9,7 @@ Layout (relative to the schemas directory):
 - `events/<type>.schema.json`: one JSON Schema (2020-12) per inbound event type;
 - `alerts/alert-event.schema.json`: the outbound alert event;
 - `dead-letter-headers.schema.json`: the Kafka headers on the dead-letter topic;
+- `openapi.json`: the HTTP API's OpenAPI 3.1 document (from `iopcare.api.openapi`);
 - `asyncapi.yaml`: an AsyncAPI 3.0.0 document tying channels, messages and operations together.
   It is JSON, which is valid YAML, so no YAML library is needed to write it.
 """
@@ -47,6 +48,7 @@ _JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ALERT_SCHEMA_PATH = "alerts/alert-event.schema.json"
 DLQ_HEADERS_SCHEMA_PATH = "dead-letter-headers.schema.json"
 ASYNCAPI_PATH = "asyncapi.yaml"
+OPENAPI_PATH = "openapi.json"
 
 
 def event_schema_path(event_type: str) -> str:
@@ -203,6 +205,10 @@ def render() -> dict[str, str]:
         + json.dumps(_asyncapi(), indent=2, ensure_ascii=False)
         + "\n"
     )
+    # The HTTP API's document is published beside the event contract it embeds.
+    from iopcare.api.openapi import openapi_document
+
+    files[OPENAPI_PATH] = _json_text(openapi_document())
     return files
 
 
@@ -214,6 +220,7 @@ def _generated_files_in(directory: Path) -> set[str]:
         *directory.glob("alerts/*.schema.json"),
         *directory.glob("*.schema.json"),
         *directory.glob(ASYNCAPI_PATH),
+        *directory.glob(OPENAPI_PATH),
     ]
     return {path.relative_to(directory).as_posix() for path in found if path.is_file()}
 

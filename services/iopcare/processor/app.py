@@ -22,6 +22,7 @@ from iopcare.contract import DeadLetterHeaders, InvalidEvent
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
+from iopcare.health import connect_pool, readiness
 from iopcare.processor import metrics
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
@@ -80,7 +81,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         """Pool, store, pipeline and sweeper, made once (the agent and the timer both need them)."""
         async with assembling:
             if not parts:
-                pool = await _connect_pool(endpoints.database_url, settings)
+                pool = await connect_pool(endpoints.database_url, settings.database_pool_size)
                 store = EngagementStore(pool, pack, clock=settings.clock)
                 parts.append(
                     _Parts(
@@ -138,11 +139,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
 
     @app.page("/readyz")
     async def readyz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
-        checks = {
-            "postgres": await _postgres_reachable(parts[0].pool if parts else None),
-            "broker": await _broker_reachable(endpoints.kafka_bootstrap),
-        }
-        ready = all(checks.values())
+        ready, checks = await readiness(parts[0].pool if parts else None, endpoints.kafka_bootstrap)
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return _web.json(body, status=200 if ready else 503)
 
@@ -163,48 +160,3 @@ class _Parts:
     pipeline: EngagementPipeline
     sweeper: Sweeper
     relay: OutboxRelay
-
-
-_PROBE_SECONDS = 2.0
-
-
-async def _postgres_reachable(pool: asyncpg.Pool | None) -> bool:
-    if pool is None:
-        return False  # not connected yet: the worker is still starting
-    try:
-        async with asyncio.timeout(_PROBE_SECONDS):
-            async with pool.acquire() as connection:
-                await connection.fetchval("SELECT 1")
-        return True
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
-
-
-async def _broker_reachable(bootstrap: str) -> bool:
-    """Whether any bootstrap server accepts a connection (Faust's own client retries on its own)."""
-    for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            async with asyncio.timeout(_PROBE_SECONDS):
-                _, writer = await asyncio.open_connection(host, int(port))
-            writer.close()
-            await writer.wait_closed()
-            return True
-        except (OSError, TimeoutError, ValueError):
-            continue
-    return False
-
-
-async def _connect_pool(database_url: str, settings: Settings) -> asyncpg.Pool:
-    """A pool, waiting for Postgres if it is not up yet (a worker may start before the database)."""
-    delay = 0.2
-    while True:
-        try:
-            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=settings.database_pool_size)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
-            log.warning("waiting for Postgres (%s); retry in %.1fs", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        assert pool is not None
-        return pool

@@ -72,7 +72,13 @@ class Patient:
         return event
 
     def enrolled(
-        self, when: datetime = T0, fellowship: int = 2, days: int = 90, level: str = "2.1"
+        self,
+        when: datetime = T0,
+        fellowship: int = 2,
+        days: int = 90,
+        level: str = "2.1",
+        counselor: str = "staff-c01",
+        supervisor: str = "staff-s01",
     ) -> InboundEvent:
         return self._add(
             PatientEnrolled,
@@ -87,8 +93,8 @@ class Patient:
                     "hours": 9,
                     "fellowship_meetings": fellowship,
                 },
-                "counselor_id": "staff-c01",
-                "supervisor_id": "staff-s01",
+                "counselor_id": counselor,
+                "supervisor_id": supervisor,
             },
         )
 

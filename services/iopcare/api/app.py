@@ -1,0 +1,752 @@
+"""``iopcare api``: the HTTP API for counselors, supervisors and integrating clinic systems.
+
+An aiohttp application (aiohttp comes with faust). Every ``/v1`` route names the roles that may call
+it; the route table (:data:`ROUTES`) also generates the OpenAPI document, so the two cannot drift.
+Patient data is read and changed only inside the caller's caseload (:mod:`iopcare.api.caseload`),
+and every such request writes audit rows (:mod:`iopcare.api.audit`) before it answers.
+
+Errors are JSON problems (``{"error", "detail", "request_id"}``); every response carries
+``X-Request-Id``. Logs name routes, statuses and request ids, never tokens, notes or clinical text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from iopcare.api import caseload, metrics
+from iopcare.api.audit import AuditEntry, Outcome, record_audit
+from iopcare.api.models import (
+    AcknowledgeRequest,
+    AlertDetail,
+    AlertPage,
+    AlertSummary,
+    Evidence,
+    IngestResponse,
+    IngestResult,
+    Me,
+    PatientSummary,
+    Problem,
+    ResolveRequest,
+    RiskFactorView,
+    RiskView,
+    SnoozeRequest,
+    TimelineEvent,
+    Transition,
+    WeekView,
+)
+from iopcare.api.ratelimit import FailedAuthLimiter
+from iopcare.api.tokens import Principal, Role, authenticate
+from iopcare.contract import AlertState, InvalidEvent, Severity, decode_event, encode_event
+from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
+from iopcare.domain.engagement import PatientState
+from iopcare.domain.measures import consecutive_unexcused_misses, week_attendance
+from iopcare.domain.risk import risk_trend
+from iopcare.domain.rules import RulePack
+from iopcare.health import readiness
+from iopcare.store.counselor_actions import (
+    Acknowledge,
+    AlertNotFound,
+    CounselorAction,
+    Resolve,
+    Snooze,
+    apply_action,
+)
+from iopcare.store.engagement import load_state
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+"""Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
+STATES: tuple[AlertState, ...] = ("open", "acknowledged", "snoozed", "resolved")
+CARE_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor"})
+ALL_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor", "integrator", "ops"})
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+Handler = Callable[["ApiService", web.Request, Principal], Awaitable[web.Response]]
+
+
+class Refusal(Exception):
+    """Ends a request with a problem response (after any audit rows are written)."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
+
+
+def _not_found() -> Refusal:
+    return Refusal(404, "not_found", "no such alert or patient in your caseload")
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    schema: dict[str, Any]
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API operation: the router and the OpenAPI document are both built from these."""
+
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[Role]
+    summary: str
+    response: type[BaseModel]
+    request: type[BaseModel] | None = None
+    query: tuple[QueryParam, ...] = ()
+    statuses: tuple[int, ...] = ()  # documented error statuses besides 401, 403 and 429
+    patient_data: bool = True  # audited
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__.lstrip("_")
+
+
+@dataclass
+class ApiService:
+    """The API's dependencies; :meth:`application` builds the aiohttp app around them."""
+
+    pool: asyncpg.Pool
+    pack: RulePack
+    kafka_bootstrap: str
+    events_topic: str
+    clock: str = "wall"  # as the processor's IOPCARE_CLOCK: the "as of" of risk scores
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
+    gauge_interval_seconds: float = 15.0
+    producer: AIOKafkaProducer | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> Deadline:
+        return fixed_deadlines(
+            self.pack.response_targets_by_severity(), self.pack.response_targets.business_day_starts_at_hour
+        )
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._observe], client_max_size=MAX_BATCH * 70_000 + 1_000_000)
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, self._guarded(route), name=route.operation_id)
+        app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", _metrics)
+        app.router.add_get("/openapi.json", _openapi)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def _start(self, _app: web.Application) -> None:
+        self._background.append(asyncio.create_task(self._connect_producer(), name="kafka-producer"))
+        self._background.append(asyncio.create_task(self._refresh_gauges(), name="alert-gauges"))
+
+    async def _stop(self, _app: web.Application) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _connect_producer(self) -> None:
+        """Connect to the broker, retrying: the API serves reads while the broker is away."""
+        delay = 0.5
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.kafka_bootstrap, acks="all", linger_ms=5, client_id="iopcare-api"
+            )
+            try:
+                await producer.start()
+            except Exception as exc:
+                await producer.stop()
+                log.warning("broker not reachable (%s); retry in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.producer = producer
+            return
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            try:
+                await self.update_alert_gauges()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("alert gauges not refreshed (%s)", type(exc).__name__)
+            await asyncio.sleep(self.gauge_interval_seconds)
+
+    async def update_alert_gauges(self) -> None:
+        """Live alerts by severity and state, and the oldest unacknowledged age, from Postgres."""
+        counts = await self.pool.fetch(
+            "SELECT severity, state, count(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY 1, 2"
+        )
+        oldest = await self.pool.fetch(
+            "SELECT severity, min(raised_at) AS raised_at FROM alerts "
+            "WHERE state = 'open' AND inhibited_by IS NULL GROUP BY 1"
+        )
+        found = {(r["severity"], r["state"]): r["n"] for r in counts}
+        for severity in SEVERITIES:
+            for state in STATES[:3]:
+                metrics.ALERTS_OPEN.labels(severity, state).set(found.get((severity, state), 0))
+        ages = {r["severity"]: (self.now() - r["raised_at"]).total_seconds() for r in oldest}
+        for severity in SEVERITIES:
+            metrics.OLDEST_UNACKNOWLEDGED.labels(severity).set(max(0.0, ages.get(severity, 0.0)))
+
+    # --- middleware and guard ------------------------------------------------------------------
+
+    @web.middleware
+    async def _observe(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Request id, metrics by route template, and problems for every error."""
+        request_id = str(uuid.uuid4())
+        request[REQUEST_ID] = request_id
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Refusal as refusal:
+            response = _problem(refusal.status, refusal.error, refusal.detail, request_id, refusal.headers)
+        except web.HTTPException as exc:
+            response = _problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, request_id)
+        except Exception:
+            log.exception("request %s on %s %s failed", request_id, request.method, route)
+            response = _problem(500, "internal", "the request failed; quote the request id", request_id)
+        response.headers["X-Request-Id"] = request_id
+        metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
+        metrics.REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+        return response
+
+    def _guarded(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def guarded(request: web.Request) -> web.Response:
+            principal = await self._authenticate(request)
+            if principal.role not in route.roles:
+                raise Refusal(403, "forbidden", f"the {principal.role} role may not call this route")
+            return await route.handler(self, request, principal)
+
+        return guarded
+
+    async def _authenticate(self, request: web.Request) -> Principal:
+        client = request.remote or "unknown"
+        retry_after = self.limiter.retry_after(client)
+        if retry_after is not None:
+            metrics.RATE_LIMITED.inc()
+            raise Refusal(
+                429,
+                "too_many_failed_attempts",
+                "too many failed authentication attempts from this address; try later",
+                {"Retry-After": str(max(1, round(retry_after)))},
+            )
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        principal = None
+        if scheme.lower() == "bearer" and token:
+            async with self.pool.acquire() as connection:
+                principal = await authenticate(connection, token.strip(), self.now())
+        if principal is None:
+            self.limiter.failed(client)
+            metrics.AUTH_FAILURES.inc()
+            raise Refusal(
+                401,
+                "unauthenticated",
+                "a valid bearer token is required",
+                {"WWW-Authenticate": 'Bearer realm="iopcare"'},
+            )
+        return principal
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, checks = await readiness(self.pool, self.kafka_bootstrap)
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
+
+    # --- helpers for handlers ------------------------------------------------------------------
+
+    async def audited(
+        self,
+        request: web.Request,
+        principal: Principal,
+        work: Callable[[asyncpg.pool.PoolConnectionProxy], Awaitable[tuple[Any, Sequence[AuditEntry]]]],
+    ) -> Any:
+        """Run ``work`` in one transaction with the audit rows it returns; a Refusal returned as the
+        result is raised only after the transaction (and so the audit of the refusal) committed."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            result, entries = await work(connection)
+            await record_audit(connection, entries)
+        if isinstance(result, Refusal):
+            raise result
+        return result
+
+    def entry(
+        self,
+        request: web.Request,
+        principal: Principal,
+        action: str,
+        outcome: Outcome,
+        patient_id: str | None = None,
+        alert_id: str | None = None,
+    ) -> AuditEntry:
+        resource = request.match_info.route.resource
+        return AuditEntry(
+            request_id=request[REQUEST_ID],
+            principal=principal,
+            action=action,
+            route=resource.canonical if resource is not None else request.path,
+            outcome=outcome,
+            patient_id=patient_id,
+            alert_id=alert_id,
+        )
+
+    def as_of(self, state: PatientState) -> datetime | None:
+        """When a patient's risk is judged: now (wall clock) or, on the stream clock, their latest event."""
+        if self.clock == "stream":
+            return state.high_water
+        return self.now()
+
+    def risk_view(self, state: PatientState) -> RiskView | None:
+        as_of = self.as_of(state)
+        if as_of is None:
+            return None
+        trend = risk_trend(state, as_of, self.pack)
+        return RiskView(
+            score=trend.now.score,
+            as_of=as_of,
+            factors=[
+                RiskFactorView(name=f.name, points=f.points, reason=f.reason) for f in trend.now.factors
+            ],
+            explanation=trend.now.explanation(),
+            trend_change=trend.change,
+            trend_direction=trend.direction,
+            trend_days=self.pack.risk.trend_days,
+        )
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+async def _me(_api: ApiService, _request: web.Request, principal: Principal) -> web.Response:
+    return _json(Me(token_id=principal.token_id, role=principal.role, subject=principal.subject))
+
+
+async def _list_alerts(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    query = request.query
+    states = tuple(query.getall("state", []))
+    severities = tuple(query.getall("severity", []))
+    if bad := [s for s in states if s not in STATES]:
+        raise Refusal(400, "bad_request", f"unknown state {bad[0]!r}; expected one of {', '.join(STATES)}")
+    if bad := [s for s in severities if s not in SEVERITIES]:
+        raise Refusal(
+            400, "bad_request", f"unknown severity {bad[0]!r}; expected one of {', '.join(SEVERITIES)}"
+        )
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 200:
+        raise Refusal(400, "bad_request", "limit must be a whole number from 1 to 200")
+    counselor_id = query.get("counselor_id")
+    if counselor_id and principal.role != "supervisor":
+        raise Refusal(400, "bad_request", "only supervisors filter by counselor")
+    filters = caseload.AlertFilter(
+        states=states,
+        severities=severities,
+        patient_id=query.get("patient_id"),
+        counselor_id=counselor_id,
+        limit=limit,
+        cursor=query.get("cursor"),
+    )
+
+    async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+        try:
+            rows, next_cursor = await caseload.list_alerts(connection, principal, filters)
+        except caseload.BadCursor as exc:
+            return Refusal(400, "bad_request", str(exc)), [
+                api.entry(request, principal, "alerts.list", "rejected")
+            ]
+        patients = sorted({r["patient_id"] for r in rows})
+        entries = [api.entry(request, principal, "alerts.list", "allowed", pid) for pid in patients] or [
+            api.entry(request, principal, "alerts.list", "allowed")
+        ]
+        page = AlertPage(alerts=[_summary(r) for r in rows], next_cursor=next_cursor)
+        return page, entries
+
+    return _json(await api.audited(request, principal, work))
+
+
+async def _visible_alert(
+    api: ApiService, connection: Any, request: web.Request, principal: Principal, action: str
+) -> tuple[asyncpg.Record | None, AuditEntry]:
+    """The alert named in the path if it is in the caller's caseload, and the audit entry: allowed, or
+    denied (it exists, outside the caseload: the patient is recorded) or not found."""
+    alert_id = _uuid_or_none(request.match_info["alert_id"])
+    row, patient_id = (None, None)
+    if alert_id is not None:
+        row, patient_id = await caseload.alert_with_caseload(connection, principal, alert_id)
+    if row is None:
+        outcome: Outcome = "denied" if patient_id else "not_found"
+        return None, api.entry(
+            request, principal, action, outcome, patient_id, alert_id if patient_id else None
+        )
+    return row, api.entry(request, principal, action, "allowed", row["patient_id"], row["alert_id"])
+
+
+async def _get_alert(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+        row, audit = await _visible_alert(api, connection, request, principal, "alert.read")
+        if row is None:
+            return _not_found(), [audit]
+        alert_id, patient_id = row["alert_id"], row["patient_id"]
+        state_text = await connection.fetchval(
+            "SELECT state::text FROM patient_state WHERE patient_id = $1", patient_id
+        )
+        detail = AlertDetail(
+            alert=_summary(row),
+            evidence=Evidence(event_ids=list(row["event_ids"]), facts=json.loads(row["facts"])),
+            transitions=[Transition(**dict(t)) for t in await caseload.transitions(connection, alert_id)],
+            timeline=[_timeline_event(t) for t in await caseload.timeline(connection, patient_id)],
+            risk=api.risk_view(load_state(state_text)) if state_text else None,
+        )
+        return detail, [audit]
+
+    return _json(await api.audited(request, principal, work))
+
+
+def _action_handler(action_name: str, body_model: type[BaseModel]) -> Handler:
+    async def handle(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+        body = await _body(request, body_model)
+        now = api.now()
+        action = _action(body, principal.subject, now)
+        name = f"alert.{action_name}"
+
+        async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+            row, audit = await _visible_alert(api, connection, request, principal, name)
+            if row is None:
+                return _not_found(), [audit]
+            alert_id = row["alert_id"]
+            try:
+                async with connection.transaction():  # a savepoint: a refused action keeps its audit row
+                    done = await apply_action(connection, alert_id, action, now=now, deadline=api.deadline)
+            except (AlertError, AlertNotFound) as exc:
+                refused = replace(audit, outcome="rejected")
+                return Refusal(409, "conflict", str(exc) or "the alert is gone"), [refused]
+            for change in done.changes:
+                if change.kind == "acknowledged" and change.from_state == "open":
+                    seconds = (change.at - change.alert.raised_at).total_seconds()
+                    metrics.TIME_TO_ACKNOWLEDGE.labels(change.alert.severity).observe(max(0.0, seconds))
+            updated, _ = await caseload.alert_with_caseload(connection, principal, alert_id)
+            assert updated is not None  # in the caseload a moment ago, under the patient's lock
+            return _summary(updated), [audit]
+
+        return _json(await api.audited(request, principal, work))
+
+    handle.__name__ = f"_{action_name}_alert"
+    return handle
+
+
+def _action(body: BaseModel, subject: str, now: datetime) -> CounselorAction:
+    if isinstance(body, AcknowledgeRequest):
+        return Acknowledge(subject, body.note)
+    if isinstance(body, SnoozeRequest):
+        if body.until.tzinfo is None:
+            raise Refusal(400, "bad_request", "until must carry a UTC offset")
+        if body.until > now + timedelta(days=90):
+            raise Refusal(400, "bad_request", "a snooze may last at most 90 days")
+        return Snooze(subject, body.until.astimezone(UTC), body.reason)
+    assert isinstance(body, ResolveRequest)
+    return Resolve(subject, body.reason)
+
+
+async def _get_patient(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    patient_id = request.match_info["patient_id"]
+
+    async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+        row, exists = await caseload.patient_with_caseload(connection, principal, patient_id)
+        if row is None:
+            outcome: Outcome = "denied" if exists else "not_found"
+            return _not_found(), [
+                api.entry(request, principal, "patient.read", outcome, patient_id if exists else None)
+            ]
+        state = load_state(row["state"])
+        summary = _patient_summary(api, state, row, await caseload.live_alerts(connection, patient_id))
+        return summary, [api.entry(request, principal, "patient.read", "allowed", patient_id)]
+
+    return _json(await api.audited(request, principal, work))
+
+
+def _patient_summary(
+    api: ApiService, state: PatientState, row: asyncpg.Record, alerts: Sequence[asyncpg.Record]
+) -> PatientSummary:
+    enrollment = state.enrollment
+    as_of = api.as_of(state)
+    week: WeekView | None = None
+    if enrollment is not None and as_of is not None:
+        calendar = api.pack.program_calendar
+        number = calendar.week_number(enrollment.program_start, as_of)
+        if number >= 1:
+            done = week_attendance(state, number, calendar)
+            plan = enrollment.weekly_plan
+            week = WeekView(
+                week=number,
+                group_sessions=done.group_sessions,
+                group_sessions_planned=plan.group_sessions,
+                individual_sessions=done.individual_sessions,
+                individual_sessions_planned=plan.individual_sessions,
+                hours=done.hours,
+                hours_planned=plan.hours,
+                missed_unexcused=done.missed_unexcused,
+                missed_excused=done.missed_excused,
+            )
+    return PatientSummary(
+        patient_id=state.patient_id,
+        counselor_id=row["counselor_id"],
+        supervisor_id=row["supervisor_id"],
+        level_of_care=state.level_of_care,
+        program_start=enrollment.program_start if enrollment else None,
+        discharged=state.discharge is not None,
+        last_event_at=state.high_water,
+        last_checkin_at=state.last_checkin_at,
+        last_craving=state.checkins[-1].craving if state.checkins else None,
+        consecutive_unexcused_misses=len(consecutive_unexcused_misses(state, as_of)),
+        this_week=week,
+        risk=api.risk_view(state),
+        live_alerts=[_summary(a) for a in alerts],
+    )
+
+
+async def _ingest_events(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    try:
+        document = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise Refusal(
+            400, "bad_request", "the body is not JSON: send one event object or an array of them"
+        ) from None
+    items = document if isinstance(document, list) else [document]
+    if len(items) > MAX_BATCH:
+        raise Refusal(
+            413, "too_large", f"at most {MAX_BATCH} events per request; publish larger loads to Kafka"
+        )
+    if not items:
+        raise Refusal(400, "bad_request", "the array holds no events")
+    producer = api.producer
+    if producer is None:
+        raise Refusal(503, "unavailable", "the broker is not reachable yet; retry", {"Retry-After": "5"})
+
+    results: list[IngestResult | None] = [None] * len(items)
+    sends: list[tuple[int, str, str, asyncio.Future[Any]]] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise InvalidEvent("invalid_json", "each event must be a JSON object")
+            event = decode_event(json.dumps(item, separators=(",", ":")).encode())
+        except InvalidEvent as exc:
+            results[index] = IngestResult(
+                index=index, status="rejected", reason=exc.reason, detail=exc.detail
+            )
+            continue
+        future = await producer.send(api.events_topic, value=encode_event(event), key=event.subject.encode())
+        sends.append((index, event.id, event.subject, future))
+    entries: list[AuditEntry] = []
+    for index, event_id, patient_id, future in sends:
+        try:
+            metadata = await asyncio.wait_for(future, timeout=30)
+        except Exception as exc:
+            results[index] = IngestResult(
+                index=index,
+                status="failed",
+                event_id=event_id,
+                reason="not_acknowledged",
+                detail=type(exc).__name__,
+            )
+            continue
+        results[index] = IngestResult(
+            index=index,
+            status="accepted",
+            event_id=event_id,
+            partition=metadata.partition,
+            offset=metadata.offset,
+        )
+        entries.append(api.entry(request, principal, "events.ingest", "allowed", patient_id))
+    final = [r for r in results if r is not None]
+    accepted = sum(r.status == "accepted" for r in final)
+    rejected = sum(r.status == "rejected" for r in final)
+    failed = len(final) - accepted - rejected
+    if rejected:
+        entries.append(api.entry(request, principal, "events.ingest", "rejected"))
+    async with api.pool.acquire() as connection:
+        await record_audit(connection, entries)
+    metrics.INGESTED.labels("accepted").inc(accepted)
+    metrics.INGESTED.labels("rejected").inc(rejected)
+    status = 503 if failed else 200 if not rejected else 207 if accepted else 422
+    return _json(IngestResponse(accepted=accepted, rejected=rejected + failed, results=final), status)
+
+
+# --- public routes -------------------------------------------------------------------------------
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+async def _openapi(_request: web.Request) -> web.Response:
+    from iopcare.api.openapi import openapi_document
+
+    return web.json_response(openapi_document())
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+def _problem(
+    status: int, error: str, detail: str, request_id: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    problem = Problem(error=error, detail=detail, request_id=request_id)
+    return web.Response(
+        text=problem.model_dump_json(), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _summary(row: asyncpg.Record) -> AlertSummary:
+    return AlertSummary(**caseload.summary_fields(row))
+
+
+def _timeline_event(row: asyncpg.Record) -> TimelineEvent:
+    data = row["data"]
+    return TimelineEvent(
+        event_id=row["event_id"],
+        type=row["type"],
+        time=row["time"],
+        data=json.loads(data) if isinstance(data, str) else dict(data or {}),
+    )
+
+
+def _uuid_or_none(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise Refusal(400, "bad_request", f"{where}: {first['msg']}") from None
+
+
+_STATE_PARAM = QueryParam(
+    "state",
+    "Alert states to list (repeatable); default: every unresolved alert.",
+    {"type": "string", "enum": list(STATES)},
+    True,
+)
+_SEVERITY_PARAM = QueryParam(
+    "severity", "Severities to list (repeatable).", {"type": "string", "enum": list(SEVERITIES)}, True
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/me", _me, ALL_ROLES, "Who the token belongs to", Me, patient_data=False),
+    Route(
+        "GET",
+        "/v1/alerts",
+        _list_alerts,
+        CARE_ROLES,
+        "Alerts of my caseload (a supervisor: of my team), most severe first, then newest",
+        AlertPage,
+        query=(
+            _STATE_PARAM,
+            _SEVERITY_PARAM,
+            QueryParam("patient_id", "Only this patient's alerts.", {"type": "string"}),
+            QueryParam("counselor_id", "Supervisors: only this counselor's caseload.", {"type": "string"}),
+            QueryParam(
+                "limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
+            ),
+            QueryParam("cursor", "next_cursor of the previous page.", {"type": "string"}),
+        ),
+        statuses=(400,),
+    ),
+    Route(
+        "GET",
+        "/v1/alerts/{alert_id}",
+        _get_alert,
+        CARE_ROLES,
+        "An alert with its evidence, its history and the patient's recent events",
+        AlertDetail,
+        statuses=(404,),
+    ),
+    Route(
+        "POST",
+        "/v1/alerts/{alert_id}/acknowledge",
+        _action_handler("acknowledge", AcknowledgeRequest),
+        CARE_ROLES,
+        "Acknowledge an alert (it stops escalating), with an optional note",
+        AlertSummary,
+        request=AcknowledgeRequest,
+        statuses=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        "/v1/alerts/{alert_id}/snooze",
+        _action_handler("snooze", SnoozeRequest),
+        CARE_ROLES,
+        "Snooze an alert until a time, with a reason; it reopens then",
+        AlertSummary,
+        request=SnoozeRequest,
+        statuses=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        "/v1/alerts/{alert_id}/resolve",
+        _action_handler("resolve", ResolveRequest),
+        CARE_ROLES,
+        "Resolve an alert, with the reason",
+        AlertSummary,
+        request=ResolveRequest,
+        statuses=(400, 404, 409),
+    ),
+    Route(
+        "GET",
+        "/v1/patients/{patient_id}",
+        _get_patient,
+        CARE_ROLES,
+        "A patient's engagement summary: attendance this week, risk score and trend, live alerts",
+        PatientSummary,
+        statuses=(404,),
+    ),
+    Route(
+        "POST",
+        "/v1/events",
+        _ingest_events,
+        frozenset({"integrator"}),
+        "Publish one event or an array of up to 500, validated against the event contract",
+        IngestResponse,
+        statuses=(207, 400, 413, 422, 503),
+    ),
+)

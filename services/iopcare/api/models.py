@@ -1,0 +1,207 @@
+"""What the API reads and returns: pydantic models, one source for validation, JSON and OpenAPI.
+
+Response bodies carry what a counselor needs to act (the rules' generated explanations, evidence,
+the patient's recent events); request bodies carry short notes and reasons, which are stored on the
+alert's transition and never logged.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from iopcare.contract import AlertState, Severity
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Problem(ApiModel):
+    """An error: a stable code, a sentence for a person, and the request id to quote."""
+
+    error: str = Field(examples=["not_found"])
+    detail: str
+    request_id: str
+
+
+class Me(ApiModel):
+    """The caller, as the token says."""
+
+    token_id: str
+    role: Literal["counselor", "supervisor", "integrator", "ops"]
+    subject: str
+
+
+class AlertSummary(ApiModel):
+    """An alert as the inbox lists it."""
+
+    alert_id: str
+    patient_id: str
+    counselor_id: str | None
+    rule_id: str
+    rule_version: str
+    rule_pack_version: str
+    severity: Severity
+    state: AlertState
+    title: str
+    explanation: str
+    recommended_action: str
+    occurrences: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    raised_at: datetime
+    escalate_at: datetime | None
+    escalated: bool
+    snoozed_until: datetime | None
+    inhibited_by: str | None
+    resolution: str | None
+    risk_score: int | None
+
+
+class AlertPage(ApiModel):
+    """One page of alerts, most severe first, then newest; ``next_cursor`` fetches the next page."""
+
+    alerts: list[AlertSummary]
+    next_cursor: str | None
+
+
+class Evidence(ApiModel):
+    event_ids: list[str]
+    facts: dict[str, Any]
+
+
+class Transition(ApiModel):
+    """One change in the alert's lifecycle: who, when, from, to, why."""
+
+    kind: str
+    actor: str
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str | None
+
+
+class TimelineEvent(ApiModel):
+    """One of the patient's events (third-party reports held for want of consent are left out)."""
+
+    event_id: str
+    type: str
+    time: datetime
+    data: dict[str, Any]
+
+
+class RiskFactorView(ApiModel):
+    name: str
+    points: int
+    reason: str
+
+
+class RiskView(ApiModel):
+    """The 0-100 relapse-risk score, its factors and its change over the trend window."""
+
+    score: int
+    as_of: datetime
+    factors: list[RiskFactorView]
+    explanation: str
+    trend_change: int
+    trend_direction: Literal["rising", "falling", "steady"]
+    trend_days: int
+
+
+class AlertDetail(ApiModel):
+    alert: AlertSummary
+    evidence: Evidence
+    transitions: list[Transition]
+    timeline: list[TimelineEvent]
+    risk: RiskView | None
+
+
+class WeekView(ApiModel):
+    """The current program week's attendance against the weekly plan."""
+
+    week: int
+    group_sessions: int
+    group_sessions_planned: int
+    individual_sessions: int
+    individual_sessions_planned: int
+    hours: float
+    hours_planned: float
+    missed_unexcused: int
+    missed_excused: int
+
+
+class PatientSummary(ApiModel):
+    """A patient's engagement at a glance."""
+
+    patient_id: str
+    counselor_id: str | None
+    supervisor_id: str | None
+    level_of_care: str | None
+    program_start: date | None
+    discharged: bool
+    last_event_at: datetime | None
+    last_checkin_at: datetime | None
+    last_craving: int | None
+    consecutive_unexcused_misses: int
+    this_week: WeekView | None
+    risk: RiskView | None
+    live_alerts: list[AlertSummary]
+
+
+class AcknowledgeRequest(ApiModel):
+    note: Note | None = None
+
+
+class SnoozeRequest(ApiModel):
+    until: datetime
+    reason: Note
+
+
+class ResolveRequest(ApiModel):
+    reason: Note
+
+
+class IngestResult(ApiModel):
+    """What became of one posted event: accepted (acknowledged by the broker), rejected (it breaks the
+    contract: fix it, the reason says how) or failed (the broker did not acknowledge it: retry it; the
+    processor drops a duplicate by event id)."""
+
+    index: int
+    status: Literal["accepted", "rejected", "failed"]
+    event_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class IngestResponse(ApiModel):
+    accepted: int
+    rejected: int  # rejected or failed
+    results: list[IngestResult]
+
+
+__all__ = [
+    "AcknowledgeRequest",
+    "AlertDetail",
+    "AlertPage",
+    "AlertSummary",
+    "Evidence",
+    "IngestResponse",
+    "IngestResult",
+    "Me",
+    "PatientSummary",
+    "Problem",
+    "ResolveRequest",
+    "RiskFactorView",
+    "RiskView",
+    "SnoozeRequest",
+    "TimelineEvent",
+    "Transition",
+    "WeekView",
+]

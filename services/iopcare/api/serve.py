@@ -1,0 +1,49 @@
+"""Run the API: ``iopcare api``. Connects (waiting for Postgres), serves until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from iopcare.api.app import ApiService
+from iopcare.domain.rules import DEFAULT_PACK, load_pack
+from iopcare.endpoints import Endpoints
+from iopcare.health import connect_pool
+from iopcare.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings, endpoints: Endpoints, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled or signalled; in-flight requests get up to 10 s to finish."""
+    pack = load_pack(settings.rule_pack) if settings.rule_pack else DEFAULT_PACK
+    pool = await connect_pool(endpoints.database_url, settings.database_pool_size)
+    service = ApiService(
+        pool=pool,
+        pack=pack,
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        events_topic=settings.events_topic,
+        clock=settings.clock,
+    )
+    runner = web.AppRunner(service.application(), access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.api_host, settings.api_port)
+    await site.start()
+    log.info("iopcare api listening on http://%s:%s", settings.api_host, settings.api_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await pool.close()
+
+
+__all__ = ["serve"]

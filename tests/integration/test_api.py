@@ -1,0 +1,409 @@
+"""The HTTP API on real Postgres and the real broker: caseload isolation on every route, tokens and
+their revocation, rate limiting, the audit log, counselor actions, ingest and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from kafka import KafkaConsumer
+
+from iopcare.api.app import CARE_ROLES, ROUTES, ApiService
+from iopcare.api.openapi import openapi_document
+from iopcare.api.ratelimit import FailedAuthLimiter
+from iopcare.api.tokens import create_token, revoke_token
+from iopcare.contract import encode_event
+from iopcare.domain.rules import DEFAULT_PACK
+from iopcare.endpoints import Endpoints
+from iopcare.settings import Settings
+from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from tests.unit.domain.rules.clinic import Patient, at
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = at(3, 20)  # shortly after the seeded events
+
+
+@dataclass
+class Clinic:
+    """Two caseloads under two supervisors, each patient with live alerts, and a token per role."""
+
+    client: TestClient[Any, Any]
+    pool: asyncpg.Pool
+    service: ApiService
+    tokens: dict[str, str]
+    token_ids: dict[str, str]
+    alert_of: dict[str, str]  # patient -> one of their alert ids
+    house_report_id: str  # a sober-living report held for want of consent
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    async def audit_rows(self, request_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE request_id = $1::uuid ORDER BY id", request_id
+        )
+
+
+def _course(patient_id: str, counselor: str, supervisor: str) -> Patient:
+    patient = Patient(patient_id)
+    patient.enrolled(counselor=counselor, supervisor=supervisor)
+    patient.checkin(at(1), craving=9)  # craving high
+    patient.checkin(at(2), craving=3, safety=True)  # a crisis: critical
+    patient.house(at(3), "curfew_violation")  # no consent for the house yet: held
+    return patient
+
+
+@pytest.fixture
+async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -> AsyncIterator[Clinic]:
+    from iopcare.topics import ensure_topics
+
+    ensure_topics(endpoints.kafka_bootstrap, unique_topics)
+    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
+    assert pool is not None
+    store = EngagementStore(pool, clock="stream")
+    patients = {
+        "pt-a1": _course("pt-a1", "staff-c01", "staff-s01"),
+        "pt-a2": _course("pt-a2", "staff-c03", "staff-s01"),  # same team, another counselor
+        "pt-b1": _course("pt-b1", "staff-c02", "staff-s02"),
+    }
+    events = [e for p in patients.values() for e in p.events]
+    await store.commit_batch([AcceptedEvent(e, 0, n) for n, e in enumerate(events)], [])
+    alert_of = {
+        pid: await pool.fetchval(
+            "SELECT alert_id::text FROM alerts WHERE patient_id = $1 AND severity = 'critical'", pid
+        )
+        for pid in patients
+    }
+    assert all(alert_of.values())
+    tokens: dict[str, str] = {}
+    token_ids: dict[str, str] = {}
+    expires = NOW + timedelta(days=30)
+    async with pool.acquire() as connection:
+        for who, role, subject in [
+            ("c01", "counselor", "staff-c01"),
+            ("c02", "counselor", "staff-c02"),
+            ("s01", "supervisor", "staff-s01"),
+            ("integrator", "integrator", "ehr.clinic-a"),
+            ("ops", "ops", "prometheus"),
+        ]:
+            token_ids[who], tokens[who] = await create_token(connection, role, subject, expires_at=expires)
+    service = ApiService(
+        pool=pool,
+        pack=DEFAULT_PACK,
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        events_topic=unique_topics.events_topic,
+        clock="wall",
+        now=lambda: NOW,
+        limiter=FailedAuthLimiter(limit=5, window=60),
+    )
+    client = TestClient(TestServer(service.application()))
+    await client.start_server()
+    house_report = patients["pt-a1"].events[-1]
+    try:
+        yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id)
+    finally:
+        await client.close()
+        await pool.close()
+
+
+def _path(template: str, alert_id: str, patient_id: str) -> str:
+    return template.replace("{alert_id}", alert_id).replace("{patient_id}", patient_id)
+
+
+_BODIES: dict[str, dict[str, Any]] = {
+    "acknowledge": {"note": "called"},
+    "snooze": {"until": (NOW + timedelta(hours=2)).isoformat(), "reason": "in hospital"},
+    "resolve": {"reason": "safety plan in place"},
+}
+
+
+def _body(path: str) -> dict[str, Any] | None:
+    return _BODIES.get(path.rsplit("/", 1)[-1])
+
+
+async def test_every_care_route_answers_not_found_across_caseloads_and_audits_the_refusal(
+    clinic: Clinic,
+) -> None:
+    care_routes = [r for r in ROUTES if r.roles == CARE_ROLES and "{" in r.path]
+    assert len(care_routes) >= 5
+    for route in care_routes:
+        path = _path(route.path, clinic.alert_of["pt-b1"], "pt-b1")
+        response = await clinic.client.request(
+            route.method, path, headers=clinic.auth("c01"), json=_body(path)
+        )
+        assert response.status == 404, (route.path, await response.text())
+        problem = await response.json()
+        assert problem["error"] == "not_found" and "pt-b1" not in json.dumps(problem)
+        rows = await clinic.audit_rows(response.headers["X-Request-Id"])
+        assert [(r["outcome"], r["patient_id"], r["actor"]) for r in rows] == [
+            ("denied", "pt-b1", "staff-c01")
+        ]
+    # A supervisor of another team is refused the same way; a nonexistent id looks identical.
+    for alert_id in (clinic.alert_of["pt-b1"], str(uuid.uuid4()), "not-a-uuid"):
+        response = await clinic.client.get(f"/v1/alerts/{alert_id}", headers=clinic.auth("s01"))
+        assert response.status == 404
+    # Nothing of B's changed.
+    state = await clinic.pool.fetchval(
+        "SELECT state FROM alerts WHERE alert_id = $1::uuid", clinic.alert_of["pt-b1"]
+    )
+    assert state == "open"
+
+
+async def test_roles_outside_the_care_team_are_forbidden_patient_data_and_counselors_cannot_ingest(
+    clinic: Clinic,
+) -> None:
+    for who in ("integrator", "ops"):
+        for route in (r for r in ROUTES if r.roles == CARE_ROLES):
+            path = _path(route.path, clinic.alert_of["pt-a1"], "pt-a1")
+            response = await clinic.client.request(
+                route.method, path, headers=clinic.auth(who), json=_body(path)
+            )
+            assert response.status == 403, (who, route.path)
+    response = await clinic.client.post("/v1/events", headers=clinic.auth("c01"), json=[])
+    assert response.status == 403
+    me = await clinic.client.get("/v1/me", headers=clinic.auth("ops"))
+    assert await me.json() == {"token_id": clinic.token_ids["ops"], "role": "ops", "subject": "prometheus"}
+
+
+async def test_a_counselor_lists_their_caseload_and_a_supervisor_their_team_page_by_page(
+    clinic: Clinic,
+) -> None:
+    response = await clinic.client.get("/v1/alerts", headers=clinic.auth("c01"))
+    page = await response.json()
+    assert {a["patient_id"] for a in page["alerts"]} == {"pt-a1"}
+    assert page["alerts"][0]["severity"] == "critical"  # most severe first
+    rows = await clinic.audit_rows(response.headers["X-Request-Id"])
+    assert [(r["action"], r["patient_id"], r["outcome"]) for r in rows] == [
+        ("alerts.list", "pt-a1", "allowed")
+    ]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        query = {"limit": "1"} | ({"cursor": cursor} if cursor else {})
+        response = await clinic.client.get("/v1/alerts", headers=clinic.auth("s01"), params=query)
+        page = await response.json()
+        seen += [a["alert_id"] for a in page["alerts"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    team = await clinic.pool.fetch(
+        "SELECT alert_id::text FROM alerts WHERE patient_id IN ('pt-a1', 'pt-a2') AND state <> 'resolved'"
+    )
+    assert sorted(seen) == sorted(r["alert_id"] for r in team) and len(seen) == len(set(seen)) >= 4
+
+    only = await clinic.client.get(
+        "/v1/alerts", headers=clinic.auth("s01"), params={"counselor_id": "staff-c03", "severity": "critical"}
+    )
+    assert [a["patient_id"] for a in (await only.json())["alerts"]] == ["pt-a2"]
+    for bad in ({"limit": "0"}, {"state": "closed"}, {"cursor": "garbage"}):
+        response = await clinic.client.get("/v1/alerts", headers=clinic.auth("c01"), params=bad)
+        assert response.status == 400, bad
+
+
+async def test_alert_detail_shows_evidence_history_and_timeline_but_not_unconsented_reports(
+    clinic: Clinic,
+) -> None:
+    alert_id = clinic.alert_of["pt-a1"]
+    response = await clinic.client.get(f"/v1/alerts/{alert_id}", headers=clinic.auth("c01"))
+    assert response.status == 200
+    detail = await response.json()
+    assert detail["alert"]["rule_id"] == "safety" and detail["alert"]["explanation"]
+    assert detail["evidence"]["event_ids"] == ["pt-a1-e3"]
+    # The crisis went unacknowledged past 15 minutes of stream time: it escalated in the batch.
+    assert [t["kind"] for t in detail["transitions"]] == ["created", "escalated"]
+    timeline_ids = [e["event_id"] for e in detail["timeline"]]
+    assert timeline_ids == ["pt-a1-e3", "pt-a1-e2", "pt-a1-e1"]  # newest first; the held report is absent
+    assert clinic.house_report_id not in timeline_ids
+    assert 0 <= detail["risk"]["score"] <= 100 and detail["risk"]["factors"]
+    rows = await clinic.audit_rows(response.headers["X-Request-Id"])
+    assert [(r["action"], r["patient_id"], str(r["alert_id"])) for r in rows] == [
+        ("alert.read", "pt-a1", alert_id)
+    ]
+
+
+async def test_acknowledge_snooze_and_resolve_record_the_counselor_and_refuse_what_does_not_apply(
+    clinic: Clinic,
+) -> None:
+    alert_id = clinic.alert_of["pt-a1"]
+    response = await clinic.client.post(
+        f"/v1/alerts/{alert_id}/acknowledge", headers=clinic.auth("c01"), json={"note": "called her"}
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["state"] == "acknowledged"
+    transition = await clinic.pool.fetchrow(
+        "SELECT kind, actor, reason FROM alert_transitions WHERE alert_id = $1::uuid "
+        "ORDER BY id DESC LIMIT 1",
+        alert_id,
+    )
+    assert tuple(transition) == ("acknowledged", "staff-c01", "called her")
+    assert (
+        await clinic.pool.fetchval(
+            "SELECT count(*) FROM outbox "
+            "WHERE kind = 'iop.alert.acknowledged' AND payload->'data'->>'alert_id' = $1",
+            alert_id,
+        )
+        == 1
+    )
+
+    past = {"until": (NOW - timedelta(hours=1)).isoformat(), "reason": "x"}
+    response = await clinic.client.post(
+        f"/v1/alerts/{alert_id}/snooze", headers=clinic.auth("c01"), json=past
+    )
+    assert response.status == 409
+    rows = await clinic.audit_rows(response.headers["X-Request-Id"])
+    assert [r["outcome"] for r in rows] == ["rejected"]
+    for bad in ({"reason": ""}, {"until": "tomorrow", "reason": "x"}, {"reason": "x", "extra": 1}):
+        response = await clinic.client.post(
+            f"/v1/alerts/{alert_id}/snooze", headers=clinic.auth("c01"), json=bad
+        )
+        assert response.status == 400, bad
+
+    response = await clinic.client.post(
+        f"/v1/alerts/{alert_id}/resolve", headers=clinic.auth("s01"), json={"reason": "safety plan in place"}
+    )
+    assert (await response.json())["state"] == "resolved"
+    again = await clinic.client.post(
+        f"/v1/alerts/{alert_id}/acknowledge", headers=clinic.auth("c01"), json={}
+    )
+    assert again.status == 409
+    metrics = await (await clinic.client.get("/metrics")).text()
+    assert 'iopcare_alert_time_to_acknowledge_seconds_count{severity="critical"}' in metrics
+    assert "pt-a1" not in metrics and alert_id not in metrics
+
+
+async def test_patient_summary_has_risk_and_live_alerts(clinic: Clinic) -> None:
+    response = await clinic.client.get("/v1/patients/pt-a2", headers=clinic.auth("s01"))
+    assert response.status == 200
+    summary = await response.json()
+    assert summary["counselor_id"] == "staff-c03" and summary["level_of_care"] == "2.1"
+    assert summary["last_craving"] == 3 and summary["this_week"]["week"] == 1
+    assert {a["rule_id"] for a in summary["live_alerts"]} >= {"safety"}
+    assert summary["risk"]["trend_direction"] in ("rising", "falling", "steady")
+    denied = await clinic.client.get("/v1/patients/pt-a2", headers=clinic.auth("c01"))
+    assert denied.status == 404
+
+
+async def test_revoked_and_expired_tokens_fail(clinic: Clinic) -> None:
+    assert (await clinic.client.get("/v1/me", headers=clinic.auth("c02"))).status == 200
+    async with clinic.pool.acquire() as connection:
+        await revoke_token(connection, clinic.token_ids["c02"], NOW)
+        _, expired = await create_token(
+            connection, "counselor", "staff-c09", expires_at=NOW - timedelta(seconds=1)
+        )
+    assert (await clinic.client.get("/v1/me", headers=clinic.auth("c02"))).status == 401
+    response = await clinic.client.get("/v1/me", headers={"Authorization": f"Bearer {expired}"})
+    assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_failed_authentication_is_rate_limited_per_address(clinic: Clinic) -> None:
+    for attempt in range(5):
+        response = await clinic.client.get("/v1/me", headers={"Authorization": f"Bearer iop_guess{attempt}"})
+        assert response.status == 401
+    limited = await clinic.client.get("/v1/me", headers=clinic.auth("c01"))  # even a valid token
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_ingest_produces_valid_events_and_rejects_bad_ones_with_reasons(
+    clinic: Clinic, endpoints: Endpoints, unique_topics: Settings
+) -> None:
+    patient = Patient("pt-new1")
+    good = [json.loads(encode_event(e)) for e in (patient.enrolled(), patient.checkin(at(1)))]
+    bad_type = dict(good[1], type="iop.unknown.v9", id="x-1")
+    missing = {k: v for k, v in good[1].items() if k != "subject"}
+    response = await clinic.client.post(
+        "/v1/events", headers=clinic.auth("integrator"), json=[good[0], bad_type, 42, missing, good[1]]
+    )
+    assert response.status == 207
+    body = await response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 3)
+    assert [r["status"] for r in body["results"]] == [
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+    ]
+    assert all(r["reason"] for r in body["results"] if r["status"] == "rejected")
+    assert body["results"][1]["reason"] == "unknown_type"
+
+    consumer = KafkaConsumer(
+        unique_topics.events_topic,
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    try:
+        records = list(consumer)
+    finally:
+        consumer.close()
+    assert sorted(json.loads(r.value)["id"] for r in records) == sorted(g["id"] for g in good)
+    assert {r.key for r in records} == {b"pt-new1"}
+    rows = await clinic.audit_rows(response.headers["X-Request-Id"])
+    assert sorted((r["action"], r["outcome"], r["patient_id"]) for r in rows) == [
+        ("events.ingest", "allowed", "pt-new1"),
+        ("events.ingest", "allowed", "pt-new1"),
+        ("events.ingest", "rejected", None),
+    ]
+    assert (
+        await clinic.client.post("/v1/events", headers=clinic.auth("integrator"), data=b"\xff{")
+    ).status == 400
+    only_bad = await clinic.client.post("/v1/events", headers=clinic.auth("integrator"), json=bad_type)
+    assert only_bad.status == 422
+
+
+async def test_every_patient_data_request_has_an_audit_row(clinic: Clinic) -> None:
+    request_ids = []
+    for who, path in [
+        ("c01", "/v1/alerts"),
+        ("c01", f"/v1/alerts/{clinic.alert_of['pt-a1']}"),
+        ("c01", f"/v1/alerts/{clinic.alert_of['pt-b1']}"),
+        ("s01", "/v1/patients/pt-a1"),
+        ("s01", "/v1/patients/pt-nobody"),
+        ("c02", "/v1/alerts?state=resolved"),
+    ]:
+        response = await clinic.client.get(path, headers=clinic.auth(who))
+        request_ids.append(response.headers["X-Request-Id"])
+    for request_id in request_ids:
+        assert await clinic.audit_rows(request_id), request_id
+
+
+async def test_the_openapi_document_is_served_checked_in_and_matches_the_router(clinic: Clinic) -> None:
+    served = await (await clinic.client.get("/openapi.json")).json()
+    assert served == json.loads(json.dumps(openapi_document()))
+    assert json.loads((ROOT / "schemas" / "openapi.json").read_text()) == served
+    documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
+    routed = {
+        (resource_route.method, resource.canonical)
+        for resource in clinic.client.server.app.router.resources()
+        for resource_route in resource
+        if resource_route.method != "HEAD"
+    }
+    assert routed == documented
+
+
+async def test_alert_gauges_count_live_alerts_by_severity_and_state(clinic: Clinic) -> None:
+    await clinic.service.update_alert_gauges()
+    metrics = await (await clinic.client.get("/metrics")).text()
+    critical = await clinic.pool.fetchval(
+        "SELECT count(*) FROM alerts WHERE severity = 'critical' AND state = 'open'"
+    )
+    assert f'iopcare_alerts_open{{severity="critical",state="open"}} {float(critical)}' in metrics
+    age = (NOW - at(2)).total_seconds()
+    assert f'iopcare_alert_oldest_unacknowledged_seconds{{severity="critical"}} {age}' in metrics
+
+
+async def test_health_and_readiness(clinic: Clinic) -> None:
+    assert (await clinic.client.get("/healthz")).status == 200
+    ready = await clinic.client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["checks"] == {"postgres": True, "broker": True}
