@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2
+from prometheus_client.parser import text_string_to_metric_families
 
 from iopcare.contract import EVENT_TYPES, InboundEvent, encode_event
 from iopcare.contract.examples import example_event
@@ -88,6 +89,23 @@ async def test_state_equals_the_pure_replay_and_redelivery_changes_nothing(
     states.pop("p-marker")
     assert states == expected
     assert await wait_for_count(clean_db, "SELECT count(*) FROM event_log", 0) == len(events) + 1
+
+    # Caught up: the worker reports zero lag on each of the topic's 4 partitions (measured every 5 s).
+    exposition = ""
+    for _ in range(40):
+        exposition = await asyncio.to_thread(worker._get, "/metrics")
+        lags = [
+            sample
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "iopcare_consumer_lag_messages"
+        ]
+        if len(lags) == 4 and all(sample.value == 0 for sample in lags):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"lag never reached 0 on 4 partitions: {lags}")
+    assert "iopcare_consumer_lag_seconds 0.0" in exposition
 
 
 async def test_poison_records_are_dead_lettered_and_the_rest_processed(

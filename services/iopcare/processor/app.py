@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool, readiness
 from iopcare.processor import metrics
+from iopcare.processor.lag import Applied, LagTracker
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
 from iopcare.settings import Settings
@@ -75,6 +77,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         await _send_acked(alerts_topic, [(r.key, r.value, r.headers()) for r in records])
 
     parts: list[_Parts] = []
+    lag = LagTracker()
     assembling = asyncio.Lock()
 
     async def connected() -> _Parts:
@@ -114,6 +117,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
             ]
             # Shielded: a shutdown (SIGTERM) lets the batch in flight finish and be acked.
             await asyncio.shield(handler.handle(records))
+            lag.applied(Applied(r.partition, r.offset, r.timestamp) for r in records)
             for event in events:
                 await stream.ack(event)
 
@@ -132,6 +136,27 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         except Exception as exc:  # the rows stay unpublished and go out on a later tick
             metrics.RELAY_FAILURES.inc()
             log.warning("outbox relay failed (%s); retrying", type(exc).__name__)
+
+    @app.timer(5.0, name="consumer_lag")  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == settings.events_topic]
+        lag.forget(tp.partition for tp in assigned)
+        try:
+            highwaters = await consumer.highwaters(*assigned) if assigned else {}
+            positions = {}
+            for tp in assigned:
+                position = await consumer.position(tp)
+                if position is not None:
+                    positions[tp.partition] = position
+        except Exception as exc:  # a rebalance in progress, the broker away: measure next time
+            log.debug("consumer lag not measured (%s)", type(exc).__name__)
+            return
+        measured = lag.measure({tp.partition: hw for tp, hw in highwaters.items()}, positions, time.time())
+        metrics.CONSUMER_LAG_MESSAGES.clear()
+        for partition, behind in measured.messages.items():
+            metrics.CONSUMER_LAG_MESSAGES.labels(str(partition)).set(behind)
+        metrics.CONSUMER_LAG_SECONDS.set(measured.seconds)
 
     @app.page("/healthz")
     async def healthz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "iopcare_events_processed_total",
@@ -72,4 +72,14 @@ ALERT_EVENTS_PUBLISHED = Counter(
 )
 RELAY_FAILURES = Counter(
     "iopcare_outbox_relay_failures_total", "Outbox relay runs that failed (retried on the next tick)."
+)
+CONSUMER_LAG_MESSAGES = Gauge(
+    "iopcare_consumer_lag_messages",
+    "Records on this worker's assigned partitions not yet applied (high-water mark minus next offset).",
+    ["partition"],
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "iopcare_consumer_lag_seconds",
+    "While behind: seconds since the last applied record was produced, the largest over this worker's"
+    " partitions; 0 when caught up.",
 )
