@@ -210,8 +210,13 @@ def tokens_revoke(token_id: str) -> None:
 @main.command()
 @click.option("--patients", type=click.IntRange(1, 5000), default=48, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(patients: int, seed: int) -> None:
-    """Start the embedded runtime and stream a synthetic cohort through a real worker."""
+@click.option(
+    "--keep-serving/--exit",
+    default=None,
+    help="Keep the worker and the inbox up after the cohort, until Ctrl-C (default: when run in a terminal).",
+)
+def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
+    """Start the embedded runtime and stream a synthetic cohort through a real worker and the API."""
     from iopcare.demo import run_demo
     from iopcare.endpoints import resolve_endpoints
 
@@ -220,7 +225,9 @@ def demo(patients: int, seed: int) -> None:
     endpoints = resolve_endpoints(settings, start_embedded=True)
     _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
     click.echo(f"   kafka {endpoints.kafka_bootstrap}   postgres {endpoints.database_url}")
-    run_demo(settings, endpoints, patients=patients, seed=seed, say=click.echo)
+    if keep_serving is None:
+        keep_serving = sys.stdin.isatty()
+    run_demo(settings, endpoints, patients=patients, seed=seed, say=click.echo, keep_serving=keep_serving)
 
 
 @main.command()

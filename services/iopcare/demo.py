@@ -1,14 +1,17 @@
 """What ``make demo`` shows: a synthetic cohort streaming through a real worker into Postgres.
 
-Starts (or reuses) the embedded runtime, creates topics and schema, runs one processor worker as a
-subprocess, publishes a deterministic 90-day cohort week by week, and after each week prints how some
-patients' engagement state changed, as a counselor would read it. A few malformed messages are mixed
-in to show them dead-lettered while the rest flows on.
+Starts (or reuses) the embedded runtime, creates topics and schema, runs one processor worker and
+the API as subprocesses, prints the counselor inbox's address and a demo counselor token, publishes a
+deterministic 90-day cohort week by week, and after each week prints how some patients' engagement
+state changed and which alerts fired, as a counselor would read them. A few malformed messages are
+mixed in to show them dead-lettered while the rest flows on. At the end it reads the counselor's
+inbox through the API and acknowledges an alert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
@@ -16,11 +19,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from kafka import KafkaProducer
 
+from iopcare.api.tokens import create_token
 from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
 from iopcare.domain.engagement import PatientState
@@ -112,8 +118,10 @@ def run_demo(
     patients: int = 48,
     seed: int = 7,
     say: Say = print,
+    keep_serving: bool = False,
 ) -> None:
-    """Run the demo end to end; raises if the worker fails to keep up or state is missing."""
+    """Run the demo end to end; raises if the worker fails to keep up or state is missing. With
+    ``keep_serving`` the worker and the API stay up afterwards, until Ctrl-C."""
     start = date.today() - timedelta(days=91)
     say(f"\n== Generating a synthetic cohort: {patients} patients over 90 days (seed {seed})")
     started = time.perf_counter()
@@ -127,10 +135,8 @@ def run_demo(
         if archetype not in featured.values():
             featured[patient_id] = archetype
 
-    port = free_port()
     log_dir = settings.state_dir / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "worker.log"
     env = dict(
         os.environ,
         IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
@@ -140,22 +146,38 @@ def run_demo(
         IOPCARE_CLOCK="stream",
         IOPCARE_SWEEP_INTERVAL_SECONDS="1",
     )
-    say(f"\n== Starting a processor worker (log: {log_path}, metrics: http://127.0.0.1:{port}/metrics)")
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "iopcare.cli", "worker", "--web-port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker_port, api_port = free_port(), free_port()
+    say(f"\n== Starting a processor worker (log: {log_dir / 'worker.log'})")
+    say(f"   metrics: http://127.0.0.1:{worker_port}/metrics")
+    say(f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_port}/metrics")
+    services = [
+        _start(["worker", "--web-port", str(worker_port)], env, log_dir / "worker.log"),
+        _start(["api", "--port", str(api_port)], env, log_dir / "api.log"),
+    ]
     try:
+        counselor = next(
+            p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured
+        )
+        token = asyncio.run(_demo_token(endpoints.database_url, counselor))
+        say(f"\n== Counselor inbox: http://127.0.0.1:{api_port}/inbox")
+        say(f"   sign in as counselor {counselor} with this token (valid 1 day):")
+        say(f"   {token}")
+        say("   Alerts of their caseload appear there live as the cohort streams.")
         asyncio.run(_stream(settings, endpoints, events, featured, start, say))
+        asyncio.run(_show_inbox(f"http://127.0.0.1:{api_port}", token, counselor, say))
+        if keep_serving:
+            say(f"\nThe inbox stays up at http://127.0.0.1:{api_port}/inbox: press Ctrl-C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while all(s.poll() is None for s in services):
+                    time.sleep(1)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for service in services:
+            service.terminate()
+        for service in services:
+            try:
+                service.wait(30)
+            except subprocess.TimeoutExpired:
+                service.kill()
     say("\nThe embedded broker and Postgres are still running (`iopcare dev down` stops them).")
     say(f"Inspect the state: psql {endpoints.database_url} -c 'SELECT * FROM patient_state LIMIT 5'")
 
@@ -305,6 +327,56 @@ async def _show_quarantine(database_url: str, say: Say) -> None:
             f"   {row['patient_id']:<14} {row['event_type']:<27} from {row['party_kind']} {row['party_id']}: "
             f"{row['reason']} ({row['status']})"
         )
+
+
+def _start(arguments: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "iopcare.cli", *arguments], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def _demo_token(database_url: str, counselor_id: str) -> str:
+    """A counselor token for the demo, valid for a day."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        _, token = await create_token(
+            connection,
+            "counselor",
+            counselor_id,
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+            label="make demo",
+        )
+    finally:
+        await connection.close()
+    return token
+
+
+async def _show_inbox(base_url: str, token: str, counselor_id: str, say: Say) -> None:
+    """What the counselor's inbox holds now, read through the API as the inbox page reads it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url, headers=headers) as http:
+        for _ in range(60):  # the API may still be starting
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get("/readyz") as ready:
+                    if ready.status == 200:
+                        break
+            await asyncio.sleep(0.5)
+        async with http.get("/v1/alerts", params={"limit": "200"}) as response:
+            response.raise_for_status()
+            page = await response.json()
+        alerts = page["alerts"]
+        say(f"\n== {counselor_id}'s inbox through the API (GET /v1/alerts): {len(alerts)} live alerts")
+        for alert in alerts[:5]:
+            say(f"   {alert['severity']:<8} {alert['patient_id']:<14} {alert['title']}")
+        if alerts:
+            first = alerts[0]
+            async with http.post(
+                f"/v1/alerts/{first['alert_id']}/acknowledge", json={"note": "demo: seen"}
+            ) as response:
+                response.raise_for_status()
+                acknowledged = await response.json()
+            say(f"   acknowledged the first: state {acknowledged['state']} (recorded with who and when)")
 
 
 def _unconsented_report(patient_id: str, at: datetime) -> CloudEvent[Any]:
