@@ -46,12 +46,13 @@ def test_render_is_deterministic_across_hash_seeds() -> None:
     assert digests == {local}
 
 
-def test_render_has_one_schema_per_event_type_plus_alerts_dlq_and_asyncapi() -> None:
+def test_render_has_one_schema_per_event_type_plus_alerts_dlq_asyncapi_and_openapi() -> None:
     files = render()
     expected = {f"events/{t}.schema.json" for t in EVENT_TYPES} | {
         "alerts/alert-event.schema.json",
         "dead-letter-headers.schema.json",
         "asyncapi.yaml",
+        "openapi.json",
     }
     assert set(files) == expected
 
