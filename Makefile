@@ -42,6 +42,7 @@ integration: $(STAMP) browser
 ## browser: Debian's chromium for the inbox's end-to-end test (driven by playwright, which must not
 ## download a browser of its own); installed with apt-get when missing, which needs root
 CHROMIUM ?= /usr/bin/chromium
+export IOPCARE_CHROMIUM = $(CHROMIUM)  # the browser test launches the same binary
 browser:
 	@test -x $(CHROMIUM) || { \
 	  echo "$(CHROMIUM) is missing: installing Debian's chromium for the inbox browser test"; \
