@@ -6,7 +6,9 @@ Patient data is read and changed only inside the caller's caseload (:mod:`iopcar
 and every such request writes audit rows (:mod:`iopcare.api.audit`) before it answers.
 
 Errors are JSON problems (``{"error", "detail", "request_id"}``); every response carries
-``X-Request-Id``. Logs name routes, statuses and request ids, never tokens, notes or clinical text.
+``X-Request-Id``, and JSON is never cached. Logs name routes, statuses and request ids, never tokens,
+notes or clinical text. ``/inbox`` serves the counselor inbox page (:mod:`iopcare.api.inbox`'s static
+files), which holds no data of its own: its script reads ``/v1`` with the counselor's token.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -150,6 +153,8 @@ class ApiService:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", _metrics)
         app.router.add_get("/openapi.json", _openapi)
+        app.router.add_get("/inbox", _inbox_page)
+        app.router.add_get("/inbox/{asset}", _inbox_asset)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app
@@ -232,6 +237,9 @@ class ApiService:
             log.exception("request %s on %s %s failed", request_id, request.method, route)
             response = _problem(500, "internal", "the request failed; quote the request id", request_id)
         response.headers["X-Request-Id"] = request_id
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.content_type == "application/json":
+            response.headers.setdefault("Cache-Control", "no-store")  # patient data stays out of caches
         metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
         metrics.REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
         return response
@@ -612,6 +620,35 @@ async def _openapi(_request: web.Request) -> web.Response:
     from iopcare.api.openapi import openapi_document
 
     return web.json_response(openapi_document())
+
+
+# --- the counselor inbox page --------------------------------------------------------------------
+
+INBOX_DIR = Path(__file__).with_name("inbox")
+INBOX_ASSETS = frozenset({"inbox.js", "inbox.css"})
+"""The page's only files besides ``index.html``: named, so no path from a request reaches the disk."""
+
+INBOX_HEADERS = {
+    # Script and style only from this origin, no inline script, data only from /v1 of this origin.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidate: a deploy's new script is picked up at once
+}
+
+
+async def _inbox_page(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(INBOX_DIR / "index.html", headers=INBOX_HEADERS)
+
+
+async def _inbox_asset(request: web.Request) -> web.StreamResponse:
+    asset = request.match_info["asset"]
+    if asset not in INBOX_ASSETS:
+        raise Refusal(404, "not_found", "no such file of the inbox page")
+    return web.FileResponse(INBOX_DIR / asset, headers=INBOX_HEADERS)
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from iopcare.api.app import MAX_BATCH, ROUTES, Route
+from iopcare.api.app import INBOX_ASSETS, MAX_BATCH, ROUTES, Route
 from iopcare.api.models import Problem
 from iopcare.contract import CONTRACT_VERSION, INBOUND_EVENT_ADAPTER
 
@@ -126,11 +126,11 @@ def _operation(route: Route) -> dict[str, Any]:
     return operation
 
 
-def _public(summary: str, description: str) -> dict[str, Any]:
+def _public(summary: str, description: str, tag: str = "operations") -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
-            "tags": ["operations"],
+            "tags": [tag],
             "security": [],
             "responses": {"200": {"description": description}},
         }
@@ -148,6 +148,17 @@ def openapi_document() -> dict[str, Any]:
     )
     paths["/metrics"] = _public("Prometheus metrics", "Metrics in the Prometheus text format")
     paths["/openapi.json"] = _public("This document", "The OpenAPI document")
+    paths["/inbox"] = _public(
+        "The counselor inbox page",
+        "An HTML page; it asks for a bearer token and reads and acts through /v1",
+        "inbox",
+    )
+    asset = _public("The inbox page's script or style sheet", "The file", "inbox")
+    asset["get"]["parameters"] = [
+        {"name": "asset", "in": "path", "required": True, "schema": {"enum": sorted(INBOX_ASSETS)}}
+    ]
+    asset["get"]["responses"]["404"] = {"description": "No such file of the inbox page"}
+    paths["/inbox/{asset}"] = asset
     return {
         "openapi": "3.1.0",
         "info": {
