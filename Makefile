@@ -23,6 +23,28 @@ demo: $(STAMP)
 test: $(STAMP) browser lint typecheck schemas-check
 	$(BIN)/python -m pytest tests --ignore=tests/bench
 
+## test-tools: programs the tests run that pip cannot install, from Debian's packages when missing
+## (installing needs root and apt-get): promtool, in Debian's prometheus package, checks the
+## Prometheus config, alert rules and dashboard queries (tests/unit/test_deploy_monitoring.py)
+.PHONY: test-tools
+test-tools:
+	@$(call debian-tool,promtool,prometheus)
+
+test unit: test-tools
+
+# $(call debian-tool,COMMAND,PACKAGE): nothing if COMMAND is on PATH; else apt-get installs PACKAGE
+# (retrying after `apt-get update` when the package lists are missing or stale), or it fails saying why.
+debian-tool = command -v $(1) >/dev/null 2>&1 || { \
+  echo "$(1) is missing: installing Debian's $(2) package"; \
+  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+    echo "cannot install $(2) (needs root and apt-get): run 'sudo apt-get install --no-install-recommends $(2)'" >&2; \
+    exit 1; fi; \
+  export DEBIAN_FRONTEND=noninteractive; \
+  apt-get install -y -qq --no-install-recommends $(2) >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(2) >/dev/null; } \
+    || { echo "apt-get could not install $(2)" >&2; exit 1; }; \
+  command -v $(1) >/dev/null 2>&1 || { echo "$(2) is installed but $(1) is not on PATH" >&2; exit 1; }; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check services tests
 	$(BIN)/ruff format --check services tests

@@ -46,25 +46,16 @@ async def database_url(endpoints: Endpoints) -> AsyncIterator[str]:
     await drop(endpoints.database_url, name)
 
 
-PROCESSOR_TABLES = (
-    "event_log",
-    "patient_state",
-    "dead_letters",
-    "outbox",
-    "quarantined_events",
-    "absence_checks",
-    "alerts",
-    "alert_transitions",
-    "stream_progress",
-)
-
-
 @pytest.fixture
 async def clean_db(database_url: str) -> AsyncIterator[str]:
-    """The session database, emptied of processor data before the test."""
+    """The session database, every table but the migration record emptied before the test."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute(f"TRUNCATE {', '.join(PROCESSOR_TABLES)}")
+        tables = await connection.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        await connection.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY")
     finally:
         await connection.close()
     yield database_url

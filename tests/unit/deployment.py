@@ -1,5 +1,7 @@
 """What the deployment tests share: the metrics the code defines, the metric names a PromQL
-expression uses, and the two outside tools (promtool, kubectl's kustomize) the checks run.
+expression uses, and the outside tools the checks run: promtool, which ``make test`` installs
+(its ``test-tools`` target), and kubectl, whose ``kustomize`` only cross-checks the Python
+renderer in tests/unit/kustomize.py when a recent one happens to be installed.
 
 Metric names are read from the source (every ``Counter``/``Gauge``/``Histogram``/``Summary``
 defined under ``services/``), not from an import-time registry, so a dashboard panel or an alert
@@ -10,15 +12,18 @@ firing in production.
 from __future__ import annotations
 
 import ast
-import os
+import base64
+import json
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
@@ -151,47 +156,69 @@ def metric_problems(expr: str, recorded: dict[str, frozenset[str]]) -> list[str]
     return problems
 
 
-def _required_tool(name: str, why: str) -> str:
-    """The tool's path; without it the check is skipped on a workstation and fails in CI."""
-    path = shutil.which(name)
+def promtool() -> str:
+    """promtool's path. Required: ``make test`` installs it first (Debian's ``prometheus`` package)."""
+    path = shutil.which("promtool")
     if path is None:
-        message = f"{name} is not installed: {why}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(
+            "promtool is not installed: run `make test-tools` (as root it installs Debian's "
+            "`prometheus` package, which ships promtool), or `apt-get install prometheus`"
+        )
     return path
 
 
+# `labels:` with `pairs` and components came with kustomize v4; v5.1 made components run after the
+# generators, as tests/unit/kustomize.py does (kubectl 1.32 embeds v5.5). Debian's kubernetes-client
+# (1.20) is far older.
+_MIN_KUSTOMIZE = (5, 1)
+
+
 @cache
-def _install_promtool() -> None:
-    """promtool comes with Debian's `prometheus` package (about 8 s to install); root can add it."""
-    if shutil.which("promtool") or shutil.which("apt-get") is None or os.geteuid() != 0:
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if (
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-            env=env,
-            capture_output=True,
-        ).returncode
-        != 0
-    ):
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-            env=env,
-            capture_output=True,
-        )
-
-
-def promtool() -> str:
-    _install_promtool()
-    return _required_tool("promtool", "apt-get install prometheus (it ships promtool)")
+def _kubectl_with_kustomize() -> tuple[str | None, str]:
+    path = shutil.which("kubectl")
+    if path is None:
+        return None, "kubectl is not installed"
+    result = run(path, "version", "--client", "-o", "json")
+    version = json.loads(result.stdout).get("kustomizeVersion", "") if result.returncode == 0 else ""
+    found = re.match(r"v(\d+)\.(\d+)", version)
+    if found is None or (int(found[1]), int(found[2])) < _MIN_KUSTOMIZE:
+        return None, f"kubectl at {path} embeds kustomize {version or '(unknown)'}, older than v5.1"
+    return path, ""
 
 
 def kubectl() -> str:
-    return _required_tool("kubectl", "kubectl renders the kustomizations (`kubectl kustomize`)")
+    """kubectl with a kustomize >= v5.1, else the test skips: it is only a cross-check of
+    tests/unit/kustomize.py, which renders the manifests for every other check."""
+    path, why_not = _kubectl_with_kustomize()
+    if path is None:
+        pytest.skip(f"{why_not}: the cross-check against `kubectl kustomize` does not run")
+    return path
 
 
 def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def kubectl_kustomize(directory: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize DIRECTORY``'s objects (the test skips without a recent kubectl)."""
+    result = run(kubectl(), "kustomize", str(directory))
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def by_identity(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """Objects by apiVersion, kind, namespace and name, to compare two renderings in any order.
+
+    A Secret's ``data`` is decoded: kustomize wraps long base64 values over lines, which every
+    base64 decoder (the API server's too) ignores.
+    """
+    found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for document in objects:
+        metadata = document["metadata"]
+        identity = (document["apiVersion"], document["kind"], metadata.get("namespace", ""), metadata["name"])
+        assert identity not in found, f"{identity} rendered twice"
+        if document["kind"] == "Secret" and "data" in document:
+            data = {key: base64.b64decode(value) for key, value in document["data"].items()}
+            document = {**document, "data": data}
+        found[identity] = document
+    return found

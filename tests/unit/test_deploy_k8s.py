@@ -1,6 +1,8 @@
-"""The Kubernetes manifests, rendered with kustomize (`kubectl kustomize`, no cluster needed) and
-checked against the Kubernetes API schemas (the `kubernetes-validate` package) and against the code:
-real commands, real settings, the probes the services answer, workers sized to the partitions."""
+"""The Kubernetes manifests, rendered the way `kubectl apply -k` would (tests/unit/kustomize.py, a
+Python kustomize build for the features the manifests use, cross-checked against `kubectl kustomize`
+where a recent kubectl is installed) and checked against the Kubernetes API schemas (the
+`kubernetes-validate` package) and against the code: real commands, real settings, the probes the
+services answer, workers sized to the partitions."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from click import Group
-from tests.unit.deployment import ROOT, kubectl, run
+from tests.unit import kustomize
+from tests.unit.deployment import ROOT, by_identity, kubectl_kustomize
 
 from iopcare.cli import main
 from iopcare.settings import Settings
@@ -29,9 +32,7 @@ JOBS = {"iopcare-worker", "iopcare-api", "iopcare-dispatcher"}
 
 
 def _render(kustomization: Path) -> list[dict[str, Any]]:
-    result = run(kubectl(), "kustomize", str(kustomization))
-    assert result.returncode == 0, result.stderr
-    return [document for document in yaml.safe_load_all(result.stdout) if document]
+    return kustomize.render(kustomization)
 
 
 @cache
@@ -212,6 +213,7 @@ def test_services_and_disruption_budgets_select_the_pods_they_mean(name: str) ->
 
 
 def test_no_secret_is_committed_beyond_a_placeholder() -> None:
+    assert _objects("overlays/demo", "Secret"), "the demo overlay generates the database Secret"
     for name in KUSTOMIZATIONS:
         for secret in _objects(name, "Secret").values():
             assert name != "base", "the base must not define the database Secret"
@@ -220,9 +222,10 @@ def test_no_secret_is_committed_beyond_a_placeholder() -> None:
                 assert "CHANGE_ME" in base64.b64decode(value).decode(), f"{name}: a real-looking secret"
 
 
-def test_the_prometheus_operator_component_gives_the_agreed_job_names(tmp_path: Path) -> None:
+def _demo_with_the_operator_component(directory: Path) -> Path:
+    """The demo overlay plus the prometheus-operator component, as docs/deployment.md suggests."""
     # kustomize takes only relative paths: an overlay in a scratch folder pointing back here.
-    overlay = tmp_path / "with-operator"
+    overlay = directory / "with-operator"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
         yaml.safe_dump(
@@ -232,7 +235,11 @@ def test_the_prometheus_operator_component_gives_the_agreed_job_names(tmp_path: 
             }
         )
     )
-    rendered = _render(overlay)
+    return overlay
+
+
+def test_the_prometheus_operator_component_gives_the_agreed_job_names(tmp_path: Path) -> None:
+    rendered = _render(_demo_with_the_operator_component(tmp_path))
     monitors = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "ServiceMonitor"}
     services = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "Service"}
     # The operator names the job after the Service: the names the alert rules expect.
@@ -244,3 +251,23 @@ def test_the_prometheus_operator_component_gives_the_agreed_job_names(tmp_path: 
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
         assert endpoint["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_container_runs_the_tagged_image_the_kustomization_names(name: str) -> None:
+    (image,) = yaml.safe_load((K8S / name / "kustomization.yaml").read_text())["images"]
+    assert image["name"] == "iopcare" and image["newTag"], "pin a tag: `latest` is not a release"
+    for pod, spec in _pod_specs(name).items():
+        for container in spec["containers"]:
+            assert container["image"] == f"{image['newName']}:{image['newTag']}", pod
+
+
+@pytest.mark.parametrize("name", [*KUSTOMIZATIONS, "with-operator"])
+def test_the_python_rendering_is_what_kubectl_kustomize_renders(name: str, tmp_path: Path) -> None:
+    """The cross-check of tests/unit/kustomize.py: object for object, kubectl's kustomize agrees."""
+    directory = _demo_with_the_operator_component(tmp_path) if name == "with-operator" else K8S / name
+    ours = by_identity(_render(directory))
+    theirs = by_identity(kubectl_kustomize(directory))
+    assert set(ours) == set(theirs)
+    for identity, document in theirs.items():
+        assert ours[identity] == document, identity
