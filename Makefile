@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick browser
+.PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("iopcare needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -20,17 +20,19 @@ demo: $(STAMP)
 	$(BIN)/iopcare demo
 
 ## test: install with dev extras, lint, type-check, check the schemas, run every test
-test: $(STAMP) browser lint typecheck schemas-check
+test: $(STAMP) test-tools lint typecheck schemas-check
 	$(BIN)/python -m pytest tests --ignore=tests/bench
 
 ## test-tools: programs the tests run that pip cannot install, from Debian's packages when missing
 ## (installing needs root and apt-get): promtool, in Debian's prometheus package, checks the
-## Prometheus config, alert rules and dashboard queries (tests/unit/test_deploy_monitoring.py)
+## Prometheus config, alert rules and dashboard queries (tests/unit/test_deploy_monitoring.py);
+## chromium runs the inbox's end-to-end test (driven by playwright, which never downloads a browser)
 .PHONY: test-tools
 test-tools:
 	@$(call debian-tool,promtool,prometheus)
+	@$(call debian-tool,chromium,chromium fonts-dejavu-core)
 
-test unit: test-tools
+unit: test-tools
 
 # $(call debian-tool,COMMAND,PACKAGE): nothing if COMMAND is on PATH; else apt-get installs PACKAGE
 # (retrying after `apt-get update` when the package lists are missing or stale), or it fails saying why.
@@ -58,19 +60,8 @@ schemas-check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-integration: $(STAMP) browser
+integration: $(STAMP) test-tools
 	$(BIN)/python -m pytest tests/integration
-
-## browser: Debian's chromium for the inbox's end-to-end test (driven by playwright, which must not
-## download a browser of its own); installed with apt-get when missing, which needs root
-CHROMIUM ?= /usr/bin/chromium
-export IOPCARE_CHROMIUM = $(CHROMIUM)  # the browser test launches the same binary
-browser:
-	@test -x $(CHROMIUM) || { \
-	  echo "$(CHROMIUM) is missing: installing Debian's chromium for the inbox browser test"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } \
-	  || { echo "could not install chromium: run 'apt-get install chromium' as root (or point CHROMIUM at a Chromium binary)" >&2; exit 1; }; \
-	  test -x $(CHROMIUM) || { echo "chromium installed but $(CHROMIUM) is not there; set CHROMIUM=/path/to/chromium" >&2; exit 1; }; }
 
 dev-up: $(STAMP)
 	$(BIN)/iopcare dev up

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -38,7 +39,7 @@ from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path(os.environ.get("IOPCARE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(os.environ.get("IOPCARE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -59,7 +60,7 @@ MARKUP = "<img/src=x/onerror=window.__injected=1>"
 def chromium() -> Path:
     """Debian's chromium; failing (not skipping) without it, as the inbox is not tested otherwise."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (it installs Debian's chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: run `make test-tools` (it installs Debian's chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
     return CHROMIUM
 
