@@ -5,6 +5,10 @@ every event the intake applied; absence checks fire when the *stream clock* (the
 seen) passes their due time, before the event that moved the clock is taken in, exactly like the
 processor's sweep on the stream clock. What comes out is every finding with its cause, from which a
 backtest counts alerts (distinct dedup keys) per rule, patient or severity.
+
+Patients are independent except for that clock, so a long stream can be split by patient across
+processes: each one takes in its own patients' events and sees the others' only as a :class:`Tick`
+(their time), and its findings about its patients are exactly those of the whole run.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from iopcare.domain.intake import Held, take_in
 from iopcare.domain.rules.events import evaluate_event
 from iopcare.domain.rules.pack import DEFAULT_PACK, RulePack
 from iopcare.domain.signals import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The time of an event about a patient followed elsewhere (another shard of the same stream):
+    it moves the stream clock, so absence checks fall due as in the whole stream; nothing is taken in."""
+
+    time: datetime
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,7 @@ class _Patient:
 
 
 def backtest(
-    events: Iterable[InboundEvent],
+    events: Iterable[InboundEvent | Tick],
     pack: RulePack = DEFAULT_PACK,
     tuning: Tuning = DEFAULT_TUNING,
     *,
@@ -53,7 +65,7 @@ def backtest(
     """Every finding the rules make over ``events``, in the order the processor would make them.
 
     Absence checks due by ``until`` (default: the last event time) fire at the end. Pass a dict as
-    ``states`` to keep the patients' final states.
+    ``states`` to keep the patients' final states. A :class:`Tick` in ``events`` only moves the clock.
     """
     patients: dict[str, _Patient] = {}
     clock: list[tuple[datetime, int, str, AbsenceCheck]] = []  # (due, tie-break, patient, check)
@@ -72,6 +84,8 @@ def backtest(
     for event in events:
         now = event.time if now is None or event.time > now else now
         yield from sweep(now)
+        if isinstance(event, Tick):
+            continue
         patient = patients.get(event.subject)
         if patient is None:
             patient = patients[event.subject] = _Patient(PatientState(patient_id=event.subject))
@@ -96,4 +110,4 @@ def backtest(
         states.update({patient_id: patient.state for patient_id, patient in patients.items()})
 
 
-__all__ = ["Found", "backtest"]
+__all__ = ["Found", "Tick", "backtest"]
