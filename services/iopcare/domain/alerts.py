@@ -303,9 +303,17 @@ class PatientAlerts:
 
     def next_due(self) -> datetime | None:
         """The earliest time :meth:`due` has something to do."""
-        times = [a.escalate_at for a in self.alerts.values() if a.state == "open" and a.escalate_at]
-        times += [a.snoozed_until for a in self.alerts.values() if a.state == "snoozed" and a.snoozed_until]
-        return min(times) if times else None
+        earliest: datetime | None = None
+        for alert in self.alerts.values():
+            if alert.state == "open":
+                at = alert.escalate_at
+            elif alert.state == "snoozed":
+                at = alert.snoozed_until
+            else:
+                continue
+            if at is not None and (earliest is None or at < earliest):
+                earliest = at
+        return earliest
 
 
 def _merge_ids(old: tuple[str, ...], new: tuple[str, ...], keep: int = 50) -> tuple[str, ...]:

@@ -74,6 +74,7 @@ def run_backtest(
     result = BacktestResult(pack_version=pack.version)
     alerts: dict[str, PatientAlerts] = {}
     escalations: list[tuple[datetime, str]] = []  # (next due, patient), possibly stale entries
+    next_due: dict[str, datetime | None] = {}  # per patient, as of its last change
     spans: dict[str, tuple[datetime, datetime]] = {}
     seen_until: dict[str, datetime] = {}  # per patient: the latest time of a finding taken
     latest: datetime | None = None  # the stream clock: the latest event time so far
@@ -103,9 +104,9 @@ def run_backtest(
     def record(patient_id: str, changes: list[Change]) -> None:
         for change in changes:
             result.changes[change.kind] += 1
-        next_due = alerts[patient_id].next_due()
-        if next_due is not None:
-            heapq.heappush(escalations, (next_due, patient_id))
+        due = next_due[patient_id] = alerts[patient_id].next_due()
+        if due is not None:
+            heapq.heappush(escalations, (due, patient_id))
 
     def escalate(up_to: datetime) -> None:
         while escalations and escalations[0][0] <= up_to:
@@ -127,8 +128,8 @@ def run_backtest(
         seen_until[patient_id] = clock
         if settled is not None and settled > clock:
             clock = settled
-        next_due = patient.next_due()
-        if next_due is not None and next_due <= clock:
+        due = next_due.get(patient_id)
+        if due is not None and due <= clock:
             changes = patient.due(clock, deadline)
             if changes:
                 record(patient_id, changes)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from iopcare.contract import InboundEvent
-from iopcare.domain.absence import CHECKS_CHANGE_AFTER, AbsenceCheck, due_checks, observe
+from iopcare.domain.absence import CHECKS_CHANGE_AFTER, AbsenceCheck, observe, program_checks, silence_checks
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, take_in
 from iopcare.domain.rules.events import evaluate_event
@@ -50,8 +50,14 @@ class Found:
 class _Patient:
     state: PatientState
     held: list[Held] = field(default_factory=list)
-    expected: set[AbsenceCheck] = field(default_factory=set)  # what due_checks said last
+    # What due_checks says, in its two parts: the program's checks change only with the
+    # enrollment, the silence checks with every check-in.
+    program: frozenset[AbsenceCheck] = frozenset()
+    silence: tuple[AbsenceCheck, ...] = ()
     scheduled: set[str] = field(default_factory=set)  # keys ever put on the clock
+
+    def expects(self, check: AbsenceCheck) -> bool:
+        return check in self.silence or check in self.program
 
 
 def backtest(
@@ -76,8 +82,9 @@ def backtest(
         while clock and clock[0][0] <= up_to:
             _, _, patient_id, check = heapq.heappop(clock)
             patient = patients[patient_id]
-            if check in patient.expected:  # else superseded (a check-in came, a discharge)
-                patient.expected.discard(check)  # each check fires once
+            # Each key is on the clock once, so each check fires once; unless superseded (a
+            # check-in came, a discharge).
+            if patient.expects(check):
                 for finding in observe(patient.state, check, pack):
                     yield Found(patient_id, finding, check.key, check.due_at)
 
@@ -98,8 +105,12 @@ def backtest(
             for finding in evaluate_event(patient.state, applied, pack):
                 yield Found(event.subject, finding, applied.id, applied.time)
         if isinstance(event, CHECKS_CHANGE_AFTER):
-            patient.expected = due_checks(patient.state, pack)
-            for check in patient.expected:
+            program = program_checks(patient.state, pack)
+            patient.silence = silence_checks(patient.state, pack)
+            changed = program is not patient.program and program != patient.program
+            patient.program = program
+            # In a fixed order: checks due at the same time fire in the order they were put on the clock.
+            for check in (*patient.silence, *sorted(program)) if changed else patient.silence:
                 if check.key not in patient.scheduled:
                     patient.scheduled.add(check.key)
                     heapq.heappush(clock, (check.due_at, next(tie), event.subject, check))
