@@ -99,8 +99,8 @@ def replay_file(
     started = time.perf_counter()
     if jobs > 1:
         try:
-            result, invalid = _split_replay(path, pack, jobs, progress)
-            return Replay(pack, result, time.perf_counter() - started, invalid, jobs)
+            result, skipped = _split_replay(path, pack, jobs, progress)
+            return Replay(pack, result, time.perf_counter() - started, skipped, jobs)
         except _SplitAbandoned:
             started = time.perf_counter()
     invalid: dict[str, int] = {}
@@ -135,8 +135,9 @@ class _Channels:
 def _split_replay(
     path: Path, pack: RulePack, jobs: int, progress: Progress | None
 ) -> tuple[BacktestResult, dict[str, int]]:
+    # fork: the children start with the modules and the pack already loaded.
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     channels = _Channels(
         inboxes=[context.Queue() for _ in range(jobs)],
         results=context.Queue(),

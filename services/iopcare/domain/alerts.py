@@ -276,7 +276,8 @@ class PatientAlerts:
         to it, so a late sweep and an offline replay record the same history.
         """
         changes: list[Change] = []
-        for alert in sorted(self.alerts.values(), key=lambda a: (a.raised_at, a.alert_id)):
+        falling_due = [a for a in self.alerts.values() if _falls_due(a, now)]
+        for alert in sorted(falling_due, key=lambda a: (a.raised_at, a.alert_id)):
             if alert.state == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= now:
                 ended = alert.snoozed_until
                 reopened = replace(
@@ -314,6 +315,18 @@ class PatientAlerts:
             if at is not None and (earliest is None or at < earliest):
                 earliest = at
         return earliest
+
+
+def _falls_due(alert: Alert, now: datetime) -> bool:
+    """Has :meth:`PatientAlerts.due` something to do with this alert at ``now``?"""
+    if alert.state == "snoozed":
+        return alert.snoozed_until is not None and alert.snoozed_until <= now
+    return (
+        alert.state == "open"
+        and not alert.escalated
+        and alert.escalate_at is not None
+        and alert.escalate_at <= now
+    )
 
 
 def _merge_ids(old: tuple[str, ...], new: tuple[str, ...], keep: int = 50) -> tuple[str, ...]:
