@@ -23,10 +23,18 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
         state_dir=tmp_path, kafka_bootstrap=endpoints.kafka_bootstrap, server_url=endpoints.database_url
     )
     options = Options(
-        events=300, repeat=1, latency_rate=100, latency_seconds=1, memory_patients=20, out=tmp_path / "b.md"
+        events=300,
+        repeat=1,
+        latency_rate=100,
+        latency_seconds=1,
+        memory_patients=20,
+        replay_patients=8,  # every scenario runs by default, the offline replay too: keep it tiny
+        replay_days=21,
+        out=tmp_path / "b.md",
     )
     try:
         report = run(options, environment, say=lambda _line: None)
+        assert report is not None
     finally:
         environment.down()  # drops the databases it created
 
