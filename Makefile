@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick
+.PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick bench-replay
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("iopcare needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -77,6 +77,11 @@ bench: $(STAMP)
 ## bench-quick: the same in ~2 min on less data; prints only (docs/benchmarks.md keeps the full run)
 bench-quick: $(STAMP)
 	$(BIN)/python -m tests.bench --quick
+
+## bench-replay: the offline backtest (`iopcare replay`) alone, no broker (~3 min): decode, fold, rules,
+## lifecycle and the whole command, 1 and N processes; rewrites its section of docs/benchmarks.md
+bench-replay: $(STAMP)
+	$(BIN)/python -m tests.bench --only replay
 
 clean: dev-down
 	rm -rf $(VENV) .iopcare

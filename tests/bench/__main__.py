@@ -3,6 +3,7 @@
 python -m tests.bench                      # the full run (make bench)
 python -m tests.bench --quick              # a short one (make bench-quick)
 python -m tests.bench --only latency --out none
+python -m tests.bench --only replay        # the offline backtest alone, no broker (make bench-replay)
 python -m tests.bench --worker-env IOPCARE_BATCH_MAX_RECORDS=2000 --out none   # an experiment
     python -m tests.bench --worker-env BENCH_FETCH_MAX_WAIT_MS=100 --only latency   # see tests.bench.tuned
 """
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from iopcare.settings import Settings
+from tests.bench import replay as replay_bench
 from tests.bench import scenarios
 from tests.bench import workload as wl
 from tests.bench.environment import BenchEnvironment, Machine
 from tests.bench.processes import PROJECT_ROOT
 from tests.bench.report import CONTENDERS, BenchReport, from_json, text_summary, to_json, write_markdown
 
-SCENARIOS = ("noop", "pipeline", "naive", "scaling", "inprocess", "latency", "memory")
+SCENARIOS = ("noop", "pipeline", "naive", "scaling", "inprocess", "latency", "memory", "replay")
+OFFLINE = ("replay",)  # scenarios that need no broker and no Postgres
 THROUGHPUT_PARTITIONS = 8  # enough for two workers to share (and the default of IOPCARE_TOPIC_PARTITIONS)
 
 SKELETON = """# Processor benchmark
@@ -47,6 +50,9 @@ class Options:
     latency_rate: float = 500.0
     latency_seconds: float = 60.0
     memory_patients: int = 10_000
+    replay_patients: int = 1_000  # about 257,000 events over 90 days
+    replay_days: int = 90
+    replay_jobs: int | None = None  # default: the machine's cores (at least 2)
     only: tuple[str, ...] = SCENARIOS
     out: Path | None = PROJECT_ROOT / "docs" / "benchmarks.md"
     worker_env: dict[str, str] = field(default_factory=dict)
@@ -59,11 +65,16 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--events", type=int, help="events pre-loaded for the throughput runs (40,000)")
     parser.add_argument("--repeat", type=int, help="throughput runs per contender, median reported (3)")
     parser.add_argument(
-        "--quick", action="store_true", help="10,000 events, 1 run, 10 s latency, 2,000 patients"
+        "--quick",
+        action="store_true",
+        help="10,000 events, 1 run, 10 s latency, 2,000 patients; replay: 100 patients",
     )
     parser.add_argument("--latency-rate", type=float, help="events/s of the latency run (500)")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency run (60; quick 10)")
     parser.add_argument("--memory-patients", type=int, help="patients of the memory run (10,000)")
+    parser.add_argument("--replay-patients", type=int, help="patients of the replay cohort (1,000)")
+    parser.add_argument("--replay-days", type=int, help="days of the replay cohort (90)")
+    parser.add_argument("--replay-jobs", type=int, help="processes of the split replay (the cores, >= 2)")
     parser.add_argument(
         "--only",
         action="append",
@@ -93,7 +104,17 @@ def parse(argv: list[str]) -> Options:
             10.0,
             2_000,
         )
-    for name in ("events", "repeat", "latency_rate", "latency_seconds", "memory_patients"):
+        options.replay_patients = 100
+    for name in (
+        "events",
+        "repeat",
+        "latency_rate",
+        "latency_seconds",
+        "memory_patients",
+        "replay_patients",
+        "replay_days",
+        "replay_jobs",
+    ):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     options.render = args.render
@@ -110,12 +131,19 @@ def parse(argv: list[str]) -> Options:
     return options
 
 
-def run(options: Options, environment: BenchEnvironment | None = None, say: Any = print) -> BenchReport:
-    """Run the selected scenarios and return the report (also written to ``options.out``).
+def run(
+    options: Options, environment: BenchEnvironment | None = None, say: Any = print
+) -> BenchReport | None:
+    """Run the selected scenarios and return the processor's report (also written to ``options.out``;
+    None when only offline scenarios ran, which write their own section there).
 
-    Starts the embedded runtime unless ``environment`` is given, and stops everything it started,
-    also on failure or interruption.
+    Starts the embedded runtime unless ``environment`` is given or only offline scenarios are
+    selected, and stops everything it started, also on failure or interruption.
     """
+    if "replay" in options.only:
+        run_replay(options, say)
+    if all(name in OFFLINE for name in options.only):
+        return None
     own_environment = environment is None
     environment = environment or BenchEnvironment()
     log_dir = environment.state_dir / "logs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -146,6 +174,25 @@ def run(options: Options, environment: BenchEnvironment | None = None, say: Any 
     say(f"\nFigures saved in {log_dir / 'report.json'}")
     if options.out is not None:
         write_markdown(report, options.out, SKELETON)
+        say(f"\nWrote {options.out}")
+    return report
+
+
+def run_replay(options: Options, say: Any = print) -> replay_bench.ReplayReport:
+    """The offline backtest benchmark; its own section of ``options.out``."""
+    report = replay_bench.measure(
+        patients=options.replay_patients,
+        days=options.replay_days,
+        repeat=options.repeat,
+        jobs=options.replay_jobs,
+        command=options.command,
+        code=_code_version(),
+        say=say,
+    )
+    say("")
+    say(replay_bench.text_summary(report))
+    if options.out is not None:
+        replay_bench.write_markdown(report, options.out, SKELETON)
         say(f"\nWrote {options.out}")
     return report
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from iopcare.endpoints import Endpoints
+from tests.bench import replay as replay_bench
 from tests.bench.__main__ import Options, run
 from tests.bench.environment import BenchEnvironment
-from tests.bench.report import CONTENDERS, markdown, verdicts
+from tests.bench.report import BEGIN, CONTENDERS, END, markdown, verdicts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,10 +23,18 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
         state_dir=tmp_path, kafka_bootstrap=endpoints.kafka_bootstrap, server_url=endpoints.database_url
     )
     options = Options(
-        events=300, repeat=1, latency_rate=100, latency_seconds=1, memory_patients=20, out=tmp_path / "b.md"
+        events=300,
+        repeat=1,
+        latency_rate=100,
+        latency_seconds=1,
+        memory_patients=20,
+        replay_patients=8,  # every scenario runs by default, the offline replay too: keep it tiny
+        replay_days=21,
+        out=tmp_path / "b.md",
     )
     try:
         report = run(options, environment, say=lambda _line: None)
+        assert report is not None
     finally:
         environment.down()  # drops the databases it created
 
@@ -55,3 +64,19 @@ def test_quick_harness_reports_every_contender_with_all_events_accounted_for(
     written = (tmp_path / "b.md").read_text()
     assert markdown(report) in written
     assert all(label in written for label in CONTENDERS.values())
+
+
+def test_replay_benchmark_times_every_stage_and_writes_its_own_section(tmp_path: Path) -> None:
+    """The offline scenario needs no runtime and leaves the processor's section of the page alone."""
+    page = tmp_path / "b.md"
+    page.write_text(f"# Benchmarks\n\n{BEGIN}\nprocessor figures\n{END}\n\nanalysis by people\n")
+    options = Options(only=("replay",), replay_patients=8, replay_days=21, repeat=1, out=page)
+    assert run(options, say=lambda _line: None) is None
+
+    written = page.read_text()
+    assert f"{BEGIN}\nprocessor figures\n{END}" in written and "analysis by people" in written
+    assert replay_bench.BEGIN in written and replay_bench.END in written
+    rows = [line for line in written.splitlines() if line.startswith("| ") and "events/s" not in line]
+    assert len(rows) == 6, rows  # decode, fold, rules, lifecycle, whole command on 1 and on 2 processes
+    assert all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), rows
+    assert "`iopcare replay --jobs 2`" in written

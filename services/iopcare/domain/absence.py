@@ -82,9 +82,12 @@ def _program_checks(
     return frozenset(checks)
 
 
-def _checks_of_program(state: PatientState, pack: RulePack) -> frozenset[AbsenceCheck]:
+def program_checks(state: PatientState, pack: RulePack) -> frozenset[AbsenceCheck]:
+    """The checks of the patient's program (week closes, day 21): they change only with the
+    enrollment, and the same enrollment gives the same (cached) set."""
     enrollment = state.enrollment
-    assert enrollment is not None
+    if enrollment is None or state.discharge is not None:
+        return frozenset()
     family = pack.rules.family_not_booked
     return _program_checks(
         enrollment.program_start,
@@ -95,25 +98,25 @@ def _checks_of_program(state: PatientState, pack: RulePack) -> frozenset[Absence
     )
 
 
-def _silence_checks(state: PatientState, pack: RulePack) -> list[AbsenceCheck]:
+def silence_checks(state: PatientState, pack: RulePack) -> tuple[AbsenceCheck, ...]:
+    """The silence checks counting from the last check-in (or the enrollment): they move with
+    every check-in."""
+    if state.enrollment is None or state.discharge is not None or not pack.rules.silence.enabled:
+        return ()
     anchor = silence_anchor(state)
-    if not pack.rules.silence.enabled or anchor is None:
-        return []
+    if anchor is None:
+        return ()
     anchor_at, anchor_id, _ = anchor
-    return [
-        AbsenceCheck(
-            anchor_at + timedelta(hours=step.hours), _silence_key(step.hours, anchor_id), "checkin_silence"
-        )
+    return tuple(
+        AbsenceCheck(anchor_at + step.after, _silence_key(step.hours, anchor_id), "checkin_silence")
         for step in pack.rules.silence.after
-    ]
+    )
 
 
 def due_checks(state: PatientState, pack: RulePack = DEFAULT_PACK) -> set[AbsenceCheck]:
     """Every check this state expects to be swept: none before enrollment or after discharge."""
-    if state.enrollment is None or state.discharge is not None:
-        return set()
-    checks = set(_checks_of_program(state, pack))
-    checks.update(_silence_checks(state, pack))
+    checks = set(program_checks(state, pack))
+    checks.update(silence_checks(state, pack))
     return checks
 
 
@@ -122,8 +125,8 @@ def _expects(state: PatientState, check: AbsenceCheck, pack: RulePack) -> bool:
     if state.enrollment is None or state.discharge is not None:
         return False
     if check.kind == "checkin_silence":
-        return check in _silence_checks(state, pack)
-    return check in _checks_of_program(state, pack)
+        return check in silence_checks(state, pack)
+    return check in program_checks(state, pack)
 
 
 def observe(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_PACK) -> list[Finding]:

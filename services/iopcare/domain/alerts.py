@@ -276,7 +276,8 @@ class PatientAlerts:
         to it, so a late sweep and an offline replay record the same history.
         """
         changes: list[Change] = []
-        for alert in sorted(self.alerts.values(), key=lambda a: (a.raised_at, a.alert_id)):
+        falling_due = [a for a in self.alerts.values() if _falls_due(a, now)]
+        for alert in sorted(falling_due, key=lambda a: (a.raised_at, a.alert_id)):
             if alert.state == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= now:
                 ended = alert.snoozed_until
                 reopened = replace(
@@ -303,9 +304,29 @@ class PatientAlerts:
 
     def next_due(self) -> datetime | None:
         """The earliest time :meth:`due` has something to do."""
-        times = [a.escalate_at for a in self.alerts.values() if a.state == "open" and a.escalate_at]
-        times += [a.snoozed_until for a in self.alerts.values() if a.state == "snoozed" and a.snoozed_until]
-        return min(times) if times else None
+        earliest: datetime | None = None
+        for alert in self.alerts.values():
+            if alert.state == "open":
+                at = alert.escalate_at
+            elif alert.state == "snoozed":
+                at = alert.snoozed_until
+            else:
+                continue
+            if at is not None and (earliest is None or at < earliest):
+                earliest = at
+        return earliest
+
+
+def _falls_due(alert: Alert, now: datetime) -> bool:
+    """Has :meth:`PatientAlerts.due` something to do with this alert at ``now``?"""
+    if alert.state == "snoozed":
+        return alert.snoozed_until is not None and alert.snoozed_until <= now
+    return (
+        alert.state == "open"
+        and not alert.escalated
+        and alert.escalate_at is not None
+        and alert.escalate_at <= now
+    )
 
 
 def _merge_ids(old: tuple[str, ...], new: tuple[str, ...], keep: int = 50) -> tuple[str, ...]:

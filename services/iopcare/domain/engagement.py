@@ -550,5 +550,6 @@ def _prune(state: PatientState, tuning: Tuning) -> None:
         old_sessions.sort(key=lambda s: (s.starts_at, s.session_id))
         for record in old_sessions[EARLY_SESSIONS_KEPT:]:
             del state.sessions[record.session_id]
-    for booking in [b for b in state.family_bookings.values() if b.starts_at < horizon - tuning.retention]:
+    bookings_before = horizon - tuning.retention
+    for booking in [b for b in state.family_bookings.values() if b.starts_at < bookings_before]:
         del state.family_bookings[booking.booking_id]

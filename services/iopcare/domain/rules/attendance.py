@@ -7,13 +7,14 @@ break a run of misses, and (by default) they lower that week's expectation.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
 from iopcare.contract import SessionAttended, SessionMissed
-from iopcare.domain.engagement import PatientState, SessionRecord
+from iopcare.domain.engagement import FellowshipMeeting, PatientState, SessionRecord, WeeklyPlan
 from iopcare.domain.rules.evidence import chain_start, clearance, signal
 from iopcare.domain.rules.pack import RulePack
 from iopcare.domain.rules.wording import count, day, day_time, listing
@@ -362,19 +363,50 @@ class WeekAgainstPlan:
 
 def week_against_plan(state: PatientState, week: int, pack: RulePack) -> WeekAgainstPlan:
     """A program week's attendance against the weekly plan (needs an enrollment)."""
+    return weeks_against_plan(state, range(week, week + 1), pack)[week]
+
+
+def weeks_against_plan(state: PatientState, weeks: range, pack: RulePack) -> dict[int, WeekAgainstPlan]:
+    """Consecutive program weeks against the plan, in one pass over the sessions and meetings (a
+    week close looks at the last few weeks for several rules)."""
     enrollment = state.enrollment
     if enrollment is None:
         raise ValueError("a week against the plan needs an enrollment")
-    plan = enrollment.weekly_plan
-    start, end = pack.program_calendar.week_bounds(enrollment.program_start, week)
+    calendar = pack.program_calendar
+    bounds = [calendar.week_bounds(enrollment.program_start, week) for week in weeks]
+    starts = [start for start, _ in bounds]
+    first_start, last_end = bounds[0][0], bounds[-1][1]
+    by_week: list[list[SessionRecord]] = [[] for _ in weeks]
+    for session in state.sessions.values():
+        if first_start <= session.starts_at < last_end:
+            by_week[bisect_right(starts, session.starts_at) - 1].append(session)
+    first_day, last_day = first_start.date(), (last_end - DAY).date()
+    day_starts = [start.date() for start in starts]
+    meetings_by_week: list[list[FellowshipMeeting]] = [[] for _ in weeks]
+    for meeting in state.fellowship:
+        if first_day <= meeting.attended_on <= last_day:
+            meetings_by_week[bisect_right(day_starts, meeting.attended_on) - 1].append(meeting)
+    return {
+        week: _tally(week, start, end, sessions, meetings, enrollment.weekly_plan, pack)
+        for week, (start, end), sessions, meetings in zip(
+            weeks, bounds, by_week, meetings_by_week, strict=True
+        )
+    }
+
+
+def _tally(
+    week: int,
+    start: datetime,
+    end: datetime,
+    sessions: list[SessionRecord],
+    meetings: list[FellowshipMeeting],
+    plan: WeeklyPlan,
+    pack: RulePack,
+) -> WeekAgainstPlan:
     done = {"group": 0, "individual": 0, "family": 0}
     excused = {"group": 0, "individual": 0, "family": 0}
     minutes = excused_minutes = unexcused = 0
-    sessions = []
-    for session in state.sessions.values():
-        if not start <= session.starts_at < end:
-            continue
-        sessions.append(session)
+    for session in sessions:
         if session.status == "attended":
             done[session.kind] += 1
             minutes += session.duration_minutes
@@ -383,8 +415,6 @@ def week_against_plan(state: PatientState, week: int, pack: RulePack) -> WeekAga
             excused_minutes += session.duration_minutes
         elif session.status == "missed":
             unexcused += 1
-    first, last = start.date(), (end - DAY).date()
-    meetings = [m for m in state.fellowship if first <= m.attended_on <= last]
     lower = pack.rules.weekly_plan_shortfall.excused_lower_the_plan
     sessions.sort(key=_order, reverse=True)
     return WeekAgainstPlan(
@@ -408,6 +438,11 @@ def week_against_plan(state: PatientState, week: int, pack: RulePack) -> WeekAga
     )
 
 
+WEEKS_AT_A_TIME = 5
+"""How many weeks :class:`Weeks` tallies at once, up to the one asked for: a week close asks for
+the closing week and the few before it (step up: 2, step down: 4)."""
+
+
 class Weeks:
     """A patient's program weeks against the plan, each computed once: a week close asks about the
     same weeks for several rules."""
@@ -420,7 +455,11 @@ class Weeks:
     def __getitem__(self, week: int) -> WeekAgainstPlan:
         tally = self._known.get(week)
         if tally is None:
-            tally = self._known[week] = week_against_plan(self.state, week, self.pack)
+            first = week - WEEKS_AT_A_TIME + 1
+            while first in self._known:
+                first += 1
+            self._known.update(weeks_against_plan(self.state, range(first, week + 1), self.pack))
+            tally = self._known[week]
         return tally
 
 
