@@ -407,3 +407,17 @@ async def test_health_and_readiness(clinic: Clinic) -> None:
     assert (await clinic.client.get("/healthz")).status == 200
     ready = await clinic.client.get("/readyz")
     assert ready.status == 200 and (await ready.json())["checks"] == {"postgres": True, "broker": True}
+
+
+async def test_an_unchanged_page_is_not_modified_and_audited_once(clinic: Clinic) -> None:
+    first = await clinic.client.get("/v1/alerts", headers=clinic.auth("s01"))
+    etag = first.headers["ETag"]
+    assert len(await clinic.audit_rows(first.headers["X-Request-Id"])) == 2  # pt-a1 and pt-a2
+    again = await clinic.client.get("/v1/alerts", headers=clinic.auth("s01") | {"If-None-Match": etag})
+    assert again.status == 304 and again.headers["ETag"] == etag and await again.read() == b""
+    rows = await clinic.audit_rows(again.headers["X-Request-Id"])
+    assert [(r["outcome"], r["patient_id"]) for r in rows] == [("unchanged", None)]
+    # A change to the page (an acknowledgement) is a new page.
+    await clinic.client.post(f"/v1/alerts/{clinic.alert_of['pt-a2']}/acknowledge", headers=clinic.auth("s01"))
+    changed = await clinic.client.get("/v1/alerts", headers=clinic.auth("s01") | {"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag

@@ -14,6 +14,7 @@ files), which holds no data of its own: its script reads ``/v1`` with the counse
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -388,14 +389,22 @@ async def _list_alerts(api: ApiService, request: web.Request, principal: Princip
             return Refusal(400, "bad_request", str(exc)), [
                 api.entry(request, principal, "alerts.list", "rejected")
             ]
+        page = AlertPage(alerts=[_summary(r) for r in rows], next_cursor=next_cursor)
+        body = page.model_dump_json()
+        etag = f'"{hashlib.sha256(body.encode()).hexdigest()[:32]}"'
+        if etag in _entity_tags(request.headers.get("If-None-Match", "")):
+            # The caller holds this exact page: nothing is disclosed again, one row records the poll.
+            return web.Response(status=304, headers={"ETag": etag}), [
+                api.entry(request, principal, "alerts.list", "unchanged")
+            ]
         patients = sorted({r["patient_id"] for r in rows})
         entries = [api.entry(request, principal, "alerts.list", "allowed", pid) for pid in patients] or [
             api.entry(request, principal, "alerts.list", "allowed")
         ]
-        page = AlertPage(alerts=[_summary(r) for r in rows], next_cursor=next_cursor)
-        return page, entries
+        return web.Response(text=body, content_type="application/json", headers={"ETag": etag}), entries
 
-    return _json(await api.audited(request, principal, work))
+    response: web.Response = await api.audited(request, principal, work)
+    return response
 
 
 async def _visible_alert(
@@ -681,6 +690,11 @@ def _timeline_event(row: asyncpg.Record) -> TimelineEvent:
     )
 
 
+def _entity_tags(header: str) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header (weak ones compare by their opaque part)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
 def _uuid_or_none(text: str) -> str | None:
     try:
         return str(uuid.UUID(text))
@@ -727,7 +741,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             QueryParam("cursor", "next_cursor of the previous page.", {"type": "string"}),
         ),
-        statuses=(400,),
+        statuses=(304, 400),
     ),
     Route(
         "GET",

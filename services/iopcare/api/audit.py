@@ -15,7 +15,7 @@ from typing import Literal
 from iopcare.api.tokens import Principal
 from iopcare.store.alerts import Connection
 
-Outcome = Literal["allowed", "denied", "not_found", "rejected"]
+Outcome = Literal["allowed", "denied", "not_found", "rejected", "unchanged"]
 
 
 @dataclass(frozen=True)

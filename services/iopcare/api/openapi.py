@@ -21,6 +21,7 @@ _REF = "#/components/schemas/{model}"
 
 _STATUS_TEXT = {
     200: "OK",
+    304: "Not modified: the page is the one the If-None-Match entity tag names",
     207: "Some events accepted, some rejected (see each result)",
     400: "Bad request",
     401: "Missing, unknown, revoked or expired token",
@@ -86,7 +87,19 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": _REF.format(model=route.response.__name__)}}},
         }
     }
-    for status in sorted({401, 403, 429, *route.statuses}):
+    if 304 in route.statuses:
+        parameters.append(
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag of the page the caller holds: 304 if it is unchanged.",
+                "schema": {"type": "string"},
+            }
+        )
+        responses["200"]["headers"] = {"ETag": {"schema": {"type": "string"}}}
+        responses["304"] = {"description": _STATUS_TEXT[304]}
+    for status in sorted({401, 403, 429, *route.statuses} - {304}):
         responses[str(status)] = {
             "description": _STATUS_TEXT[status],
             "content": {"application/json": {"schema": _error_schema(route, status)}},

@@ -8,8 +8,8 @@
 //   script as a second line of defence.
 // - Live updates are polling of /v1/alerts (no server push needed). Cards are kept by alert id and
 //   updated in place, so an open detail or a half-typed snooze reason survives a refresh.
-// - Each list request is audited by the API (one row per patient shown), so polling pauses while the
-//   tab is hidden.
+// - Each list request is audited by the API (one row per patient shown), so polls send the page's
+//   ETag (an unchanged page is a 304: one audit row, no data) and polling pauses while the tab is hidden.
 "use strict";
 
 (() => {
@@ -84,9 +84,15 @@
     }
   }
 
+  // Pages of /v1/alerts already held, by request path: their ETag and body. An unchanged page comes
+  // back as 304 with no patient data, which the API audits as one "unchanged" row, not a row per patient.
+  const heldPages = new Map();
+
   async function api(method, path, body) {
     const token = session.token;
     const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+    const held = method === "GET" ? heldPages.get(path) : undefined;
+    if (held) headers["If-None-Match"] = held.etag;
     const init = { method, headers, cache: "no-store", credentials: "omit" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -98,12 +104,15 @@
     } catch {
       throw new ApiError(0, "unreachable", "the server did not answer", null);
     }
+    if (response.status === 304 && held) return held.body;
     let data = null;
     try {
       data = await response.json();
     } catch {
       data = null;
     }
+    const etag = response.headers.get("ETag");
+    if (response.ok && method === "GET" && etag) heldPages.set(path, { etag, body: data });
     if (!response.ok) {
       const problem = data && typeof data === "object" ? data : {};
       const error = new ApiError(
@@ -169,6 +178,7 @@
     Object.assign(session, { token: null, me: null, known: null, linked: null, timer: null });
     session.cards.clear();
     session.groups.clear();
+    heldPages.clear();
     $("patients").replaceChildren();
     $("linked").replaceChildren();
     $("linked").hidden = true;

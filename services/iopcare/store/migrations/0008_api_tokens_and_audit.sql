@@ -25,7 +25,7 @@ CREATE TABLE audit_log (
     patient_id  text,                     -- null when the request named no existing patient
     alert_id    uuid,
     action      text        NOT NULL,     -- alerts.list, alert.read, alert.acknowledge, patient.read, ...
-    outcome     text        NOT NULL,     -- allowed | denied | not_found | rejected
+    outcome     text        NOT NULL,     -- allowed | denied | not_found | rejected | unchanged
     route       text        NOT NULL
 );
 
