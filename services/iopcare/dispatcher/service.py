@@ -44,6 +44,7 @@ class Dispatcher:
         self.settings = settings
         self.endpoints = endpoints
         self._stopping = asyncio.Event()
+        self._stopped = False
         self._pool: asyncpg.Pool | None = None
         self._session: aiohttp.ClientSession | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -116,8 +117,11 @@ class Dispatcher:
             except KafkaError as exc:
                 await consumer.stop()
                 log.warning("waiting for the broker (%s); retry in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except asyncio.CancelledError:  # stopped while still waiting for the broker
+                await consumer.stop()
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _serve_web(self) -> None:
         app = web.Application()
@@ -159,6 +163,9 @@ class Dispatcher:
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Finish the work in flight (within the grace period), commit, leave the group, close."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping.set()
         grace = grace_seconds if grace_seconds is not None else self.settings.webhook_timeout_seconds + 5
         if self._tasks:
@@ -181,8 +188,18 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        await self.start()
+        starting = asyncio.create_task(self.start())
+        stop_requested = asyncio.create_task(self._stopping.wait())
         try:
-            await self.wait()
+            # A SIGTERM while still waiting for Postgres or the broker ends the wait.
+            await asyncio.wait([starting, stop_requested], return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a failed start raises here
+                await self.wait()
+            else:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
         finally:
+            stop_requested.cancel()
             await self.stop()
