@@ -62,9 +62,13 @@ class WebhookSender:
         self._clock = clock
         self._wake = asyncio.Event()
 
-    def wake(self) -> None:
-        """Look for due deliveries now instead of at the next poll (new rows were written)."""
-        self._wake.set()
+    def wake(self, after: float = 0.0) -> None:
+        """Look for due deliveries in ``after`` seconds instead of at the next poll (new rows were
+        written that fall due then)."""
+        if after <= 0:
+            self._wake.set()
+        else:
+            asyncio.get_running_loop().call_later(after, self._wake.set)
 
     async def send_due(self) -> int:
         """One pass: claim due deliveries, POST them, record the outcomes. Returns how many."""
@@ -76,6 +80,7 @@ class WebhookSender:
     async def run(self, stopping: asyncio.Event) -> None:
         """Send until ``stopping`` is set; a pass in flight is finished first."""
         while not stopping.is_set():
+            self._wake.clear()  # a wake-up during the pass below is kept for the wait after it
             sent = 0
             try:
                 sent = await self.send_due()
@@ -83,7 +88,6 @@ class WebhookSender:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("webhook pass failed (%s); retrying", type(exc).__name__)
             if sent < self._batch_size:  # a full batch means more may be due: go on at once
-                self._wake.clear()
                 waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]
                 await asyncio.wait(waits, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
                 for task in waits:

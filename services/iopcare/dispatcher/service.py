@@ -74,8 +74,13 @@ class Dispatcher:
             batch_size=settings.webhook_concurrency,
             poll_interval_seconds=settings.webhook_poll_interval_seconds,
         )
+        sender = self.sender
         intake = AlertIntake(
-            self._pool, settings.public_url, settings.webhook_coalesce_seconds, on_new=self.sender.wake
+            self._pool,
+            settings.public_url,
+            settings.webhook_coalesce_seconds,
+            # New rows fall due when their coalescing wait ends: look then, not at the next poll.
+            on_new=lambda: sender.wake(after=settings.webhook_coalesce_seconds + 0.01),
         )
         self._consumer = await self._start_consumer()
         self._tasks = [
