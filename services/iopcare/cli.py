@@ -298,15 +298,6 @@ def webhooks() -> None:
     """Webhook endpoints of counselors and teams (docs/webhooks.md)."""
 
 
-def _database_url() -> str:
-    settings = get_settings()
-    if settings.database_url:
-        return settings.database_url
-    from iopcare.endpoints import resolve_endpoints
-
-    return resolve_endpoints(settings).database_url
-
-
 @webhooks.command("add")
 @click.option(
     "--counselor",
@@ -327,7 +318,6 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
     import secrets
     from typing import Literal, get_args
 
-    import asyncpg
     from pydantic import TypeAdapter, ValidationError
 
     from iopcare.contract import AlertEventKind, StaffId
@@ -360,11 +350,7 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
         )
     secret = "whsec_" + secrets.token_urlsafe(32)
 
-    async def add() -> int:
-        async with asyncpg.create_pool(_database_url(), min_size=1, max_size=1) as pool:
-            return await add_endpoint(pool, owner_kind, owner_id, url, secret, chosen)
-
-    endpoint_id = asyncio.run(add())
+    endpoint_id = _with_connection(lambda c: add_endpoint(c, owner_kind, owner_id, url, secret, chosen))
     click.echo(f"endpoint {endpoint_id}: {owner_kind} {owner_id} -> {origin(url)} ({', '.join(chosen)})")
     click.echo("signing secret (shown once; the receiver verifies X-Iopcare-Signature with it):")
     click.echo(secret)
@@ -373,16 +359,10 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
 @webhooks.command("list")
 def webhooks_list() -> None:
     """Every endpoint with its health (secrets and URL paths are never shown)."""
-    import asyncpg
-
     from iopcare.dispatcher.webhooks import origin
-    from iopcare.store.webhooks import WebhookEndpoint, list_endpoints
+    from iopcare.store.webhooks import list_endpoints
 
-    async def listed() -> list[WebhookEndpoint]:
-        async with asyncpg.create_pool(_database_url(), min_size=1, max_size=1) as pool:
-            return await list_endpoints(pool)
-
-    endpoints = asyncio.run(listed())
+    endpoints = _with_connection(list_endpoints)
     if not endpoints:
         click.echo("no webhook endpoints")
         return
@@ -402,15 +382,9 @@ def webhooks_list() -> None:
 @click.argument("endpoint_id", type=int)
 def webhooks_enable(endpoint_id: int) -> None:
     """Enable an endpoint again (its failure count starts from zero)."""
-    import asyncpg
-
     from iopcare.store.webhooks import enable_endpoint
 
-    async def enable() -> bool:
-        async with asyncpg.create_pool(_database_url(), min_size=1, max_size=1) as pool:
-            return await enable_endpoint(pool, endpoint_id)
-
-    if not asyncio.run(enable()):
+    if not _with_connection(lambda c: enable_endpoint(c, endpoint_id)):
         _echo_err(f"no webhook endpoint {endpoint_id}")
         sys.exit(1)
     click.echo(f"endpoint {endpoint_id} enabled")
@@ -420,16 +394,14 @@ def webhooks_enable(endpoint_id: int) -> None:
 @click.argument("endpoint_id", type=int)
 def webhooks_disable(endpoint_id: int) -> None:
     """Disable an endpoint; its pending deliveries are dropped (the inbox still has the alerts)."""
-    import asyncpg
-
     from iopcare.store.webhooks import disable_endpoint, endpoint_exists
 
-    async def disable() -> tuple[bool, bool]:
-        async with asyncpg.create_pool(_database_url(), min_size=1, max_size=1) as pool:
-            exists = await endpoint_exists(pool, endpoint_id)
-            return exists, exists and await disable_endpoint(pool, endpoint_id, "disabled by an operator")
+    async def disable(connection: Any) -> tuple[bool, bool]:
+        if not await endpoint_exists(connection, endpoint_id):
+            return False, False
+        return True, await disable_endpoint(connection, endpoint_id, "disabled by an operator")
 
-    exists, disabled = asyncio.run(disable())
+    exists, disabled = _with_connection(disable)
     if not exists:
         _echo_err(f"no webhook endpoint {endpoint_id}")
         sys.exit(1)

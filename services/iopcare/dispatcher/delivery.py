@@ -138,7 +138,11 @@ class WebhookSender:
         if streak is None:
             return
         reason = self._disable.reason(streak.consecutive_failures, streak.failing_since, streak.now, error)
-        if reason is not None and await disable_endpoint(self._pool, delivery.endpoint_id, reason):
+        if reason is None:
+            return
+        async with self._pool.acquire() as connection:
+            disabled = await disable_endpoint(connection, delivery.endpoint_id, reason)
+        if disabled:
             metrics.ENDPOINTS_DISABLED.inc()
             log.warning(
                 "webhook endpoint %d (%s) disabled: %s", delivery.endpoint_id, origin(delivery.url), reason

@@ -25,9 +25,7 @@ from iopcare.dispatcher.consumer import AlertEventConsumer, AlertIntake
 from iopcare.dispatcher.delivery import WebhookSender
 from iopcare.dispatcher.webhooks import DisablePolicy, RetryPolicy
 from iopcare.endpoints import Endpoints
-
-# The worker's probes and pool start-up, shared so both services mean the same by "ready".
-from iopcare.processor.app import _broker_reachable, _connect_pool, _postgres_reachable
+from iopcare.health import connect_pool, readiness
 from iopcare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +55,7 @@ class Dispatcher:
         """Serve the web endpoints, connect to Postgres and the broker, start consuming and sending."""
         settings = self.settings
         await self._serve_web()
-        self._pool = await _connect_pool(self.endpoints.database_url, settings)
+        self._pool = await connect_pool(self.endpoints.database_url, settings.database_pool_size)
         self._session = aiohttp.ClientSession()
         self.sender = WebhookSender(
             self._pool,
@@ -146,12 +144,10 @@ class Dispatcher:
         return web.json_response({"status": "alive"})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        checks = {
-            "postgres": await _postgres_reachable(self._pool),
-            "broker": await _broker_reachable(self.endpoints.kafka_bootstrap),
-            "running": bool(self._tasks) and not any(t.done() for t in self._tasks),
-        }
-        ready = all(checks.values())
+        reachable, checks = await readiness(self._pool, self.endpoints.kafka_bootstrap)
+        # ...and the consumer and the sender are running (neither has died of an unexpected error).
+        checks["running"] = bool(self._tasks) and not any(t.done() for t in self._tasks)
+        ready = reachable and checks["running"]
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return web.json_response(body, status=200 if ready else 503)
 

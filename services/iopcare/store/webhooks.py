@@ -119,9 +119,9 @@ async def enable_endpoint(db: Executor, endpoint_id: int) -> bool:
     return status != "UPDATE 0"
 
 
-async def disable_endpoint(pool: asyncpg.Pool, endpoint_id: int, reason: str) -> bool:
+async def disable_endpoint(connection: Connection, endpoint_id: int, reason: str) -> bool:
     """Disable an endpoint and fail its pending deliveries; True if it was enabled until now."""
-    async with pool.acquire() as connection, connection.transaction():
+    async with connection.transaction():
         disabled = await connection.fetchval(
             """
             UPDATE webhook_endpoints SET enabled = false, disabled_at = now(), disabled_reason = $2,
