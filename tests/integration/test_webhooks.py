@@ -39,7 +39,6 @@ StartDispatcher = Callable[..., Awaitable[Dispatcher]]
 async def db(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
     assert pool is not None
-    await pool.execute("TRUNCATE webhook_endpoints, webhook_deliveries")
     yield pool
     await pool.close()
 

@@ -31,16 +31,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def db(clean_db: str) -> AsyncIterator[str]:
-    connection = await asyncpg.connect(clean_db)
-    try:
-        await connection.execute("TRUNCATE webhook_endpoints, webhook_deliveries")
-    finally:
-        await connection.close()
-    yield clean_db
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     receiver = await Receiver().start()
     yield receiver
@@ -77,14 +67,14 @@ async def iopcare(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def dispatcher_process(
-    endpoints: Endpoints, topics: Settings, db: str, tmp_path: Path
+    endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     port = free_port()
     log_path = tmp_path / "dispatcher.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "iopcare.cli", "dispatcher", "--web-port", str(port)],
-            env=_env(endpoints, db, topics),
+            env=_env(endpoints, clean_db, topics),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
@@ -115,12 +105,12 @@ def _metric(exposition: str, name: str, **labels: str) -> float:
 async def test_the_dispatcher_command_is_ready_delivers_serves_metrics_and_stops_on_sigterm(
     endpoints: Endpoints,
     topics: Settings,
-    db: str,
+    clean_db: str,
     receiver: Receiver,
     dispatcher_process: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     process, port, log_path = dispatcher_process
-    env = _env(endpoints, db, topics)
+    env = _env(endpoints, clean_db, topics)
     code, out, _ = await iopcare(env, "webhooks", "add", "--counselor", COUNSELOR, "--url", receiver.url())
     assert code == 0, out
     secret = out.strip().splitlines()[-1]
@@ -166,10 +156,10 @@ async def test_the_dispatcher_command_is_ready_delivers_serves_metrics_and_stops
 
 
 async def test_readiness_names_the_broker_while_it_is_unreachable(
-    endpoints: Endpoints, topics: Settings, db: str
+    endpoints: Endpoints, topics: Settings, clean_db: str
 ) -> None:
     settings = topics.model_copy(update={"dispatcher_web_port": 0})
-    dispatcher = Dispatcher(settings, Endpoints(f"127.0.0.1:{free_port()}", db, embedded=False))
+    dispatcher = Dispatcher(settings, Endpoints(f"127.0.0.1:{free_port()}", clean_db, embedded=False))
     starting = asyncio.create_task(dispatcher.start())
     try:
         await eventually(lambda: dispatcher.web_port, message="web server not up")
@@ -188,9 +178,9 @@ async def test_readiness_names_the_broker_while_it_is_unreachable(
 
 
 async def test_webhook_commands_add_list_disable_and_enable_without_showing_secrets(
-    endpoints: Endpoints, topics: Settings, db: str
+    endpoints: Endpoints, topics: Settings, clean_db: str
 ) -> None:
-    env = _env(endpoints, db, topics)
+    env = _env(endpoints, clean_db, topics)
     url = "https://hooks.example.org/services/T0001/B0002/tokenInThePath?key=alsoSecret"
     code, out, _ = await iopcare(env, "webhooks", "add", "--team", SUPERVISOR, "--url", url)
     assert code == 0
@@ -226,11 +216,11 @@ async def test_webhook_commands_add_list_disable_and_enable_without_showing_secr
     ],
 )
 async def test_a_bad_webhook_registration_is_refused_and_says_why(
-    endpoints: Endpoints, topics: Settings, db: str, args: list[str], complaint: str
+    endpoints: Endpoints, topics: Settings, clean_db: str, args: list[str], complaint: str
 ) -> None:
-    code, _, err = await iopcare(_env(endpoints, db, topics), "webhooks", "add", *args)
+    code, _, err = await iopcare(_env(endpoints, clean_db, topics), "webhooks", "add", *args)
     assert code == 2 and complaint in err
-    connection = await asyncpg.connect(db)
+    connection = await asyncpg.connect(clean_db)
     try:
         assert await connection.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
     finally:
