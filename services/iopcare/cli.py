@@ -208,6 +208,27 @@ def tokens_revoke(token_id: str) -> None:
 
 
 @main.command()
+@click.option(
+    "--web-port", type=int, default=None, help="Port for /metrics, /healthz, /readyz (default 6067)."
+)
+def dispatcher(web_port: int | None) -> None:
+    """Run the dispatcher: alert events from iop.alerts.v1 to signed webhooks (docs/webhooks.md)."""
+    import logging
+
+    from iopcare.dispatcher.service import Dispatcher
+    from iopcare.endpoints import resolve_endpoints
+
+    settings = get_settings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"dispatcher_web_port": web_port})
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    endpoints = resolve_endpoints(settings)
+    asyncio.run(Dispatcher(settings, endpoints).run())
+
+
+@main.command()
 @click.option("--patients", type=click.IntRange(1, 5000), default=48, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
@@ -267,6 +288,124 @@ def db_migrate() -> None:
     url = resolve_endpoints(get_settings()).database_url
     applied = asyncio.run(migrate_url(url, report=click.echo))
     click.echo(f"{len(applied)} migration(s) applied; schema is current")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook endpoints of counselors and teams (docs/webhooks.md)."""
+
+
+@webhooks.command("add")
+@click.option(
+    "--counselor",
+    metavar="STAFF_ID",
+    help="A staff member's own endpoint (a counselor's, or a supervisor's for the alerts escalated to them).",
+)
+@click.option(
+    "--team", metavar="SUPERVISOR_ID", help="A team's endpoint: every alert of this supervisor's team."
+)
+@click.option("--url", required=True, help="http(s) URL the alerts are POSTed to.")
+@click.option(
+    "--kinds",
+    default=None,
+    help="Comma-separated alert event kinds to send (default: all but `updated`, the repeat triggers).",
+)
+def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str | None) -> None:
+    """Register an endpoint and print its signing secret (shown this once only)."""
+    import secrets
+    from typing import Literal, get_args
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from iopcare.contract import AlertEventKind, StaffId
+    from iopcare.dispatcher.webhooks import DEFAULT_EVENT_KINDS, check_url, origin
+    from iopcare.store.webhooks import add_endpoint
+
+    if (counselor is None) == (team is None):
+        raise click.UsageError("give exactly one of --counselor STAFF_ID or --team SUPERVISOR_ID")
+    owner_kind: Literal["counselor", "team"] = "counselor" if counselor is not None else "team"
+    owner_id = counselor or team or ""
+    try:
+        TypeAdapter(StaffId).validate_python(owner_id)
+    except ValidationError:
+        raise click.BadParameter(
+            "a staff id is 3-64 letters, digits, '_' or '-'", param_hint="owner"
+        ) from None
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--url") from None
+    chosen = (
+        tuple(DEFAULT_EVENT_KINDS)
+        if kinds is None
+        else tuple(k.strip() for k in kinds.split(",") if k.strip())
+    )
+    unknown = sorted(set(chosen) - set(get_args(AlertEventKind)))
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"kinds are among {', '.join(get_args(AlertEventKind))}", param_hint="--kinds"
+        )
+    secret = "whsec_" + secrets.token_urlsafe(32)
+
+    endpoint_id = _with_connection(lambda c: add_endpoint(c, owner_kind, owner_id, url, secret, chosen))
+    click.echo(f"endpoint {endpoint_id}: {owner_kind} {owner_id} -> {origin(url)} ({', '.join(chosen)})")
+    click.echo("signing secret (shown once; the receiver verifies X-Iopcare-Signature with it):")
+    click.echo(secret)
+
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """Every endpoint with its health (secrets and URL paths are never shown)."""
+    from iopcare.dispatcher.webhooks import origin
+    from iopcare.store.webhooks import list_endpoints
+
+    endpoints = _with_connection(list_endpoints)
+    if not endpoints:
+        click.echo("no webhook endpoints")
+        return
+    click.echo(f"{'id':>4}  {'owner':<28} {'state':<9} {'failures':>8} {'pending':>7}  url")
+    for e in endpoints:
+        owner = f"{e.owner_kind} {e.owner_id}"
+        state = "enabled" if e.enabled else "DISABLED"
+        click.echo(
+            f"{e.id:>4}  {owner:<28} {state:<9} {e.consecutive_failures:>8} {e.pending:>7}  {origin(e.url)}"
+        )
+        if not e.enabled:
+            when = e.disabled_at.isoformat(timespec="seconds") if e.disabled_at else "?"
+            click.echo(f"      disabled {when}: {e.disabled_reason}")
+
+
+@webhooks.command("enable")
+@click.argument("endpoint_id", type=int)
+def webhooks_enable(endpoint_id: int) -> None:
+    """Enable an endpoint again (its failure count starts from zero)."""
+    from iopcare.store.webhooks import enable_endpoint
+
+    if not _with_connection(lambda c: enable_endpoint(c, endpoint_id)):
+        _echo_err(f"no webhook endpoint {endpoint_id}")
+        sys.exit(1)
+    click.echo(f"endpoint {endpoint_id} enabled")
+
+
+@webhooks.command("disable")
+@click.argument("endpoint_id", type=int)
+def webhooks_disable(endpoint_id: int) -> None:
+    """Disable an endpoint; its pending deliveries are dropped (the inbox still has the alerts)."""
+    from iopcare.store.webhooks import disable_endpoint, endpoint_exists
+
+    async def disable(connection: Any) -> tuple[bool, bool]:
+        if not await endpoint_exists(connection, endpoint_id):
+            return False, False
+        return True, await disable_endpoint(connection, endpoint_id, "disabled by an operator")
+
+    exists, disabled = _with_connection(disable)
+    if not exists:
+        _echo_err(f"no webhook endpoint {endpoint_id}")
+        sys.exit(1)
+    click.echo(f"endpoint {endpoint_id} {'disabled' if disabled else 'was already disabled'}")
 
 
 # -- schemas ----------------------------------------------------------------------------------

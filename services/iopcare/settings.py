@@ -60,6 +60,26 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "INFO"
 
+    # Dispatcher: alert events -> webhooks (docs/webhooks.md). Dispatchers sharing the group id
+    # share the alerts topic's partitions; the deliveries table is their common queue.
+    dispatcher_group_id: str = "iopcare-dispatcher"
+    dispatcher_web_host: str = "127.0.0.1"
+    dispatcher_web_port: int = Field(default=6067, ge=0, le=65535)
+    public_url: str = Field(
+        default="http://127.0.0.1:8080", description="Where the API serves the inbox; webhooks link to it."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    # An endpoint is disabled after this many failed attempts in a row AND this long without success.
+    webhook_disable_after_failures: int = Field(default=10, ge=1)
+    webhook_disable_after_seconds: float = Field(default=3600.0, ge=0)
+    # A new delivery waits this long for the rest of its notification group (one POST per burst).
+    webhook_coalesce_seconds: float = Field(default=0.5, ge=0, le=60)
+    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

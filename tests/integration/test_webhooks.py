@@ -1,0 +1,323 @@
+"""The dispatcher end to end: alert events on a real broker, deliveries in real Postgres, signed POSTs
+to a real HTTP receiver on 127.0.0.1. The dispatcher runs in-process (start/stop) with short backoffs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from iopcare.dispatcher.service import Dispatcher
+from iopcare.dispatcher.webhooks import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
+from iopcare.embedded.runtime import free_port
+from iopcare.endpoints import Endpoints
+from iopcare.settings import Settings
+from iopcare.store.webhooks import add_endpoint
+from tests.integration.webhook_receiver import Receiver, eventually, produce
+from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, TITLE, alert
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_integration"
+
+StartDispatcher = Callable[..., Awaitable[Dispatcher]]
+
+
+@pytest.fixture
+async def db(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = await Receiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+def settings(topics: Settings) -> Settings:
+    """This test's topics, its own consumer group, and backoffs in tens of milliseconds."""
+    return topics.model_copy(
+        update={
+            "dispatcher_group_id": f"test-dispatcher-{uuid.uuid4().hex[:6]}",
+            "dispatcher_web_port": 0,
+            # The embedded broker holds a departed member until its session times out: a restarted
+            # dispatcher rejoins after about this long.
+            "broker_session_timeout_seconds": 3.0,
+            "broker_rebalance_timeout_seconds": 2.0,
+            "public_url": "https://iop.example.org",
+            "webhook_timeout_seconds": 2.0,
+            "webhook_retry_base_seconds": 0.05,
+            "webhook_retry_max_seconds": 0.2,
+            "webhook_max_attempts": 5,
+            "webhook_disable_after_failures": 3,
+            "webhook_disable_after_seconds": 0.0,
+            "webhook_coalesce_seconds": 0.3,
+            "webhook_poll_interval_seconds": 0.1,
+        }
+    )
+
+
+@pytest.fixture
+async def start_dispatcher(
+    endpoints: Endpoints, clean_db: str, settings: Settings
+) -> AsyncIterator[StartDispatcher]:
+    started: list[Dispatcher] = []
+
+    async def start(**overrides: Any) -> Dispatcher:
+        dispatcher = Dispatcher(
+            settings.model_copy(update=overrides),
+            Endpoints(endpoints.kafka_bootstrap, clean_db, embedded=False),
+        )
+        await dispatcher.start()
+        started.append(dispatcher)
+        return dispatcher
+
+    yield start
+    for dispatcher in started:
+        await dispatcher.stop(grace_seconds=5)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_secret(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+    delivered = sample("iopcare_webhook_deliveries_total", outcome="delivered")
+    await start_dispatcher()
+    event, group = alert("created", severity="critical"), str(uuid.uuid4())
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
+
+    await eventually(lambda: receiver.requests, message="no POST reached the receiver")
+    [request] = receiver.requests
+    verify_signature(
+        SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
+    )
+    payload = json.loads(request.body)
+    assert (payload["patient_id"], payload["notification_group"]) == (event.subject, group)
+    assert [(a["alert_id"], a["kind"], a["severity"]) for a in payload["alerts"]] == [
+        (event.data.alert_id, "created", "critical")
+    ]
+    assert payload["alerts"][0]["url"] == f"https://iop.example.org/inbox#alert-{event.data.alert_id}"
+    assert TITLE.encode() not in request.body
+    assert request.headers[DELIVERY_HEADER] == payload["id"]
+    await eventually(
+        lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), message="row not closed"
+    )
+    row = await db.fetchrow("SELECT attempts, last_status, last_error FROM webhook_deliveries")
+    assert (row["attempts"], row["last_status"], row["last_error"]) == (1, 200, None)
+    assert sample("iopcare_webhook_deliveries_total", outcome="delivered") == delivered + 1
+
+
+async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    receiver.statuses = [503, 500]
+    endpoint = await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+    retried = sample("iopcare_webhook_deliveries_total", outcome="retried")
+    await start_dispatcher()
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
+
+    await eventually(lambda: len(receiver.requests) == 3, message="three attempts")
+    assert len({r.headers[DELIVERY_HEADER] for r in receiver.requests}) == 1
+    assert len({r.body for r in receiver.requests}) == 1
+    assert [r.headers[ATTEMPT_HEADER] for r in receiver.requests] == ["1", "2", "3"]
+    for request in receiver.requests:  # each attempt is signed afresh
+        verify_signature(
+            SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
+        )
+    await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
+    assert await db.fetchval("SELECT attempts FROM webhook_deliveries") == 3
+    health = await db.fetchrow(
+        "SELECT enabled, consecutive_failures FROM webhook_endpoints WHERE id = $1", endpoint
+    )
+    assert (health["enabled"], health["consecutive_failures"]) == (True, 0)
+    assert sample("iopcare_webhook_deliveries_total", outcome="retried") == retried + 2
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 3  # nothing after the success
+
+
+async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    dead = await add_endpoint(db, "counselor", COUNSELOR, f"http://127.0.0.1:{free_port()}/gone", SECRET)
+    alive = await add_endpoint(db, "team", SUPERVISOR, receiver.url("team"), SECRET)
+    disabled = sample("iopcare_webhook_endpoints_disabled_total")
+    await start_dispatcher()
+    kafka, topic = endpoints.kafka_bootstrap, settings.alerts_topic
+    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
+    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
+
+    async def endpoint_disabled() -> bool:
+        return not await db.fetchval("SELECT enabled FROM webhook_endpoints WHERE id = $1", dead)
+
+    await eventually(endpoint_disabled, message="the dead endpoint was not disabled")
+    row = await db.fetchrow("SELECT disabled_at, disabled_reason FROM webhook_endpoints WHERE id = $1", dead)
+    assert row["disabled_at"] is not None
+    assert row["disabled_reason"].startswith("3 consecutive failed attempts over")
+    assert row["disabled_reason"].endswith("last: ClientConnectorError")
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) = 0 FROM webhook_deliveries WHERE state = 'pending'"),
+        message="pending deliveries left",
+    )
+    states = await db.fetch(
+        "SELECT state, last_error FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id", dead
+    )
+    assert [r["state"] for r in states] == ["failed", "failed"]
+    assert {r["last_error"] for r in states} <= {"ClientConnectorError", "endpoint_disabled"}
+    assert sample("iopcare_webhook_endpoints_disabled_total") == disabled + 1
+    # The team's endpoint was not affected; a disabled endpoint gets no new deliveries.
+    assert len(receiver.on("team")) == 2
+    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: len(receiver.on("team")) == 3)
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", dead) == 2
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", alive) == 3
+
+
+async def test_a_burst_sharing_a_notification_group_is_one_post_listing_its_alerts(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+    await start_dispatcher()
+    burst = [alert("created", severity=s) for s in ("critical", "high", "medium")]
+    burst_group, later_group = str(uuid.uuid4()), str(uuid.uuid4())
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, burst, burst_group)
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], later_group)
+
+    await eventually(lambda: len(receiver.requests) == 2, message="two notifications")
+    payloads = {json.loads(r.body)["notification_group"]: json.loads(r.body) for r in receiver.requests}
+    assert [a["alert_id"] for a in payloads[burst_group]["alerts"]] == [e.data.alert_id for e in burst]
+    assert len(payloads[later_group]["alerts"]) == 1
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 2
+
+
+async def test_a_redelivered_alert_event_is_not_delivered_twice(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+    first = await start_dispatcher()
+    event, group = alert("created"), str(uuid.uuid4())
+    # The relay republishes after a crash between the broker's ack and its own commit: same event twice.
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
+    await eventually(lambda: receiver.requests, message="first delivery")
+    await first.stop()
+
+    # A dispatcher in a new consumer group reads the whole topic again: every record redelivered.
+    consumed = sample("iopcare_dispatcher_alert_events_consumed_total", kind="created")
+    await start_dispatcher(dispatcher_group_id=f"test-dispatcher-{uuid.uuid4().hex[:6]}")
+    await eventually(
+        lambda: sample("iopcare_dispatcher_alert_events_consumed_total", kind="created") == consumed + 2,
+        message="the second dispatcher did not read the topic again",
+    )
+    await asyncio.sleep(1.0)  # past the coalescing wait and several polls
+    assert len(receiver.requests) == 1
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
+
+
+async def test_an_escalation_reaches_the_supervisors_own_endpoint(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url("counselor"), SECRET)
+    await add_endpoint(db, "counselor", SUPERVISOR, receiver.url("supervisor"), SECRET)
+    await add_endpoint(db, "team", SUPERVISOR, receiver.url("team"), SECRET)
+    await add_endpoint(db, "counselor", "staff-c99", receiver.url("other"), SECRET)
+    await start_dispatcher()
+    alert_id = str(uuid.uuid4())
+    kafka, topic = endpoints.kafka_bootstrap, settings.alerts_topic
+    await produce(kafka, topic, [alert("created", alert_id=alert_id)], str(uuid.uuid4()))
+    await produce(kafka, topic, [alert("escalated", alert_id=alert_id)], str(uuid.uuid4()))
+
+    def kinds(path: str) -> list[str]:
+        return [a["kind"] for r in receiver.on(path) for a in json.loads(r.body)["alerts"]]
+
+    await eventually(lambda: len(receiver.requests) == 5, message="five notifications")
+    assert sorted(kinds("counselor")) == ["created", "escalated"]
+    assert sorted(kinds("team")) == ["created", "escalated"]
+    assert kinds("supervisor") == ["escalated"]
+    assert kinds("other") == []
+
+
+async def test_two_dispatchers_send_each_delivery_once(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url("a"), SECRET)
+    await add_endpoint(db, "team", SUPERVISOR, receiver.url("b"), SECRET)
+    await start_dispatcher()
+    await start_dispatcher()  # same consumer group, same deliveries table
+    for _ in range(15):
+        await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
+
+    await eventually(lambda: len(receiver.requests) >= 30, message="thirty notifications")
+    await asyncio.sleep(0.5)
+    ids = [r.headers[DELIVERY_HEADER] for r in receiver.requests]
+    assert len(ids) == len(set(ids)) == 30
+
+
+async def test_a_pending_delivery_survives_a_restart_of_the_dispatcher(
+    endpoints: Endpoints,
+    settings: Settings,
+    db: asyncpg.Pool,
+    receiver: Receiver,
+    start_dispatcher: StartDispatcher,
+) -> None:
+    receiver.statuses = [503]
+    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+    first = await start_dispatcher(webhook_retry_base_seconds=2.0, webhook_retry_max_seconds=2.0)
+    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: receiver.requests, message="first attempt")
+    await first.stop()
+    assert await db.fetchval("SELECT state FROM webhook_deliveries") == "pending"
+
+    await start_dispatcher()  # same group: the offsets were committed, the retry is in Postgres
+    await eventually(lambda: len(receiver.requests) == 2, within=10, message="the retry after the restart")
+    assert await db.fetchval("SELECT attempts FROM webhook_deliveries") == 2
+    await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))

@@ -1,0 +1,227 @@
+"""The real ``iopcare dispatcher`` and ``iopcare webhooks`` commands, as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from iopcare.dispatcher.service import Dispatcher
+from iopcare.dispatcher.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from iopcare.embedded.runtime import free_port
+from iopcare.endpoints import Endpoints
+from iopcare.settings import Settings
+from tests.integration.webhook_receiver import Receiver, eventually, produce
+from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, alert
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = await Receiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+def _env(endpoints: Endpoints, database_url: str, topics: Settings) -> dict[str, str]:
+    return dict(
+        os.environ,
+        IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
+        IOPCARE_DATABASE_URL=database_url,
+        IOPCARE_ALERTS_TOPIC=topics.alerts_topic,
+        IOPCARE_DISPATCHER_GROUP_ID=f"test-dispatcher-{uuid.uuid4().hex[:6]}",
+        IOPCARE_WEBHOOK_COALESCE_SECONDS="0.1",
+        IOPCARE_WEBHOOK_POLL_INTERVAL_SECONDS="0.1",
+    )
+
+
+async def iopcare(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Run ``iopcare ARGS`` to completion; returns (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "iopcare.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def dispatcher_process(
+    endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    port = free_port()
+    log_path = tmp_path / "dispatcher.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iopcare.cli", "dispatcher", "--web-port", str(port)],
+            env=_env(endpoints, clean_db, topics),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    yield process, port, log_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _metric(exposition: str, name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+async def test_the_dispatcher_command_is_ready_delivers_serves_metrics_and_stops_on_sigterm(
+    endpoints: Endpoints,
+    topics: Settings,
+    clean_db: str,
+    receiver: Receiver,
+    dispatcher_process: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, log_path = dispatcher_process
+    env = _env(endpoints, clean_db, topics)
+    code, out, _ = await iopcare(env, "webhooks", "add", "--counselor", COUNSELOR, "--url", receiver.url())
+    assert code == 0, out
+    secret = out.strip().splitlines()[-1]
+
+    async def ready() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            status, body = await asyncio.to_thread(_get, port, "/readyz")
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return status == 200 and json.loads(body)["checks"] == {
+            "postgres": True,
+            "broker": True,
+            "running": True,
+        }
+
+    await eventually(ready, within=60, message="the dispatcher did not become ready")
+    assert (await asyncio.to_thread(_get, port, "/healthz"))[0] == 200
+
+    await produce(endpoints.kafka_bootstrap, topics.alerts_topic, [alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: receiver.requests, within=30, message="no POST from the dispatcher process")
+    [request] = receiver.requests
+    verify_signature(
+        secret, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
+    )
+
+    async def delivered_metric() -> float:
+        return _metric(
+            (await asyncio.to_thread(_get, port, "/metrics"))[1],
+            "iopcare_webhook_deliveries_total",
+            outcome="delivered",
+        )
+
+    await eventually(lambda: delivered_metric(), message="delivered not counted")
+    exposition = (await asyncio.to_thread(_get, port, "/metrics"))[1]
+    assert _metric(exposition, "iopcare_dispatcher_alert_events_consumed_total", kind="created") == 1
+    assert "iopcare_webhook_pending_deliveries" in exposition
+    assert "iopcare_webhook_delivery_duration_seconds_count" in exposition
+    assert COUNSELOR not in exposition and "pt-" not in exposition
+
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 20) == 0, log_path.read_text()[-3000:]
+
+
+async def test_readiness_names_the_broker_while_it_is_unreachable(
+    endpoints: Endpoints, topics: Settings, clean_db: str
+) -> None:
+    settings = topics.model_copy(update={"dispatcher_web_port": 0})
+    dispatcher = Dispatcher(settings, Endpoints(f"127.0.0.1:{free_port()}", clean_db, embedded=False))
+    starting = asyncio.create_task(dispatcher.start())
+    try:
+        await eventually(lambda: dispatcher.web_port, message="web server not up")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{dispatcher.web_port}/readyz") as response:
+                assert response.status == 503
+                body = await response.json()
+            async with session.get(f"http://127.0.0.1:{dispatcher.web_port}/healthz") as response:
+                assert response.status == 200
+        assert body["checks"]["broker"] is False
+        assert body["checks"]["running"] is False
+    finally:
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await dispatcher.stop(grace_seconds=1)
+
+
+async def test_webhook_commands_add_list_disable_and_enable_without_showing_secrets(
+    endpoints: Endpoints, topics: Settings, clean_db: str
+) -> None:
+    env = _env(endpoints, clean_db, topics)
+    url = "https://hooks.example.org/services/T0001/B0002/tokenInThePath?key=alsoSecret"
+    code, out, _ = await iopcare(env, "webhooks", "add", "--team", SUPERVISOR, "--url", url)
+    assert code == 0
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("whsec_") and len(secret) > 40
+    assert "tokenInThePath" not in out
+    endpoint_id = out.split()[1].rstrip(":")
+
+    code, out, _ = await iopcare(env, "webhooks", "list")
+    assert code == 0
+    assert f"team {SUPERVISOR}" in out and "enabled" in out and "https://hooks.example.org" in out
+    assert secret not in out and "tokenInThePath" not in out and "alsoSecret" not in out
+
+    assert (await iopcare(env, "webhooks", "disable", endpoint_id))[0] == 0
+    code, out, _ = await iopcare(env, "webhooks", "list")
+    assert "DISABLED" in out and "disabled by an operator" in out
+    assert (await iopcare(env, "webhooks", "enable", endpoint_id))[0] == 0
+    code, out, _ = await iopcare(env, "webhooks", "list")
+    assert "DISABLED" not in out
+
+    code, _, err = await iopcare(env, "webhooks", "enable", "999999")
+    assert code == 1 and "no webhook endpoint 999999" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--counselor", COUNSELOR, "--team", SUPERVISOR, "--url", "https://x.example/h"], "exactly one"),
+        (["--url", "https://x.example/h"], "exactly one"),
+        (["--counselor", COUNSELOR, "--url", "ftp://x.example/h"], "http(s)"),
+        (["--counselor", "Jane Roe", "--url", "https://x.example/h"], "staff id"),
+        (["--counselor", COUNSELOR, "--url", "https://x.example/h", "--kinds", "created,paged"], "kinds"),
+    ],
+)
+async def test_a_bad_webhook_registration_is_refused_and_says_why(
+    endpoints: Endpoints, topics: Settings, clean_db: str, args: list[str], complaint: str
+) -> None:
+    code, _, err = await iopcare(_env(endpoints, clean_db, topics), "webhooks", "add", *args)
+    assert code == 2 and complaint in err
+    connection = await asyncpg.connect(clean_db)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
+    finally:
+        await connection.close()
