@@ -1,21 +1,26 @@
 """What ``make demo`` shows: a synthetic cohort streaming through a real worker into Postgres.
 
-Starts (or reuses) the embedded runtime, creates topics and schema, runs one processor worker and
-the API as subprocesses, prints the counselor inbox's address and a demo counselor token, publishes a
+Starts (or reuses) the embedded runtime, creates topics and schema, runs one processor worker, the
+API and the webhook dispatcher as subprocesses, prints the counselor inbox's address and a demo
+counselor token, registers the counselor's webhook to a receiver in this process, publishes a
 deterministic 90-day cohort week by week, and after each week prints how some patients' engagement
 state changed and which alerts fired, as a counselor would read them. A few malformed messages are
 mixed in to show them dead-lettered while the rest flows on. At the end it reads the counselor's
-inbox through the API and acknowledges an alert.
+inbox through the API, acknowledges an alert, and reports the signed webhook POSTs received.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import itertools
+import json
 import os
+import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +34,7 @@ from kafka import KafkaProducer
 from iopcare.api.tokens import create_token
 from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
+from iopcare.dispatcher.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify_signature
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import (
     ProgramCalendar,
@@ -41,6 +47,7 @@ from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import load_state
+from iopcare.store.webhooks import add_endpoint, disable_endpoint, list_endpoints
 
 Say = Callable[[str], None]
 
@@ -146,31 +153,40 @@ def run_demo(
         IOPCARE_CLOCK="stream",
         IOPCARE_SWEEP_INTERVAL_SECONDS="1",
     )
-    worker_port, api_port = free_port(), free_port()
+    worker_port, api_port, dispatcher_port = free_port(), free_port(), free_port()
+    env |= {
+        "IOPCARE_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+        "IOPCARE_DISPATCHER_GROUP_ID": f"iopcare-demo-dispatcher-{os.getpid()}",
+        "IOPCARE_DISPATCHER_WEB_PORT": str(dispatcher_port),
+    }
+    counselor = next(p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured)
+    receiver = WebhookReceiver()
+    token = asyncio.run(_prepare_counselor(endpoints.database_url, counselor, receiver))
     say(f"\n== Starting a processor worker (log: {log_dir / 'worker.log'})")
     say(f"   metrics: http://127.0.0.1:{worker_port}/metrics")
     say(f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_port}/metrics")
+    say(f"== Starting the webhook dispatcher (log: {log_dir / 'dispatcher.log'})")
+    say(f"   {counselor}'s webhook goes to a receiver in this process: {receiver.url}")
     services = [
         _start(["worker", "--web-port", str(worker_port)], env, log_dir / "worker.log"),
         _start(["api", "--port", str(api_port)], env, log_dir / "api.log"),
+        _start(["dispatcher", "--web-port", str(dispatcher_port)], env, log_dir / "dispatcher.log"),
     ]
     try:
-        counselor = next(
-            p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured
-        )
-        token = asyncio.run(_demo_token(endpoints.database_url, counselor))
         say(f"\n== Counselor inbox: http://127.0.0.1:{api_port}/inbox")
         say(f"   sign in as counselor {counselor} with this token (valid 1 day):")
         say(f"   {token}")
         say("   Alerts of their caseload appear there live as the cohort streams.")
         asyncio.run(_stream(settings, endpoints, events, featured, start, say))
         asyncio.run(_show_inbox(f"http://127.0.0.1:{api_port}", token, counselor, say))
+        receiver.report(say)
         if keep_serving:
             say(f"\nThe inbox stays up at http://127.0.0.1:{api_port}/inbox: press Ctrl-C to stop.")
             with contextlib.suppress(KeyboardInterrupt):
                 while all(s.poll() is None for s in services):
                     time.sleep(1)
     finally:
+        receiver.close()
         for service in services:
             service.terminate()
         for service in services:
@@ -336,8 +352,9 @@ def _start(arguments: list[str], env: dict[str, str], log_path: Path) -> subproc
         )
 
 
-async def _demo_token(database_url: str, counselor_id: str) -> str:
-    """A counselor token for the demo, valid for a day."""
+async def _prepare_counselor(database_url: str, counselor_id: str, receiver: WebhookReceiver) -> str:
+    """A counselor token for the demo (valid for a day) and the counselor's webhook, pointed at
+    ``receiver``; the webhooks of earlier demo runs (their receivers are gone) are disabled."""
     connection = await asyncpg.connect(database_url)
     try:
         _, token = await create_token(
@@ -347,9 +364,69 @@ async def _demo_token(database_url: str, counselor_id: str) -> str:
             expires_at=datetime.now(UTC) + timedelta(days=1),
             label="make demo",
         )
+        for endpoint in await list_endpoints(connection):
+            if endpoint.enabled and endpoint.url.endswith(WebhookReceiver.PATH):
+                await disable_endpoint(connection, endpoint.id, "replaced by a later make demo run")
+        await add_endpoint(connection, "counselor", counselor_id, receiver.url, receiver.secret)
     finally:
         await connection.close()
     return token
+
+
+class WebhookReceiver:
+    """A clinic's webhook endpoint, as the demo plays it: verifies each POST's signature and counts."""
+
+    PATH = "/demo-webhook"
+
+    def __init__(self) -> None:
+        self.secret = "whsec_" + secrets.token_urlsafe(32)
+        self.posts = self.alerts = self.bad_signatures = 0
+        self.example: bytes | None = None
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    verify_signature(
+                        receiver.secret,
+                        self.headers.get(TIMESTAMP_HEADER, ""),
+                        body,
+                        self.headers.get(SIGNATURE_HEADER, ""),
+                    )
+                except InvalidSignature:
+                    receiver.bad_signatures += 1
+                    self.send_response(401)
+                else:
+                    receiver.posts += 1
+                    receiver.alerts += len(json.loads(body)["alerts"])
+                    receiver.example = receiver.example or body
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:  # quiet: the demo prints its own summary
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.PATH}"
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="webhook-receiver").start()
+
+    def report(self, say: Say) -> None:
+        for _ in range(20):  # the dispatcher coalesces for half a second before it posts
+            if self.posts:
+                break
+            time.sleep(0.5)
+        say(
+            f"\n== Webhook: {self.posts} signed POSTs carried {self.alerts} alert notices to the demo "
+            f"receiver; {self.bad_signatures} failed verification"
+        )
+        if self.example is not None:
+            say("   one of them (ids, codes and a link only, never clinical text):")
+            say("   " + self.example.decode()[:400])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 async def _show_inbox(base_url: str, token: str, counselor_id: str, say: Say) -> None:
