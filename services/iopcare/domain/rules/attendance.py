@@ -238,27 +238,30 @@ def missed_often(state: PatientState, event: SessionMissed, pack: RulePack) -> l
 
 
 def missed_often_over(state: PatientState, at: datetime, pack: RulePack) -> list[Finding]:
-    """At the first week close after the last qualifying miss is more than ``days`` old, the episode
-    can no longer grow: it clears (so its name is never reused)."""
+    """At the first week close after an episode's last qualifying miss is more than ``days`` old, the
+    episode can no longer grow: it clears (so its name is never reused). Every episode is judged on its
+    own: a new run of misses does not keep an ended one open."""
     rule = pack.rules.missed_often
     misses = sorted((s for s in state.sessions.values() if _miss(s) and s.starts_at <= at), key=_order)
     window = rule.window
     flags = _often(misses, window, rule.misses)
     triggers = [m for m, flag in zip(misses, flags, strict=True) if flag]
-    if not triggers:
-        return []
-    quiet = at - triggers[-1].starts_at
-    if not window < quiet <= window + WEEK:
-        return []
-    first = triggers[chain_start([t.starts_at for t in triggers], len(triggers) - 1, window)]
+    episodes: list[list[SessionRecord]] = []
+    for trigger in triggers:
+        if episodes and trigger.starts_at - episodes[-1][-1].starts_at <= window:
+            episodes[-1].append(trigger)
+        else:
+            episodes.append([trigger])
     return [
         clearance(
             "missed_often",
             f"fewer than {rule.misses} unexcused misses in any {rule.days} days since "
-            f"{day(triggers[-1].starts_at, pack.program_calendar.zone)}",
+            f"{day(episode[-1].starts_at, pack.program_calendar.zone)}",
             at,
-            first.session_id,
+            episode[0].session_id,
         )
+        for episode in episodes
+        if window < at - episode[-1].starts_at <= window + WEEK
     ]
 
 

@@ -205,3 +205,18 @@ def test_each_check_is_keyed_by_its_episode_and_discharge_cancels_them() -> None
     state = state_of(patient.events)
     assert due_checks(state) == set()
     assert all(observe(state, check) == [] for check in pending)
+
+
+def test_an_ended_run_of_misses_clears_even_when_a_new_run_has_begun() -> None:
+    patient = Patient()
+    patient.enrolled(fellowship=0)
+    for day in (0, 1, 3):  # a run of misses in week 1
+        patient.session(at(day, 18), "missed")
+    for day in (18, 19, 20):  # a new run: its first trigger (day 20) is 17 days after the last one
+        patient.session(at(day, 18), "missed")
+    found = [f for f in course(patient.events, until=at(36, 12)) if f.finding.rule_id == "missed_often"]
+    kinds = [(kind, episode) for kind, _, _, episode in brief(found)]
+    first, second = "ses-03051800-group", "ses-03221800-group"
+    assert (("clear", first) in kinds) and (("clear", second) in kinds), kinds
+    assert kinds.index(("clear", first)) < kinds.index(("clear", second))
+    assert kinds.count(("signal", second)) >= 1 and kinds[0] == ("signal", first)
