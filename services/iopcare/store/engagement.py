@@ -172,8 +172,10 @@ class EngagementStore:
         tuning: Tuning = DEFAULT_TUNING,
         state_cache_size: int = 1000,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        partitions: int | None = None,
     ) -> None:
         self._pool = pool
+        self._partitions = partitions
         self._pack = pack
         self._clock = clock
         self._tuning = tuning
@@ -449,10 +451,18 @@ class EngagementStore:
 
     async def stream_clock(self) -> datetime | None:
         """The event-time watermark: the least, over partitions, of the latest event time committed.
-        "Now" for sweeps over replayed history (None before any event)."""
+        "Now" for sweeps over replayed history (None before any event).
+
+        With ``partitions`` (the topic's partition count) the clock starts only once every partition
+        has committed an event. A partition with nothing committed yet (its worker still starting, its
+        records not yet fetched) must hold the clock back like a lagging one: were it left out, the
+        other partitions' progress would make its patients look silent and fire their checks before
+        their check-ins are read (found by the reliability suite's crash scenario).
+        """
         async with self._pool.acquire() as connection:
             value: datetime | None = await connection.fetchval(
-                "SELECT min(event_time_high) FROM stream_progress"
+                "SELECT CASE WHEN count(*) >= $1 THEN min(event_time_high) END FROM stream_progress",
+                self._partitions or 0,
             )
         return value
 
