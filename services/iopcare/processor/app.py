@@ -85,7 +85,9 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         async with assembling:
             if not parts:
                 pool = await connect_pool(endpoints.database_url, settings.database_pool_size)
-                store = EngagementStore(pool, pack, clock=settings.clock, partitions=settings.topic_partitions)
+                store = EngagementStore(
+                    pool, pack, clock=settings.clock, partitions=settings.topic_partitions
+                )
                 parts.append(
                     _Parts(
                         pool,
