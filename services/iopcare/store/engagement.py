@@ -546,6 +546,18 @@ class EngagementStore:
                     [row["patient_id"] for row in due],
                 )
             }
+            # A patient with absence checks due by now and not fired yet (a batch held the row when
+            # the absence sweep came by) waits for them: what they find (a week closed below plan
+            # that brings a step-up) may resolve the alert before its deadline, as it did in time.
+            # Escalating first would page the supervisor about an alert the replay never escalates.
+            waiting = await connection.fetch(
+                "SELECT DISTINCT patient_id FROM absence_checks "
+                "WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL AND due_at <= $2",
+                sorted(teams),
+                now,
+            )
+            for row in waiting:
+                del teams[row["patient_id"]]
             alerts = await load_alerts(connection, sorted(teams))
             changes = [
                 change for pid in sorted(teams) for change in alerts[pid].due(now, deadline or self.deadline)
