@@ -240,14 +240,17 @@ class EngagementStore:
             steps = timeline.setdefault(pid, [])
             # What fell due before this event, in the patient's own time, is decided first (as a
             # replay does): the next check-in must not erase a silence that had already happened.
-            if self._clock == "stream":
-                steps.append(("escalate", event.time, []))
+            # The checks come before the escalations due by the event's time: each is taken at its
+            # own due time (``_decide`` escalates what fell due before it first), and what it finds
+            # may resolve an alert before that alert's deadline (a step-up superseding it).
             for check in sorted(c for c in pending.get(pid, set()) if c.due_at <= event.time):
                 pending[pid].discard(check)
                 found = observe(state, check, self._pack)
                 fired.append((pid, check, any(isinstance(f, Signal) for f in found)))
                 if found:
                     steps.append(("take", check.due_at, found))
+            if self._clock == "stream":
+                steps.append(("escalate", event.time, []))
             queue = waiting.setdefault(pid, [])
             intake = take_in(state, event, queue, self._tuning)
             for applied in intake.applied:
