@@ -145,6 +145,7 @@ class Fleet:
         self.app_id = app_id
         self._env = env
         self.live: list[WorkerProcess] = []
+        self.every: list[WorkerProcess] = []
         self.started = 0
         self.exits: list[tuple[str, int]] = []  # (log name, exit code) of every process that ended
 
@@ -155,6 +156,7 @@ class Fleet:
             kafka, database_url, topics, log_dir, self.app_id, name=f"{self.started:02d}", extra_env=self._env
         )
         self.live.append(worker)
+        self.every.append(worker)
         return worker
 
     def kill(self, worker: WorkerProcess) -> None:
@@ -192,6 +194,12 @@ class Fleet:
                     problems.append(f"{worker.log_path.name} stopped with {code}: {worker.log()[-1500:]}")
             else:
                 self._ended(worker)
+        # Faust restarts a crashed agent past the batch it was handling: a crash is a failure even
+        # when the process lives on.
+        for worker in self.every:
+            crashes = worker.log().count("Crashed reason=")
+            if crashes:
+                problems.append(f"{worker.log_path.name}: the agent crashed {crashes} time(s)")
         return problems
 
 

@@ -41,7 +41,7 @@ class Plan:
     catch_up_within: float
 
 
-FULL = Plan(patients=200, rate=1000, kills=12, gap=(2.0, 6.0), catch_up_within=900)
+FULL = Plan(patients=200, rate=1000, kills=12, gap=(2.0, 6.0), catch_up_within=300)
 QUICK = Plan(patients=12, rate=400, kills=3, gap=(1.5, 3.5), catch_up_within=240)
 
 

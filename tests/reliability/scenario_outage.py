@@ -42,7 +42,7 @@ class Plan:
     catch_up_within: float
 
 
-FULL = Plan(patients=120, rate=600, outage=25, catch_up_within=900)
+FULL = Plan(patients=120, rate=600, outage=25, catch_up_within=300)
 QUICK = Plan(patients=12, rate=300, outage=10, catch_up_within=240)
 
 
@@ -80,7 +80,7 @@ async def run(env: Env, quick: bool) -> Outcome:
         workers = [fleet.start(), fleet.start()]
         pids = [w.process.pid for w in workers]
         await healthy(workers)
-        if any(status != 200 for status, _ in await _probe(workers)):
+        if await _ready_again(workers, within=60) is None:
             failures.append("a worker was not ready before the outage")
         stream = PacedStream(env.kafka_bootstrap, topics.events_topic, expected.payloads, plan.rate).start()
         await until(lambda: stream.sent >= total // 3 or stream.done, within=total / plan.rate + 60)

@@ -36,7 +36,7 @@ class Plan:
     catch_up_within: float
 
 
-FULL = Plan(patients=200, rate=800, catch_up_within=900)
+FULL = Plan(patients=200, rate=800, catch_up_within=300)
 QUICK = Plan(patients=12, rate=300, catch_up_within=240)
 
 
