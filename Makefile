@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick bench-replay
+.PHONY: reliability reliability-quick
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("iopcare needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -82,6 +83,16 @@ bench-quick: $(STAMP)
 ## lifecycle and the whole command, 1 and N processes; rewrites its section of docs/benchmarks.md
 bench-replay: $(STAMP)
 	$(BIN)/python -m tests.bench --only replay
+
+## reliability: the reliability suite (issue 6, ~30 min): crash, rebalance, Postgres outage, 10 min of
+## load at 500 events/s, and the pytest scenarios of tests/reliability (-m reliability); prints a table
+## of figures and rewrites it in docs/reliability.md; exits non-zero if any scenario failed
+reliability: $(STAMP) test-tools
+	$(BIN)/python -m tests.reliability
+
+## reliability-quick: the same, shortened (a few minutes); prints only
+reliability-quick: $(STAMP) test-tools
+	$(BIN)/python -m tests.reliability --quick
 
 clean: dev-down
 	rm -rf $(VENV) .iopcare

@@ -135,6 +135,24 @@ class EmbeddedRuntime:
         self._state_file.unlink(missing_ok=True)
         return stopped
 
+    def stop_postgres(self) -> None:
+        """Stop Postgres alone (fast shutdown: every session is cut), keeping its data and port.
+
+        For fault drills (the reliability suite's Postgres outage): clients see the server go away
+        as they would in a restart or failover, and :meth:`start_postgres` brings it back where they
+        expect it.
+        """
+        if self._postgres_running():
+            self._pg_ctl(["-m", "fast", "-w", "stop"])
+
+    def start_postgres(self) -> None:
+        """Start Postgres again on the port recorded by ``up`` (after :meth:`stop_postgres`)."""
+        current = self.read()
+        if current is None:
+            raise EmbeddedRuntimeError(f"no embedded runtime recorded under {self.state_dir}: run up() first")
+        if not self._postgres_running():
+            self._start_postgres(current.postgres_port)
+
     def read(self) -> RuntimeAddresses | None:
         """The addresses recorded by the last ``up``, or None."""
         try:
@@ -271,6 +289,11 @@ class EmbeddedRuntime:
         if self._postgres_running():  # running, but not where we recorded it: restart cleanly
             self._pg_ctl(["-m", "fast", "-w", "stop"])
         port = free_port()
+        self._start_postgres(port)
+        self._create_database(port)
+        return port
+
+    def _start_postgres(self, port: int) -> None:
         # TCP on loopback only, no Unix socket (socket paths have a 107-byte limit that deep
         # project folders exceed); fsync off: this is a throwaway dev/test server.
         options = (
@@ -278,8 +301,6 @@ class EmbeddedRuntime:
         )
         self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(self._postgres_log), "start"])
         _wait_for_port(port, 30, "Embedded Postgres", self._postgres_log)
-        self._create_database(port)
-        return port
 
     def _create_database(self, port: int) -> None:
         result = subprocess.run(

@@ -36,7 +36,7 @@ EVENT_TIME_TO_COMMIT_SECONDS = Histogram(
     buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
 )
 STORE_RETRIES = Counter(
-    "iopcare_store_retries_total", "Batch commits retried because Postgres was unreachable."
+    "iopcare_store_retries_total", "Batch commits retried: Postgres unreachable or the commit failed."
 )
 QUARANTINED = Counter(
     "iopcare_quarantined_events_total",

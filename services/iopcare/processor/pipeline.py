@@ -32,6 +32,9 @@ TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    # A connection cut in the middle of an operation (Postgres stopped during COMMIT) can leave
+    # asyncpg's protocol in a state it reports as this client-side error, not as a lost connection.
+    asyncpg.InternalClientError,
 )
 
 

@@ -172,8 +172,10 @@ class EngagementStore:
         tuning: Tuning = DEFAULT_TUNING,
         state_cache_size: int = 1000,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        partitions: int | None = None,
     ) -> None:
         self._pool = pool
+        self._partitions = partitions
         self._pack = pack
         self._clock = clock
         self._tuning = tuning
@@ -238,14 +240,17 @@ class EngagementStore:
             steps = timeline.setdefault(pid, [])
             # What fell due before this event, in the patient's own time, is decided first (as a
             # replay does): the next check-in must not erase a silence that had already happened.
-            if self._clock == "stream":
-                steps.append(("escalate", event.time, []))
+            # The checks come before the escalations due by the event's time: each is taken at its
+            # own due time (``_decide`` escalates what fell due before it first), and what it finds
+            # may resolve an alert before that alert's deadline (a step-up superseding it).
             for check in sorted(c for c in pending.get(pid, set()) if c.due_at <= event.time):
                 pending[pid].discard(check)
                 found = observe(state, check, self._pack)
                 fired.append((pid, check, any(isinstance(f, Signal) for f in found)))
                 if found:
                     steps.append(("take", check.due_at, found))
+            if self._clock == "stream":
+                steps.append(("escalate", event.time, []))
             queue = waiting.setdefault(pid, [])
             intake = take_in(state, event, queue, self._tuning)
             for applied in intake.applied:
@@ -449,10 +454,18 @@ class EngagementStore:
 
     async def stream_clock(self) -> datetime | None:
         """The event-time watermark: the least, over partitions, of the latest event time committed.
-        "Now" for sweeps over replayed history (None before any event)."""
+        "Now" for sweeps over replayed history (None before any event).
+
+        With ``partitions`` (the topic's partition count) the clock starts only once every partition
+        has committed an event. A partition with nothing committed yet (its worker still starting, its
+        records not yet fetched) must hold the clock back like a lagging one: were it left out, the
+        other partitions' progress would make its patients look silent and fire their checks before
+        their check-ins are read (found by the reliability suite's crash scenario).
+        """
         async with self._pool.acquire() as connection:
             value: datetime | None = await connection.fetchval(
-                "SELECT min(event_time_high) FROM stream_progress"
+                "SELECT CASE WHEN count(*) >= $1 THEN min(event_time_high) END FROM stream_progress",
+                self._partitions or 0,
             )
         return value
 
@@ -536,6 +549,18 @@ class EngagementStore:
                     [row["patient_id"] for row in due],
                 )
             }
+            # A patient with absence checks due by now and not fired yet (a batch held the row when
+            # the absence sweep came by) waits for them: what they find (a week closed below plan
+            # that brings a step-up) may resolve the alert before its deadline, as it did in time.
+            # Escalating first would page the supervisor about an alert the replay never escalates.
+            waiting = await connection.fetch(
+                "SELECT DISTINCT patient_id FROM absence_checks "
+                "WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL AND due_at <= $2",
+                sorted(teams),
+                now,
+            )
+            for row in waiting:
+                del teams[row["patient_id"]]
             alerts = await load_alerts(connection, sorted(teams))
             changes = [
                 change for pid in sorted(teams) for change in alerts[pid].due(now, deadline or self.deadline)
