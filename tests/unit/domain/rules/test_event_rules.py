@@ -365,6 +365,15 @@ def test_a_discharged_patient_raises_nothing() -> None:
     assert findings_after(patient.events) == []
 
 
+def test_a_check_in_from_before_the_discharge_raises_its_alerts_when_the_discharge_arrived_first() -> None:
+    patient = _enrolled()
+    patient.discharged(at(21, 11))
+    patient.checkin(at(20, 20), craving=9, safety=True, use=True)  # sent after the discharge, happened before
+    rules = [f.rule_id for f in findings_after(patient.events)]
+    assert "safety" in rules
+    assert "reported_use" in rules
+
+
 def test_the_same_state_and_event_give_the_same_findings() -> None:
     patient = _enrolled(house=True)
     patient.checkin(at(10, 20), craving=6, use=True)
