@@ -17,6 +17,7 @@ from iopcare.contract import (
     FamilyTherapyNoShow,
     InboundEvent,
     LevelOfCareChanged,
+    PatientEnrolled,
     SessionAttended,
     SessionMissed,
     SessionScheduled,
@@ -84,6 +85,7 @@ EVENT_RULES: dict[type, tuple[tuple[str, EventRule], ...]] = {
     FamilyTherapyNoShow: (("family_no_show", family_no_show),),
     FamilyTherapyCancelled: (("family_cancellations", family_cancellations),),
     LevelOfCareChanged: (("step_up", stepped_up), ("step_down", stepped_down)),
+    PatientEnrolled: (("early_disengagement", early_disengagement),),
 }
 """The rules each event type can affect; event types not listed affect none."""
 

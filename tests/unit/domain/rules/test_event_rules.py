@@ -277,6 +277,21 @@ def test_a_miss_in_the_first_five_sessions_is_early_disengagement_once_per_progr
     ]
 
 
+def test_an_enrollment_sent_after_an_early_miss_raises_early_disengagement() -> None:
+    patient = Patient()
+    patient.session(at(0, 18))
+    patient.session(at(1, 18), "missed")
+    patient.enrolled()  # the EHR sent the enrollment after the first sessions' attendance
+    assert brief(findings_after(patient.events)) == [("signal", "early_disengagement", "medium", PROGRAM)]
+
+
+def test_an_enrollment_without_early_misses_raises_nothing() -> None:
+    patient = Patient()
+    patient.session(at(0, 18))
+    patient.enrolled()
+    assert findings_after(patient.events) == []
+
+
 def test_a_miss_after_the_first_five_sessions_is_not_early_disengagement() -> None:
     patient = _enrolled()
     _first_week_attended(patient)
