@@ -570,11 +570,19 @@ def decode_event(
     return event
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(constant)
+
+
 def _classify(text: str) -> InvalidEvent:
     try:
-        obj = json.loads(text)
+        # The stdlib takes NaN and Infinity, which JSON does not have: `NaN` alone is invalid JSON,
+        # not "a JSON number" (RFC 8259).
+        obj = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         return InvalidEvent("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError:
+        return InvalidEvent("invalid_json", "NaN or Infinity is not JSON")
     except RecursionError:
         return InvalidEvent("invalid_json", "nesting too deep")
     if not isinstance(obj, dict):
