@@ -10,8 +10,8 @@ What "the same" can mean, and what this suite holds the system to:
 - **State: exactly the same**, fact for fact (and the same reports held for consent), at the pure
   level (``intake.replay``) and through ``EngagementStore.commit_batch`` on real Postgres in random
   batch splits with redelivered copies.
-- **Alerts whose episode is the event itself** (safety, sober-living incident, family no-show, early
-  disengagement): the same alerts (dedup keys), with the same severity and lifecycle state, and
+- **Alerts whose episode is the event itself** (safety, sober-living incident, family no-show):
+  the same alerts (dedup keys), with the same severity and lifecycle state, and
   for critical alerts the same escalation (a lesser alert's escalation depends on whether a
   critical one was open when it was raised, which is arrival order: inhibition). Two product bugs
   broke this and were fixed at the root: a discharge that arrived before an earlier safety check-in
@@ -26,7 +26,9 @@ What "the same" can mean, and what this suite holds the system to:
 - **Inherent, documented, not asserted**: rules that judge the absence of something on the stream
   clock (silence, the week's plan and fellowship at week close, step-down at week close, the end of a
   missed-often episode) and rules on a trend or run *as known at arrival* (craving rising over the
-  last 3 check-ins, missed in a row, missed often, step-up). A check-in that arrives after the 48 h
+  last 3 check-ins, missed in a row, missed often, step-up, early disengagement: a miss recorded
+  30 minutes into a session arrives before the attendance of an earlier session recorded at its
+  end, and is then one of the first five sessions known). A check-in that arrives after the 48 h
   silence fell due cannot un-page the counselor, and a rise across three check-ins is only seen if
   the middle one has arrived when the last does. The processor decides with what it has, when it
   must; the clean-run alert volume and the disordered one are recorded as figures.
@@ -68,7 +70,7 @@ STORE_EXAMPLES = 8 if QUICK else 100
 LATENESS = DEFAULT_TUNING.lateness
 
 # The rules whose alert is about one event (or one program), whatever else is known: same alerts.
-EXACT_RULES = frozenset({"safety", "sober_living_incident", "family_no_show", "early_disengagement"})
+EXACT_RULES = frozenset({"safety", "sober_living_incident", "family_no_show"})
 # The rules on signals: no evidence lost, grouping into episodes may differ.
 EVIDENCE_RULES = frozenset(
     {"reported_use", "positive_screen", "craving_high", "family_cancellations", "family_not_booked"}
