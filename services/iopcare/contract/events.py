@@ -570,11 +570,19 @@ def decode_event(
     return event
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(constant)
+
+
 def _classify(text: str) -> InvalidEvent:
     try:
-        obj = json.loads(text)
+        # The stdlib takes NaN and Infinity, which JSON does not have: `NaN` alone is invalid JSON,
+        # not "a JSON number" (RFC 8259).
+        obj = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         return InvalidEvent("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError:
+        return InvalidEvent("invalid_json", "NaN or Infinity is not JSON")
     except RecursionError:
         return InvalidEvent("invalid_json", "nesting too deep")
     if not isinstance(obj, dict):
@@ -647,6 +655,12 @@ class DeadLetterHeaders(ContractModel):
     """Offset it had there: with the topic and partition, where to find it again."""
     failed_at: Instant = Field(alias="iopcare-dlq-failed-at")
     """When decoding failed."""
+    original_bytes: str | None = Field(
+        default=None, alias="iopcare-dlq-original-bytes", pattern=r"^(0|[1-9][0-9]{0,18})$"
+    )
+    """Present when the message value is only the first bytes of the original: an oversized
+    message (1 MB and more) may not fit on the dead-letter topic. The original's size; the
+    `dead_letters` table keeps every byte."""
 
     @classmethod
     def for_failure(
@@ -657,6 +671,7 @@ class DeadLetterHeaders(ContractModel):
         partition: int,
         offset: int,
         failed_at: datetime | None = None,
+        original_bytes: int | None = None,
     ) -> DeadLetterHeaders:
         """Headers for a message that `decode_event` rejected with `error`."""
         return cls.model_validate(
@@ -667,13 +682,15 @@ class DeadLetterHeaders(ContractModel):
                 "iopcare-dlq-source-partition": str(partition),
                 "iopcare-dlq-source-offset": str(offset),
                 "iopcare-dlq-failed-at": failed_at if failed_at is not None else datetime.now(UTC),
+                "iopcare-dlq-original-bytes": None if original_bytes is None else str(original_bytes),
             }
         )
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         """The headers as Kafka expects them: `(name, UTF-8 value)` pairs."""
         return [
-            (name, str(value).encode()) for name, value in self.model_dump(mode="json", by_alias=True).items()
+            (name, str(value).encode())
+            for name, value in self.model_dump(mode="json", by_alias=True, exclude_none=True).items()
         ]
 
     @classmethod

@@ -19,7 +19,7 @@ import asyncpg
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from iopcare.contract import DeadLetterHeaders, InvalidEvent
+from iopcare.contract import DEFAULT_MAX_BYTES, DeadLetterHeaders, InvalidEvent
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
@@ -34,11 +34,23 @@ from iopcare.store.engagement import EngagementStore, RejectedRecord
 log = logging.getLogger(__name__)
 
 
-def dead_letter_headers(item: RejectedRecord) -> list[tuple[str, bytes]]:
-    """Headers that travel with the original bytes to the dead-letter topic (schema in schemas/)."""
-    return DeadLetterHeaders.for_failure(
-        InvalidEvent(item.reason, item.detail), topic=item.topic, partition=item.partition, offset=item.offset
+def dead_letter_message(item: RejectedRecord) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a record's dead-letter message (header schema in schemas/).
+
+    The value is the original bytes, but never more than ``DEFAULT_MAX_BYTES`` (what the contract
+    reads): a 1 MB+ message that the broker took would not fit under the producer's (and a default
+    Kafka topic's) 1 MB limit, the send would fail and the batch could never be acked. Its first
+    bytes go to the topic, with the original size in a header; the ``dead_letters`` row keeps all.
+    """
+    truncated = len(item.payload) > DEFAULT_MAX_BYTES
+    headers = DeadLetterHeaders.for_failure(
+        InvalidEvent(item.reason, item.detail),
+        topic=item.topic,
+        partition=item.partition,
+        offset=item.offset,
+        original_bytes=len(item.payload) if truncated else None,
     ).to_kafka()
+    return item.key, item.payload[:DEFAULT_MAX_BYTES] if truncated else item.payload, headers
 
 
 def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
@@ -71,7 +83,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
 
     async def send_dead_letters(items: Sequence[RejectedRecord]) -> None:
-        await _send_acked(dead_letter_topic, [(i.key, i.payload, dead_letter_headers(i)) for i in items])
+        await _send_acked(dead_letter_topic, [dead_letter_message(i) for i in items])
 
     async def send_alert_events(records: Sequence[OutboundRecord]) -> None:
         await _send_acked(alerts_topic, [(r.key, r.value, r.headers()) for r in records])

@@ -283,6 +283,11 @@ def test_non_finite_number_is_rejected() -> None:
     assert rejection(message).reason in {"invalid_json", "schema_violation"}
 
 
+@pytest.mark.parametrize("text", [b"NaN", b"-Infinity", b"[Infinity]"])
+def test_nan_and_infinity_are_invalid_json_not_a_json_number(text: bytes) -> None:
+    assert rejection(text).reason == "invalid_json"
+
+
 def test_invalid_utf8_is_undecodable() -> None:
     message = raw(envelope()).replace(b"pt-7f3a9c", b"pt-7f3a\xff\xfe")
     error = rejection(message)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from iopcare.contract import SessionAttended, SessionMissed
+from iopcare.contract import PatientEnrolled, SessionAttended, SessionMissed
 from iopcare.domain.engagement import FellowshipMeeting, PatientState, SessionRecord, WeeklyPlan
 from iopcare.domain.rules.evidence import chain_start, clearance, signal
 from iopcare.domain.rules.pack import RulePack
@@ -268,17 +268,29 @@ def missed_often_over(state: PatientState, at: datetime, pack: RulePack) -> list
 # --- early disengagement -------------------------------------------------------------------------
 
 
-def early_disengagement(state: PatientState, event: SessionMissed, pack: RulePack) -> list[Finding]:
+def early_disengagement(
+    state: PatientState, event: SessionMissed | PatientEnrolled, pack: RulePack
+) -> list[Finding]:
     """An unexcused miss among the program's first ``first_sessions`` (5) sessions. One episode per
-    program (named after its start date)."""
+    program (named after its start date).
+
+    Both halves can come last: the miss, or the enrollment when the EHR sent it after the first
+    sessions' attendance (within the lateness window). Judging only at the miss lost the alert then.
+    """
     rule = pack.rules.early_disengagement
-    record = _the_miss(state, event)
     enrollment = state.enrollment
-    if record is None or enrollment is None:
+    if enrollment is None:
         return []
-    here = _order(record)
-    if sum(1 for s in state.sessions.values() if _order(s) < here) >= rule.first_sessions:
-        return []  # not one of the first sessions (most misses are later in the program)
+    if isinstance(event, PatientEnrolled):
+        if enrollment.event_id != event.id:
+            return []  # an older enrollment than the one in force
+    else:
+        record = _the_miss(state, event)
+        if record is None:
+            return []
+        here = _order(record)
+        if sum(1 for s in state.sessions.values() if _order(s) < here) >= rule.first_sessions:
+            return []  # not one of the first sessions (most misses are later in the program)
     first = sorted(state.sessions.values(), key=_order)[: rule.first_sessions]
     missed = [s for s in first if _miss(s)]
     if len(missed) < rule.misses:

@@ -17,6 +17,7 @@ from iopcare.contract import (
     FamilyTherapyNoShow,
     InboundEvent,
     LevelOfCareChanged,
+    PatientEnrolled,
     SessionAttended,
     SessionMissed,
     SessionScheduled,
@@ -84,6 +85,7 @@ EVENT_RULES: dict[type, tuple[tuple[str, EventRule], ...]] = {
     FamilyTherapyNoShow: (("family_no_show", family_no_show),),
     FamilyTherapyCancelled: (("family_cancellations", family_cancellations),),
     LevelOfCareChanged: (("step_up", stepped_up), ("step_down", stepped_down)),
+    PatientEnrolled: (("early_disengagement", early_disengagement),),
 }
 """The rules each event type can affect; event types not listed affect none."""
 
@@ -93,10 +95,13 @@ def evaluate_event(state: PatientState, event: InboundEvent, pack: RulePack) -> 
 
     Call it after :func:`~iopcare.domain.intake.take_in` for each event the intake *applied* (the event
     and any held reports a consent grant released), never for a held one. Pure and deterministic:
-    the same state and event give the same findings. A discharged patient raises nothing.
+    the same state and event give the same findings. An event from after the patient's discharge
+    raises nothing; one from before it is judged as in care, even if the discharge arrived first:
+    a safety concern reported the day before discharge must not be lost because a clinic system
+    sent the discharge sooner (arrival order within the lateness window must not change alerts).
     """
     rules = EVENT_RULES.get(type(event))
-    if rules is None or state.discharge is not None:
+    if rules is None or (state.discharge is not None and event.time >= state.discharge.at):
         return []
     findings: list[Finding] = []
     enabled = pack.enabled_rules

@@ -277,6 +277,21 @@ def test_a_miss_in_the_first_five_sessions_is_early_disengagement_once_per_progr
     ]
 
 
+def test_an_enrollment_sent_after_an_early_miss_raises_early_disengagement() -> None:
+    patient = Patient()
+    patient.session(at(0, 18))
+    patient.session(at(1, 18), "missed")
+    patient.enrolled()  # the EHR sent the enrollment after the first sessions' attendance
+    assert brief(findings_after(patient.events)) == [("signal", "early_disengagement", "medium", PROGRAM)]
+
+
+def test_an_enrollment_without_early_misses_raises_nothing() -> None:
+    patient = Patient()
+    patient.session(at(0, 18))
+    patient.enrolled()
+    assert findings_after(patient.events) == []
+
+
 def test_a_miss_after_the_first_five_sessions_is_not_early_disengagement() -> None:
     patient = _enrolled()
     _first_week_attended(patient)
@@ -363,6 +378,15 @@ def test_a_discharged_patient_raises_nothing() -> None:
     patient.discharged(at(20, 11))
     patient.checkin(at(21, 20), craving=9, safety=True, use=True)
     assert findings_after(patient.events) == []
+
+
+def test_a_check_in_from_before_the_discharge_raises_its_alerts_when_the_discharge_arrived_first() -> None:
+    patient = _enrolled()
+    patient.discharged(at(21, 11))
+    patient.checkin(at(20, 20), craving=9, safety=True, use=True)  # sent after the discharge, happened before
+    rules = [f.rule_id for f in findings_after(patient.events)]
+    assert "safety" in rules
+    assert "reported_use" in rules
 
 
 def test_the_same_state_and_event_give_the_same_findings() -> None:
