@@ -1,10 +1,12 @@
-"""Throwaway databases on a Postgres server, for the test session and the benchmark's contenders."""
+"""Throwaway databases and topics, for the test session, the benchmark and the reliability suite."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from iopcare.settings import Settings
 from iopcare.store.migrate import migrate
+from iopcare.topics import ensure_topics
 
 
 def with_database(url: str, name: str) -> str:
@@ -37,3 +39,16 @@ async def drop(server_url: str, *names: str) -> None:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def fresh_topics(kafka_bootstrap: str, base: str, partitions: int) -> Settings:
+    """Settings naming new topics under ``base`` (events, their dead letters, alerts), created on the
+    broker (the embedded broker keeps topics in memory until it stops)."""
+    settings = Settings(
+        events_topic=f"{base}.events",
+        dead_letter_topic=f"{base}.events.dlq",
+        alerts_topic=f"{base}.alerts",
+        topic_partitions=partitions,
+    )
+    ensure_topics(kafka_bootstrap, settings)
+    return settings

@@ -20,9 +20,8 @@ import asyncpg
 
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.settings import Settings
-from iopcare.topics import ensure_topics
 from tests.bench.processes import PROJECT_ROOT, children_of
-from tests.databases import create_migrated, drop, with_database
+from tests.databases import create_migrated, drop, fresh_topics, with_database
 
 BENCH_STATE_DIR = PROJECT_ROOT / ".iopcare" / "bench"
 
@@ -95,15 +94,7 @@ class BenchEnvironment:
 
     def fresh_topics(self, label: str, partitions: int) -> Settings:
         """Settings naming new topics of this run (the broker keeps topics in memory until it stops)."""
-        base = f"bench.{self.run_id}.{label}"
-        settings = Settings(
-            events_topic=f"{base}.events",
-            dead_letter_topic=f"{base}.events.dlq",
-            alerts_topic=f"{base}.alerts",
-            topic_partitions=partitions,
-        )
-        ensure_topics(self.kafka_bootstrap, settings)
-        return settings
+        return fresh_topics(self.kafka_bootstrap, f"bench.{self.run_id}.{label}", partitions)
 
     def infrastructure_pids(self) -> dict[str, list[int]]:
         """Broker and Postgres processes (embedded runtime only), for CPU accounting."""

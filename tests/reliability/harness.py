@@ -26,8 +26,7 @@ from pathlib import Path
 
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.settings import Settings
-from iopcare.topics import ensure_topics
-from tests.databases import create_migrated, drop
+from tests.databases import create_migrated, drop, fresh_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REPORT = PROJECT_ROOT / "docs" / "reliability.md"
@@ -72,15 +71,7 @@ class Env:
 
     def fresh_topics(self, label: str, partitions: int) -> Settings:
         """Settings naming new topics of this run, created on the broker."""
-        base = f"rel.{self.run_id}.{label}"
-        settings = Settings(
-            events_topic=f"{base}.events",
-            dead_letter_topic=f"{base}.events.dlq",
-            alerts_topic=f"{base}.alerts",
-            topic_partitions=partitions,
-        )
-        ensure_topics(self.kafka_bootstrap, settings)
-        return settings
+        return fresh_topics(self.kafka_bootstrap, f"rel.{self.run_id}.{label}", partitions)
 
     def logs(self, label: str) -> Path:
         folder = self.log_dir / label
