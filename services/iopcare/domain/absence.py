@@ -36,6 +36,9 @@ CheckKind = Literal["checkin_silence", "week_close", "family_therapy_due"]
 CHECKS_CHANGE_AFTER: tuple[type, ...] = (PatientEnrolled, CheckInSubmitted, PatientDischarged)
 """The event types after which :func:`due_checks` can give a different set (with a ``RulePack``):
 a caller that folds many events (a backtest) need not recompute the checks after any other."""
+PROGRAM_CHECKS_CHANGE_AFTER: tuple[type, ...] = (PatientEnrolled, PatientDischarged)
+"""Of those, the ones after which :func:`program_checks` can change (a check-in moves only the
+silence checks)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -134,6 +137,12 @@ def observe(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_P
     check-in came, the patient was discharged or re-enrolled). Deterministic, like the event rules."""
     if not _expects(state, check, pack):
         return []
+    return findings_at(state, check, pack)
+
+
+def findings_at(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_PACK) -> list[Finding]:
+    """:func:`observe` for a check the caller already knows the state expects (a backtest keeps
+    each patient's due checks as they change, so asking again would only repeat the work)."""
     if check.kind == "checkin_silence":
         hours = int(check.key.split(":", 2)[1].removesuffix("h"))
         step = next(s for s in pack.rules.silence.after if s.hours == hours)

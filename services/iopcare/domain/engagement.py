@@ -19,9 +19,11 @@ be, and counted. Within the lateness window the state converges whatever the arr
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import Any, Literal, Protocol, TypeVar
 
 from iopcare.contract import (
@@ -68,7 +70,7 @@ class Tuning:
 DEFAULT_TUNING = Tuning()
 
 
-@dataclass
+@dataclass(slots=True)
 class WeeklyPlan:
     """What the treatment plan asks of the patient each week."""
 
@@ -78,7 +80,7 @@ class WeeklyPlan:
     fellowship_meetings: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Enrollment:
     """The patient's enrollment in the program."""
 
@@ -93,7 +95,7 @@ class Enrollment:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionRecord:
     """One scheduled treatment session and what became of it."""
 
@@ -107,7 +109,7 @@ class SessionRecord:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckInRecord:
     """A self-report check-in."""
 
@@ -122,7 +124,7 @@ class CheckInRecord:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class UseSignal:
     """Evidence of substance use: self-report, a positive screen, or a positive test at the house."""
 
@@ -132,7 +134,7 @@ class UseSignal:
     substances: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class HouseIncident:
     """A sober-living house report."""
 
@@ -142,7 +144,7 @@ class HouseIncident:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FamilyBooking:
     """A family-therapy appointment and what became of it."""
 
@@ -155,7 +157,7 @@ class FamilyBooking:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FellowshipMeeting:
     """An outside fellowship meeting (AA/NA/...) attended."""
 
@@ -165,7 +167,7 @@ class FellowshipMeeting:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ConsentDecision:
     """One consent form signed (a grant) or withdrawn (a revocation, of some or all of its scope)."""
 
@@ -176,7 +178,7 @@ class ConsentDecision:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Consent:
     """The patient's Part 2 consent history for one third party, in decision-time order.
 
@@ -210,7 +212,7 @@ class Consent:
         return bool(scope) and scope.issuperset(needs)
 
 
-@dataclass
+@dataclass(slots=True)
 class LevelChange:
     """A level-of-care decision."""
 
@@ -221,7 +223,7 @@ class LevelChange:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Discharge:
     """The end of the episode of care."""
 
@@ -231,7 +233,7 @@ class Discharge:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientState:
     """Everything the rules know about one patient, derived only from events."""
 
@@ -288,6 +290,10 @@ def _insert_by_time(items: list[_T], item: _T) -> bool:
         return False
     items.insert(index, item)
     return True
+
+
+_at = attrgetter("at")
+_attended_on = attrgetter("attended_on")
 
 
 def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = DEFAULT_TUNING) -> bool:
@@ -533,16 +539,19 @@ def _prune(state: PatientState, tuning: Tuning) -> None:
     if state.high_water is None:
         return
     horizon = datetime.fromtimestamp(_horizon_day(state.high_water, tuning) * 86400, UTC)
-    if state.checkins and state.checkins[0].at < horizon:
+    # The lists are in time order: what goes is a head, found by bisection (a prune runs for every
+    # patient every day; walking whole lists cost more than the rest of the fold).
+    checkins = state.checkins
+    if checkins and checkins[0].at < horizon:
         # Keep the last check-in whatever its age: silence is measured from it.
-        state.checkins = [c for c in state.checkins[:-1] if c.at >= horizon] + state.checkins[-1:]
+        state.checkins = checkins[bisect_left(checkins, horizon, hi=len(checkins) - 1, key=_at) :]
     if state.use_signals and state.use_signals[0].at < horizon:
-        state.use_signals = [u for u in state.use_signals if u.at >= horizon]
+        state.use_signals = state.use_signals[bisect_left(state.use_signals, horizon, key=_at) :]
     if state.house_incidents and state.house_incidents[0].at < horizon:
-        state.house_incidents = [h for h in state.house_incidents if h.at >= horizon]
+        state.house_incidents = state.house_incidents[bisect_left(state.house_incidents, horizon, key=_at) :]
     horizon_date = horizon.date()
     if state.fellowship and state.fellowship[0].attended_on < horizon_date:
-        state.fellowship = [m for m in state.fellowship if m.attended_on >= horizon_date]
+        state.fellowship = state.fellowship[bisect_left(state.fellowship, horizon_date, key=_attended_on) :]
     old_sessions = [s for s in state.sessions.values() if s.starts_at < horizon]
     # The first sessions are the oldest of all, so they are the first among the old ones, and only
     # more old sessions than those kept can include one to drop.

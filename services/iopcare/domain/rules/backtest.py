@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from iopcare.contract import InboundEvent
-from iopcare.domain.absence import CHECKS_CHANGE_AFTER, AbsenceCheck, observe, program_checks, silence_checks
+from iopcare.domain.absence import (
+    CHECKS_CHANGE_AFTER,
+    PROGRAM_CHECKS_CHANGE_AFTER,
+    AbsenceCheck,
+    findings_at,
+    program_checks,
+    silence_checks,
+)
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, take_in
 from iopcare.domain.rules.events import evaluate_event
@@ -57,7 +64,10 @@ class _Patient:
     scheduled: set[str] = field(default_factory=set)  # keys ever put on the clock
 
     def expects(self, check: AbsenceCheck) -> bool:
-        return check in self.silence or check in self.program
+        """``check in due_checks(state)``, from the two parts kept."""
+        if check.kind == "checkin_silence":
+            return check in self.silence
+        return check in self.program
 
 
 def backtest(
@@ -85,12 +95,13 @@ def backtest(
             # Each key is on the clock once, so each check fires once; unless superseded (a
             # check-in came, a discharge).
             if patient.expects(check):
-                for finding in observe(patient.state, check, pack):
+                for finding in findings_at(patient.state, check, pack):
                     yield Found(patient_id, finding, check.key, check.due_at)
 
     for event in events:
         now = event.time if now is None or event.time > now else now
-        yield from sweep(now)
+        if clock and clock[0][0] <= now:
+            yield from sweep(now)
         if isinstance(event, Tick):
             continue
         patient = patients.get(event.subject)
@@ -105,7 +116,9 @@ def backtest(
             for finding in evaluate_event(patient.state, applied, pack):
                 yield Found(event.subject, finding, applied.id, applied.time)
         if isinstance(event, CHECKS_CHANGE_AFTER):
-            program = program_checks(patient.state, pack)
+            program = patient.program
+            if isinstance(event, PROGRAM_CHECKS_CHANGE_AFTER):
+                program = program_checks(patient.state, pack)
             patient.silence = silence_checks(patient.state, pack)
             changed = program is not patient.program and program != patient.program
             patient.program = program
