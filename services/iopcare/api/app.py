@@ -81,6 +81,8 @@ CARE_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor"})
 ALL_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor", "integrator", "ops"})
 
 REQUEST_ID = web.RequestKey("request_id", str)
+AUDITED = web.RequestKey("audited", bool)
+"""Set once a request's audit rows are written; a patient-data request refused before that gets one."""
 
 Handler = Callable[["ApiService", web.Request, Principal], Awaitable[web.Response]]
 
@@ -119,6 +121,7 @@ class Route:
     query: tuple[QueryParam, ...] = ()
     statuses: tuple[int, ...] = ()  # documented error statuses besides 401, 403 and 429
     patient_data: bool = True  # audited
+    action: str = ""  # the audit log's action for the route's requests
 
     @property
     def operation_id(self) -> str:
@@ -250,7 +253,16 @@ class ApiService:
             principal = await self._authenticate(request)
             if principal.role not in route.roles:
                 raise Refusal(403, "forbidden", f"the {principal.role} role may not call this route")
-            return await route.handler(self, request, principal)
+            try:
+                return await route.handler(self, request, principal)
+            except (Refusal, web.HTTPException):
+                # A bad parameter or body is refused before the handler reaches its audited work; it
+                # is still an attempt on patient data by an authenticated caller, so it is recorded.
+                if route.patient_data and not request.get(AUDITED, False):
+                    entry = self.entry(request, principal, route.action, "rejected")
+                    async with self.pool.acquire() as connection:
+                        await record_audit(connection, [entry])
+                raise
 
         return guarded
 
@@ -299,6 +311,7 @@ class ApiService:
         async with self.pool.acquire() as connection, connection.transaction():
             result, entries = await work(connection)
             await record_audit(connection, entries)
+        request[AUDITED] = True
         if isinstance(result, Refusal):
             raise result
         return result
@@ -608,6 +621,7 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
         entries.append(api.entry(request, principal, "events.ingest", "rejected"))
     async with api.pool.acquire() as connection:
         await record_audit(connection, entries)
+    request[AUDITED] = True
     metrics.INGESTED.labels("accepted").inc(accepted)
     metrics.INGESTED.labels("rejected").inc(rejected)
     status = 503 if failed else 200 if not rejected else 207 if accepted else 422
@@ -742,6 +756,7 @@ ROUTES: tuple[Route, ...] = (
             QueryParam("cursor", "next_cursor of the previous page.", {"type": "string"}),
         ),
         statuses=(304, 400),
+        action="alerts.list",
     ),
     Route(
         "GET",
@@ -751,6 +766,7 @@ ROUTES: tuple[Route, ...] = (
         "An alert with its evidence, its history and the patient's recent events",
         AlertDetail,
         statuses=(404,),
+        action="alert.read",
     ),
     Route(
         "POST",
@@ -761,6 +777,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=AcknowledgeRequest,
         statuses=(400, 404, 409),
+        action="alert.acknowledge",
     ),
     Route(
         "POST",
@@ -771,6 +788,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=SnoozeRequest,
         statuses=(400, 404, 409),
+        action="alert.snooze",
     ),
     Route(
         "POST",
@@ -781,6 +799,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=ResolveRequest,
         statuses=(400, 404, 409),
+        action="alert.resolve",
     ),
     Route(
         "GET",
@@ -790,6 +809,7 @@ ROUTES: tuple[Route, ...] = (
         "A patient's engagement summary: attendance this week, risk score and trend, live alerts",
         PatientSummary,
         statuses=(404,),
+        action="patient.read",
     ),
     Route(
         "POST",
@@ -799,5 +819,6 @@ ROUTES: tuple[Route, ...] = (
         "Publish one event or an array of up to 500, validated against the event contract",
         IngestResponse,
         statuses=(207, 400, 413, 422, 503),
+        action="events.ingest",
     ),
 )
