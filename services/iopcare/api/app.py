@@ -61,6 +61,7 @@ from iopcare.domain.measures import consecutive_unexcused_misses, week_attendanc
 from iopcare.domain.risk import risk_trend
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
+from iopcare.processor.pipeline import MAX_CLOCK_SKEW
 from iopcare.store.counselor_actions import (
     Acknowledge,
     AlertNotFound,
@@ -563,7 +564,7 @@ def _patient_summary(
 async def _ingest_events(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
     try:
         document = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's depth too
         raise Refusal(
             400, "bad_request", "the body is not JSON: send one event object or an array of them"
         ) from None
@@ -582,9 +583,10 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
     sends: list[tuple[int, str, str, asyncio.Future[Any]]] = []
     for index, item in enumerate(items):
         try:
-            if not isinstance(item, dict):
-                raise InvalidEvent("invalid_json", "each event must be a JSON object")
             event = decode_event(json.dumps(item, separators=(",", ":")).encode())
+            if event.time > datetime.now(UTC) + MAX_CLOCK_SKEW:
+                # The processor would dead-letter it (on the wall clock, as here): say so now.
+                raise InvalidEvent("future_time", "time: later than now + allowed skew")
         except InvalidEvent as exc:
             results[index] = IngestResult(
                 index=index, status="rejected", reason=exc.reason, detail=exc.detail

@@ -23,6 +23,9 @@ from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStor
 
 log = logging.getLogger(__name__)
 
+MAX_CLOCK_SKEW = timedelta(days=1)
+"""How far past the wall clock an event's time may be; later is ``future_time`` (here and in the API)."""
+
 # Errors that mean "Postgres is not there right now": wait and retry the same batch.
 TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -61,7 +64,7 @@ class EngagementPipeline:
         store: EngagementStore,
         send_dead_letters: DeadLetterSink,
         *,
-        max_clock_skew: timedelta = timedelta(days=1),
+        max_clock_skew: timedelta = MAX_CLOCK_SKEW,
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
