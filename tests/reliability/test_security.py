@@ -408,7 +408,8 @@ async def test_logs_of_real_processes_hold_no_tokens_and_no_free_text(
                 alert_ids = [
                     r["alert_id"]
                     for r in await connection.fetch(
-                        "SELECT alert_id::text FROM alerts WHERE patient_id = 'pt-logs1' AND severity = 'critical'"
+                        "SELECT alert_id::text FROM alerts "
+                        "WHERE patient_id = 'pt-logs1' AND severity = 'critical'"
                     )
                 ]
             finally:
