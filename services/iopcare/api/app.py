@@ -497,9 +497,13 @@ def _action(body: BaseModel, subject: str, now: datetime) -> CounselorAction:
     if isinstance(body, SnoozeRequest):
         if body.until.tzinfo is None:
             raise Refusal(400, "bad_request", "until must carry a UTC offset")
-        if body.until > now + timedelta(days=90):
+        try:
+            until = body.until.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset that crosses the calendar's edge
+            raise Refusal(400, "bad_request", "until is out of range") from None
+        if until > now + timedelta(days=90):
             raise Refusal(400, "bad_request", "a snooze may last at most 90 days")
-        return Snooze(subject, body.until.astimezone(UTC), body.reason)
+        return Snooze(subject, until, body.reason)
     assert isinstance(body, ResolveRequest)
     return Resolve(subject, body.reason)
 
