@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import asyncpg
@@ -293,7 +294,8 @@ async def test_sql_injection_in_every_parameter_changes_nothing_and_leaks_nothin
         who = "integrator" if route.path == "/v1/events" else "c01"
         # Path parameters, then query parameters, then body fields (aimed at another caseload's alert,
         # which must stay unchanged, so every table can be compared).
-        paths = [route.path.replace("{alert_id}", t).replace("{patient_id}", t) for t in INJECTIONS]
+        segments = [quote(t, safe="") for t in INJECTIONS]  # one path segment each, as an attacker sends
+        paths = [route.path.replace("{alert_id}", t).replace("{patient_id}", t) for t in segments]
         attempts: list[tuple[str, dict[str, str] | None, Any]] = [
             (p, None, _body_for(route)) for p in paths if "{" in route.path
         ]
