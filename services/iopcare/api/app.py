@@ -54,14 +54,13 @@ from iopcare.api.models import (
 )
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import Principal, Role, authenticate
-from iopcare.contract import AlertState, InvalidEvent, Severity, decode_event, encode_event
+from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
 from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import consecutive_unexcused_misses, week_attendance
 from iopcare.domain.risk import risk_trend
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
-from iopcare.processor.pipeline import MAX_CLOCK_SKEW
 from iopcare.store.counselor_actions import (
     Acknowledge,
     AlertNotFound,

@@ -17,14 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from iopcare.contract import DeadLetterReason, InvalidEvent, decode_event
+from iopcare.contract import MAX_CLOCK_SKEW, DeadLetterReason, InvalidEvent, decode_event
 from iopcare.processor import metrics
 from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStore, RejectedRecord
 
 log = logging.getLogger(__name__)
-
-MAX_CLOCK_SKEW = timedelta(days=1)
-"""How far past the wall clock an event's time may be; later is ``future_time`` (here and in the API)."""
 
 # Errors that mean "Postgres is not there right now": wait and retry the same batch.
 TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
