@@ -13,6 +13,7 @@ import pytest
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
 from iopcare.topics import ensure_topics
+from tests.integration.clinic import clinic  # noqa: F401 (a fixture: the API's test clinic)
 from tests.integration.workers import WorkerProcess
 
 

@@ -5,115 +5,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from kafka import KafkaConsumer
 
-from iopcare.api.app import CARE_ROLES, ROUTES, ApiService
+from iopcare.api.app import CARE_ROLES, ROUTES
 from iopcare.api.openapi import openapi_document
-from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import create_token, revoke_token
 from iopcare.contract import encode_event
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from tests.integration.clinic import NOW, Clinic
 from tests.unit.domain.rules.clinic import Patient, at
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = at(3, 20)  # shortly after the seeded events
-
-
-@dataclass
-class Clinic:
-    """Two caseloads under two supervisors, each patient with live alerts, and a token per role."""
-
-    client: TestClient[Any, Any]
-    pool: asyncpg.Pool
-    service: ApiService
-    tokens: dict[str, str]
-    token_ids: dict[str, str]
-    alert_of: dict[str, str]  # patient -> one of their alert ids
-    house_report_id: str  # a sober-living report held for want of consent
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-    async def audit_rows(self, request_id: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM audit_log WHERE request_id = $1::uuid ORDER BY id", request_id
-        )
-
-
-def _course(patient_id: str, counselor: str, supervisor: str) -> Patient:
-    patient = Patient(patient_id)
-    patient.enrolled(counselor=counselor, supervisor=supervisor)
-    patient.checkin(at(1), craving=9)  # craving high
-    patient.checkin(at(2), craving=3, safety=True)  # a crisis: critical
-    patient.house(at(3), "curfew_violation")  # no consent for the house yet: held
-    return patient
-
-
-@pytest.fixture
-async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -> AsyncIterator[Clinic]:
-    from iopcare.topics import ensure_topics
-
-    ensure_topics(endpoints.kafka_bootstrap, unique_topics)
-    pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
-    assert pool is not None
-    store = EngagementStore(pool, clock="stream")
-    patients = {
-        "pt-a1": _course("pt-a1", "staff-c01", "staff-s01"),
-        "pt-a2": _course("pt-a2", "staff-c03", "staff-s01"),  # same team, another counselor
-        "pt-b1": _course("pt-b1", "staff-c02", "staff-s02"),
-    }
-    events = [e for p in patients.values() for e in p.events]
-    await store.commit_batch([AcceptedEvent(e, 0, n) for n, e in enumerate(events)], [])
-    alert_of = {
-        pid: await pool.fetchval(
-            "SELECT alert_id::text FROM alerts WHERE patient_id = $1 AND severity = 'critical'", pid
-        )
-        for pid in patients
-    }
-    assert all(alert_of.values())
-    tokens: dict[str, str] = {}
-    token_ids: dict[str, str] = {}
-    expires = NOW + timedelta(days=30)
-    async with pool.acquire() as connection:
-        for who, role, subject in [
-            ("c01", "counselor", "staff-c01"),
-            ("c02", "counselor", "staff-c02"),
-            ("s01", "supervisor", "staff-s01"),
-            ("integrator", "integrator", "ehr.clinic-a"),
-            ("ops", "ops", "prometheus"),
-        ]:
-            token_ids[who], tokens[who] = await create_token(connection, role, subject, expires_at=expires)
-    service = ApiService(
-        pool=pool,
-        pack=DEFAULT_PACK,
-        kafka_bootstrap=endpoints.kafka_bootstrap,
-        events_topic=unique_topics.events_topic,
-        clock="wall",
-        now=lambda: NOW,
-        limiter=FailedAuthLimiter(limit=5, window=60),
-    )
-    client = TestClient(TestServer(service.application()))
-    await client.start_server()
-    house_report = patients["pt-a1"].events[-1]
-    try:
-        yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id)
-    finally:
-        await client.close()
-        await pool.close()
 
 
 def _path(template: str, alert_id: str, patient_id: str) -> str:

@@ -54,7 +54,7 @@ from iopcare.api.models import (
 )
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import Principal, Role, authenticate
-from iopcare.contract import AlertState, InvalidEvent, Severity, decode_event, encode_event
+from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
 from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import consecutive_unexcused_misses, week_attendance
@@ -81,6 +81,8 @@ CARE_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor"})
 ALL_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor", "integrator", "ops"})
 
 REQUEST_ID = web.RequestKey("request_id", str)
+AUDITED = web.RequestKey("audited", bool)
+"""Set once a request's audit rows are written; a patient-data request refused before that gets one."""
 
 Handler = Callable[["ApiService", web.Request, Principal], Awaitable[web.Response]]
 
@@ -119,6 +121,7 @@ class Route:
     query: tuple[QueryParam, ...] = ()
     statuses: tuple[int, ...] = ()  # documented error statuses besides 401, 403 and 429
     patient_data: bool = True  # audited
+    action: str = ""  # the audit log's action for the route's requests
 
     @property
     def operation_id(self) -> str:
@@ -250,7 +253,16 @@ class ApiService:
             principal = await self._authenticate(request)
             if principal.role not in route.roles:
                 raise Refusal(403, "forbidden", f"the {principal.role} role may not call this route")
-            return await route.handler(self, request, principal)
+            try:
+                return await route.handler(self, request, principal)
+            except (Refusal, web.HTTPException):
+                # A bad parameter or body is refused before the handler reaches its audited work; it
+                # is still an attempt on patient data by an authenticated caller, so it is recorded.
+                if route.patient_data and not request.get(AUDITED, False):
+                    entry = self.entry(request, principal, route.action, "rejected")
+                    async with self.pool.acquire() as connection:
+                        await record_audit(connection, [entry])
+                raise
 
         return guarded
 
@@ -299,6 +311,7 @@ class ApiService:
         async with self.pool.acquire() as connection, connection.transaction():
             result, entries = await work(connection)
             await record_audit(connection, entries)
+        request[AUDITED] = True
         if isinstance(result, Refusal):
             raise result
         return result
@@ -483,9 +496,13 @@ def _action(body: BaseModel, subject: str, now: datetime) -> CounselorAction:
     if isinstance(body, SnoozeRequest):
         if body.until.tzinfo is None:
             raise Refusal(400, "bad_request", "until must carry a UTC offset")
-        if body.until > now + timedelta(days=90):
+        try:
+            until = body.until.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset that crosses the calendar's edge
+            raise Refusal(400, "bad_request", "until is out of range") from None
+        if until > now + timedelta(days=90):
             raise Refusal(400, "bad_request", "a snooze may last at most 90 days")
-        return Snooze(subject, body.until.astimezone(UTC), body.reason)
+        return Snooze(subject, until, body.reason)
     assert isinstance(body, ResolveRequest)
     return Resolve(subject, body.reason)
 
@@ -550,7 +567,7 @@ def _patient_summary(
 async def _ingest_events(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
     try:
         document = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's depth too
         raise Refusal(
             400, "bad_request", "the body is not JSON: send one event object or an array of them"
         ) from None
@@ -569,9 +586,10 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
     sends: list[tuple[int, str, str, asyncio.Future[Any]]] = []
     for index, item in enumerate(items):
         try:
-            if not isinstance(item, dict):
-                raise InvalidEvent("invalid_json", "each event must be a JSON object")
             event = decode_event(json.dumps(item, separators=(",", ":")).encode())
+            if event.time > datetime.now(UTC) + MAX_CLOCK_SKEW:
+                # The processor would dead-letter it (on the wall clock, as here): say so now.
+                raise InvalidEvent("future_time", "time: later than now + allowed skew")
         except InvalidEvent as exc:
             results[index] = IngestResult(
                 index=index, status="rejected", reason=exc.reason, detail=exc.detail
@@ -608,6 +626,7 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
         entries.append(api.entry(request, principal, "events.ingest", "rejected"))
     async with api.pool.acquire() as connection:
         await record_audit(connection, entries)
+    request[AUDITED] = True
     metrics.INGESTED.labels("accepted").inc(accepted)
     metrics.INGESTED.labels("rejected").inc(rejected)
     status = 503 if failed else 200 if not rejected else 207 if accepted else 422
@@ -742,6 +761,7 @@ ROUTES: tuple[Route, ...] = (
             QueryParam("cursor", "next_cursor of the previous page.", {"type": "string"}),
         ),
         statuses=(304, 400),
+        action="alerts.list",
     ),
     Route(
         "GET",
@@ -751,6 +771,7 @@ ROUTES: tuple[Route, ...] = (
         "An alert with its evidence, its history and the patient's recent events",
         AlertDetail,
         statuses=(404,),
+        action="alert.read",
     ),
     Route(
         "POST",
@@ -761,6 +782,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=AcknowledgeRequest,
         statuses=(400, 404, 409),
+        action="alert.acknowledge",
     ),
     Route(
         "POST",
@@ -771,6 +793,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=SnoozeRequest,
         statuses=(400, 404, 409),
+        action="alert.snooze",
     ),
     Route(
         "POST",
@@ -781,6 +804,7 @@ ROUTES: tuple[Route, ...] = (
         AlertSummary,
         request=ResolveRequest,
         statuses=(400, 404, 409),
+        action="alert.resolve",
     ),
     Route(
         "GET",
@@ -790,6 +814,7 @@ ROUTES: tuple[Route, ...] = (
         "A patient's engagement summary: attendance this week, risk score and trend, live alerts",
         PatientSummary,
         statuses=(404,),
+        action="patient.read",
     ),
     Route(
         "POST",
@@ -799,5 +824,6 @@ ROUTES: tuple[Route, ...] = (
         "Publish one event or an array of up to 500, validated against the event contract",
         IngestResponse,
         statuses=(207, 400, 413, 422, 503),
+        action="events.ingest",
     ),
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
@@ -496,6 +496,10 @@ DeadLetterReason = Literal[
     "store_rejected",  # valid by the contract, but Postgres refused to store it
 ]
 """Why a message went to the dead-letter topic instead of being processed."""
+
+MAX_CLOCK_SKEW = timedelta(days=1)
+"""How far past the wall clock an event's time may be; later is ``future_time`` (in the processor and
+in the API's ingest, so both refuse the same events)."""
 
 
 class InvalidEvent(Exception):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from iopcare.contract import DeadLetterReason, InvalidEvent, decode_event
+from iopcare.contract import MAX_CLOCK_SKEW, DeadLetterReason, InvalidEvent, decode_event
 from iopcare.processor import metrics
 from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStore, RejectedRecord
 
@@ -61,7 +61,7 @@ class EngagementPipeline:
         store: EngagementStore,
         send_dead_letters: DeadLetterSink,
         *,
-        max_clock_skew: timedelta = timedelta(days=1),
+        max_clock_skew: timedelta = MAX_CLOCK_SKEW,
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
