@@ -162,7 +162,10 @@ def _absurd_time(event: InboundEvent, rng: random.Random, _: int) -> Bad:
             ("1970-01-01T00:00:00+25:00", "schema_violation"),
         ]
     )
-    return Bad(_key(event), json.dumps(_set(document, ("time",), when[0])).encode(), when[1])
+    reason = when[1]
+    if reason == "future_time" and event.type == "iop.consent.granted":
+        reason = "schema_violation"  # the grant's expiry now falls before it: the schema says so first
+    return Bad(_key(event), json.dumps(_set(document, ("time",), when[0])).encode(), reason)
 
 
 # Where an injection string is refused by the contract; ``id`` and ``source`` accept printable

@@ -135,13 +135,7 @@ async def test_hostile_ingest_bodies_are_rejected_with_reasons_and_valid_events_
     start = (datetime.now(UTC) - timedelta(days=30)).date()
     valid: list[InboundEvent] = generate_cohort(3, seed=56, start=start, days=14)
     # A key that is not the subject cannot happen over HTTP: the API keys each event by its subject.
-    # A future time on a consent grant also puts its expiry before the grant, which the contract
-    # calls a schema_violation first (the processor too): hostile.py's label for it is wrong.
-    bad = [
-        b
-        for b in bad_messages(valid, BAD_EVENTS, rng)
-        if b.reason != "key_mismatch" and not (b.reason == "future_time" and b"consent.granted" in b.value)
-    ]
+    bad = [b for b in bad_messages(valid, BAD_EVENTS, rng) if b.reason != "key_mismatch"]
     headers = clinic.auth("integrator")
     accepted: list[str] = []
     rejected_by_reason: dict[str, int] = {}
