@@ -97,12 +97,14 @@ class PytestFile:
     failed: int
     skipped: int
     seconds: float
+    recorded: dict[str, str] = field(default_factory=dict)  # the tests' record_property figures
 
     def outcome(self) -> Outcome:
         figures = {
             "tests passed": str(self.passed),
             "failed": str(self.failed),
             "seconds": f"{self.seconds:.0f}",
+            **self.recorded,
         }
         if self.skipped:
             figures["skipped"] = str(self.skipped)
@@ -145,14 +147,17 @@ def junit_by_file(junit: Path) -> list[PytestFile]:
     """Passed/failed/skipped counts per test file from a JUnit XML report (xunit1: ``file`` given)."""
     counts: dict[str, Counter[str]] = {}
     seconds: Counter[str] = Counter()
+    recorded: dict[str, dict[str, str]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         path = case.get("file") or _file_of(case.get("classname", ""))
+        for prop in case.iter("property"):
+            recorded.setdefault(path, {})[prop.get("name", "?").replace("_", " ")] = prop.get("value", "")
         kinds = {child.tag for child in case}
         verdict = "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed"
         counts.setdefault(path, Counter())[verdict] += 1
         seconds[path] += float(case.get("time") or 0)
     return [
-        PytestFile(path, c["passed"], c["failed"], c["skipped"], seconds[path])
+        PytestFile(path, c["passed"], c["failed"], c["skipped"], seconds[path], recorded.get(path, {}))
         for path, c in sorted(counts.items())
     ]
 
