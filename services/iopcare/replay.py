@@ -68,10 +68,8 @@ def read_events(
             read += len(line)
             if not line.strip():
                 continue
-            try:
-                event = decode_event(line.rstrip(b"\r\n"))
-            except InvalidEvent as exc:
-                invalid[exc.reason] = invalid.get(exc.reason, 0) + 1
+            event = _decoded(line, invalid)
+            if event is None:
                 continue
             events += 1
             if progress is not None and events % 5000 == 0:
@@ -79,6 +77,15 @@ def read_events(
             yield event
     if progress is not None:
         progress(total, total, events)
+
+
+def _decoded(line: bytes, invalid: dict[str, int]) -> InboundEvent | None:
+    """The line's event, validated as the processor validates it; None (counted by reason) if invalid."""
+    try:
+        return decode_event(line.rstrip(b"\r\n"))
+    except InvalidEvent as exc:
+        invalid[exc.reason] = invalid.get(exc.reason, 0) + 1
+        return None
 
 
 def default_jobs(path: Path) -> int:
@@ -261,10 +268,8 @@ def _shard_stream(
                 found = _SUBJECT.search(line)
                 if (shard_of(found.group(1), shards) if found else 0) != index:
                     continue
-                try:
-                    event = decode_event(line.rstrip(b"\r\n"))
-                except InvalidEvent as exc:
-                    invalid[exc.reason] = invalid.get(exc.reason, 0) + 1
+                event = _decoded(line, invalid)
+                if event is None:
                     continue
                 if shard_of(event.subject.encode(), shards) != index:
                     raise _SplitAbandoned

@@ -126,7 +126,7 @@ class BenchEnvironment:
         else:
             broker = f"external Kafka at {self.kafka_bootstrap}"
             postgres = f"external Postgres {postgres} ({postgres_settings})"
-        cpu, memory_kib, os_name = _host()
+        cpu, memory_kib, os_name = host()
         libraries = ", ".join(
             f"{name} {metadata.version(name)}"
             for name in ("faust-streaming", "aiokafka", "kafka-python", "asyncpg", "pydantic")
@@ -144,7 +144,7 @@ class BenchEnvironment:
         )
 
 
-def _host() -> tuple[str, int, str]:
+def host() -> tuple[str, int, str]:
     """CPU model, memory (KiB) and OS of this machine."""
     cpu, memory_kib, os_name = "unknown", 0, platform.platform()
     with contextlib.suppress(OSError):

@@ -30,7 +30,7 @@ from iopcare.domain.intake import replay as fold_all
 from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.domain.rules.backtest import backtest
 from iopcare.replay import default_jobs, read_events, replay_file
-from tests.bench.environment import Machine, _host
+from tests.bench.environment import Machine, host
 from tests.bench.processes import machine_busy_seconds
 
 BEGIN = (
@@ -119,7 +119,7 @@ def measure(
     say: Callable[[str], None] = print,
 ) -> ReplayReport:
     """Generate the cohort, then time every stage ``repeat`` times (interleaved)."""
-    cpu, _, _ = _host()
+    cpu, _, _ = host()
     with tempfile.TemporaryDirectory(prefix="iopcare-bench-replay-") as folder:
         started = time.perf_counter()
         path, count = _cohort_file(Path(folder), patients, days)

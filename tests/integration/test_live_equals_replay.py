@@ -18,23 +18,10 @@ from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
+from tests.comparisons import ALERT_FIELDS
 from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
-
-# Compared field by field; raised_at and escalation times follow from these on the stream clock.
-_FIELDS = (
-    "rule_id",
-    "severity",
-    "state",
-    "occurrences",
-    "escalated",
-    "first_seen_at",
-    "last_seen_at",
-    "raised_at",
-    "title",
-    "explanation",
-)
 
 
 def _watermark(events: list, partitions: int) -> datetime:
@@ -101,11 +88,11 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
 
     replayed = run_backtest(events, DEFAULT_PACK, until=until).alerts
     live = {
-        row["dedup_key"]: {f: row[f] for f in _FIELDS} | {"event_ids": tuple(row["event_ids"])}
+        row["dedup_key"]: {f: row[f] for f in ALERT_FIELDS} | {"event_ids": tuple(row["event_ids"])}
         for row in rows
     }
     expected = {
-        key: {f: getattr(alert, f) for f in _FIELDS} | {"event_ids": alert.event_ids}
+        key: {f: getattr(alert, f) for f in ALERT_FIELDS} | {"event_ids": alert.event_ids}
         for key, alert in replayed.items()
     }
     assert len(expected) > 50, "the cohort should raise a fair number of alerts"

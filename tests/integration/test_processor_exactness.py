@@ -10,7 +10,6 @@ the lateness window, poison records between valid ones, partitions split between
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import random
 import time
@@ -34,6 +33,7 @@ from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
+from tests.comparisons import state_differences
 from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
@@ -111,22 +111,6 @@ def _inversions_per_patient(stream: Sequence[InboundEvent]) -> dict[str, int]:
     return inversions
 
 
-def _differences(actual: dict[str, PatientState], expected: dict[str, PatientState]) -> list[str]:
-    """Per patient, the state fields that differ (readable where a 20k-event dict diff is not)."""
-    found: list[str] = []
-    for patient in sorted(actual.keys() | expected.keys()):
-        mine, theirs = actual.get(patient), expected.get(patient)
-        if mine is None or theirs is None:
-            found.append(f"{patient}: {'missing' if mine is None else 'not in the replay'}")
-            continue
-        fields = [
-            f.name for f in dataclasses.fields(theirs) if getattr(mine, f.name) != getattr(theirs, f.name)
-        ]
-        if fields:
-            found.append(f"{patient}: {', '.join(fields)}")
-    return found
-
-
 async def _wait_until_processed(
     database_url: str, events: Sequence[InboundEvent], within: float = 120
 ) -> None:
@@ -148,7 +132,7 @@ async def _assert_converged(
     """State of every patient == the replay; event log == the distinct events; so many dead letters."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        assert _differences(await EngagementStore(pool).load_states(), expected) == []
+        assert state_differences(await EngagementStore(pool).load_states(), expected) == []
         async with pool.acquire() as connection:
             logged = await connection.fetch("SELECT source, event_id, patient_id, event_type FROM event_log")
             columns = await connection.fetch(

@@ -1,4 +1,5 @@
-"""Real processor workers as subprocesses, for integration tests (no in-process fakes)."""
+"""Real iopcare services (processor workers, the API) as subprocesses, for integration tests (no
+in-process fakes)."""
 
 from __future__ import annotations
 
@@ -18,22 +19,25 @@ from iopcare.embedded.runtime import free_port
 from iopcare.settings import Settings
 
 
-class WorkerProcess:
-    """`iopcare worker` in its own process, with its output in a log file."""
+class ServiceProcess:
+    """An ``iopcare`` service (``worker``, ``api``) in its own process on the given broker, database
+    and topics, with its output in a log file and its web server on a free port."""
+
+    role = "service"
 
     def __init__(
         self,
+        arguments: list[str],
         kafka: str,
         database_url: str,
         settings: Settings,
         log_dir: Path,
-        app_id: str,
-        name: str = "w1",
+        log_name: str,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        self.app_id = app_id
         self.port = free_port()
-        self.log_path = log_dir / f"worker-{name}.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{log_name}.log"
         env = dict(
             os.environ,
             IOPCARE_KAFKA_BOOTSTRAP=kafka,
@@ -42,12 +46,11 @@ class WorkerProcess:
             IOPCARE_DEAD_LETTER_TOPIC=settings.dead_letter_topic,
             IOPCARE_ALERTS_TOPIC=settings.alerts_topic,
             IOPCARE_TOPIC_PARTITIONS=str(settings.topic_partitions),
-            IOPCARE_PROCESSOR_APP_ID=app_id,
             **(extra_env or {}),
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "iopcare.cli", "worker", "--web-port", str(self.port)],
+            [sys.executable, "-m", "iopcare.cli", *arguments, str(self.port)],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -69,21 +72,54 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def _get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
             return str(response.read().decode())
 
-    async def wait_healthy(self, within: float = 60) -> None:
-        """Wait until the worker's web server answers ``/healthz`` (it has started its app)."""
+    async def wait_for(self, path: str, within: float) -> None:
+        """Wait until ``path`` answers 200; fails at once if the process exits."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.role} exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+                )
             try:
-                await asyncio.to_thread(self._get, "/healthz")
+                await asyncio.to_thread(self._get, path)
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 await asyncio.sleep(0.2)
-        raise TimeoutError(f"worker not healthy within {within}s:\n{self.log()[-3000:]}")
+        raise TimeoutError(f"{self.role} not answering {path} within {within}s:\n{self.log()[-3000:]}")
+
+
+class WorkerProcess(ServiceProcess):
+    """`iopcare worker` in its own process, with its output in a log file."""
+
+    role = "worker"
+
+    def __init__(
+        self,
+        kafka: str,
+        database_url: str,
+        settings: Settings,
+        log_dir: Path,
+        app_id: str,
+        name: str = "w1",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.app_id = app_id
+        super().__init__(
+            ["worker", "--web-port"],
+            kafka,
+            database_url,
+            settings,
+            log_dir,
+            f"worker-{name}",
+            {"IOPCARE_PROCESSOR_APP_ID": app_id, **(extra_env or {})},
+        )
+
+    async def wait_healthy(self, within: float = 60) -> None:
+        """Wait until the worker's web server answers ``/healthz`` (it has started its app)."""
+        await self.wait_for("/healthz", within)
 
     async def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` (e.g. ``iopcare_events_processed_total``) on the worker's

@@ -11,7 +11,6 @@ allowed there: consumers dedupe by the CloudEvent id, and the figures say how ma
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import threading
@@ -36,21 +35,10 @@ from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
+from tests.comparisons import ALERT_FIELDS, state_differences
 from tests.integration.workers import WorkerProcess
+from tests.reliability.harness import Env
 
-# Alert columns compared with the backtest (as tests/integration/test_live_equals_replay.py does).
-ALERT_FIELDS = (
-    "rule_id",
-    "severity",
-    "state",
-    "occurrences",
-    "escalated",
-    "first_seen_at",
-    "last_seen_at",
-    "raised_at",
-    "title",
-    "explanation",
-)
 # The stream clock makes the outcome deterministic; frequent sweeps make it settle quickly.
 STREAM_CLOCK = {"IOPCARE_CLOCK": "stream", "IOPCARE_SWEEP_INTERVAL_SECONDS": "0.5"}
 
@@ -363,21 +351,6 @@ class Verdict:
     figures: dict[str, str] = field(default_factory=dict)
 
 
-def _state_differences(actual: dict[str, PatientState], expected: dict[str, PatientState]) -> list[str]:
-    found: list[str] = []
-    for patient in sorted(actual.keys() | expected.keys()):
-        mine, theirs = actual.get(patient), expected.get(patient)
-        if mine is None or theirs is None:
-            found.append(f"{patient}: {'missing' if mine is None else 'not in the replay'}")
-            continue
-        fields = [
-            f.name for f in dataclasses.fields(theirs) if getattr(mine, f.name) != getattr(theirs, f.name)
-        ]
-        if fields:
-            found.append(f"{patient}: {', '.join(fields)}")
-    return found
-
-
 async def verify(
     database_url: str, kafka: str, topics: Settings, expected: Expected, *, within: float = 120
 ) -> Verdict:
@@ -405,7 +378,7 @@ async def verify(
     finally:
         await pool.close()
 
-    differing = _state_differences(states, expected.states)
+    differing = state_differences(states, expected.states)
     if differing:
         failures.append(f"{len(differing)} patient states differ from the replay, e.g. {differing[:3]}")
     distinct = {(e.source, e.id) for e in expected.events}
@@ -456,3 +429,24 @@ async def verify(
         }
     )
     return verdict
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a fault scenario runs on: the cohort's expected outcome, and fresh topics, database and
+    stream-clock workers of its own."""
+
+    expected: Expected
+    topics: Settings
+    database: str
+    fleet: Fleet
+
+
+async def stage(env: Env, label: str, patients: int, seed: int, partitions: int) -> Stage:
+    expected = await asyncio.to_thread(expect, cohort(patients, seed=seed, partitions=partitions), partitions)
+    topics = env.fresh_topics(label, partitions)
+    database = await env.fresh_database(label)
+    fleet = Fleet(
+        env.kafka_bootstrap, database, topics, env.logs(label), f"rel-{label}-{env.run_id}", STREAM_CLOCK
+    )
+    return Stage(expected, topics, database, fleet)

@@ -11,7 +11,6 @@ results come back through pytest's JUnit XML, one row per file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.settings import Settings
+from tests.bench.environment import host
 from tests.databases import create_migrated, drop, fresh_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -193,20 +193,7 @@ def _cell(text: str) -> str:
 
 def machine() -> str:
     """Cores, CPU model and memory of this machine, and the OS."""
-    cpu, memory_kib = "unknown CPU", 0
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            cpu,
-        )
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_kib = int(line.split()[1])
+    cpu, memory_kib, _ = host()
     return (
         f"{os.cpu_count()} cores, {cpu}, {memory_kib / 1024 / 1024:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"

@@ -16,13 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.reliability.exactness import (
-    STREAM_CLOCK,
     Fleet,
     PacedStream,
-    cohort,
     counts,
-    expect,
     healthy,
+    stage,
     verify,
     wait_processed,
 )
@@ -47,14 +45,8 @@ QUICK = Plan(patients=12, rate=400, kills=3, gap=(1.5, 3.5), catch_up_within=240
 
 async def run(env: Env, quick: bool) -> Outcome:
     plan = QUICK if quick else FULL
-    expected = await asyncio.to_thread(
-        expect, cohort(plan.patients, seed=61, partitions=PARTITIONS), PARTITIONS
-    )
-    topics = env.fresh_topics("crash", PARTITIONS)
-    database = await env.fresh_database("crash")
-    fleet = Fleet(
-        env.kafka_bootstrap, database, topics, env.logs("crash"), f"rel-crash-{env.run_id}", STREAM_CLOCK
-    )
+    ground = await stage(env, "crash", plan.patients, seed=61, partitions=PARTITIONS)
+    expected, topics, database, fleet = ground.expected, ground.topics, ground.database, ground.fleet
     figures = {"events": f"{len(expected.events):,}", "workers": "2"}
     failures: list[str] = []
     moments = random.Random()  # random on purpose: each run kills at other moments

@@ -18,12 +18,9 @@ from dataclasses import dataclass
 
 from tests.integration.workers import WorkerProcess
 from tests.reliability.exactness import (
-    STREAM_CLOCK,
-    Fleet,
     PacedStream,
-    cohort,
-    expect,
     healthy,
+    stage,
     until,
     verify,
     wait_processed,
@@ -64,14 +61,8 @@ async def run(env: Env, quick: bool) -> Outcome:
         )
     runtime = env.runtime
     plan = QUICK if quick else FULL
-    expected = await asyncio.to_thread(
-        expect, cohort(plan.patients, seed=63, partitions=PARTITIONS), PARTITIONS
-    )
-    topics = env.fresh_topics("outage", PARTITIONS)
-    database = await env.fresh_database("outage")
-    fleet = Fleet(
-        env.kafka_bootstrap, database, topics, env.logs("outage"), f"rel-outage-{env.run_id}", STREAM_CLOCK
-    )
+    ground = await stage(env, "outage", plan.patients, seed=63, partitions=PARTITIONS)
+    expected, topics, database, fleet = ground.expected, ground.topics, ground.database, ground.fleet
     total = len(expected.payloads)
     figures = {"events": f"{total:,}", "workers": "2"}
     failures: list[str] = []

@@ -8,17 +8,13 @@ with records in flight on both sides; the outcome must still meet the standard o
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 from tests.reliability.exactness import (
-    STREAM_CLOCK,
-    Fleet,
     PacedStream,
-    cohort,
-    expect,
     healthy,
+    stage,
     until,
     verify,
     wait_processed,
@@ -42,19 +38,8 @@ QUICK = Plan(patients=12, rate=300, catch_up_within=240)
 
 async def run(env: Env, quick: bool) -> Outcome:
     plan = QUICK if quick else FULL
-    expected = await asyncio.to_thread(
-        expect, cohort(plan.patients, seed=62, partitions=PARTITIONS), PARTITIONS
-    )
-    topics = env.fresh_topics("rebalance", PARTITIONS)
-    database = await env.fresh_database("rebalance")
-    fleet = Fleet(
-        env.kafka_bootstrap,
-        database,
-        topics,
-        env.logs("rebalance"),
-        f"rel-rebalance-{env.run_id}",
-        STREAM_CLOCK,
-    )
+    ground = await stage(env, "rebalance", plan.patients, seed=62, partitions=PARTITIONS)
+    expected, topics, database, fleet = ground.expected, ground.topics, ground.database, ground.fleet
     total = len(expected.payloads)
     figures = {"events": f"{total:,}"}
     failures: list[str] = []

@@ -741,6 +741,22 @@ _SEVERITY_PARAM = QueryParam(
     "severity", "Severities to list (repeatable).", {"type": "string", "enum": list(SEVERITIES)}, True
 )
 
+
+def _action_route(verb: str, body: type[BaseModel], summary: str) -> Route:
+    """``POST /v1/alerts/{alert_id}/<verb>``: a counselor's action on an alert."""
+    return Route(
+        "POST",
+        f"/v1/alerts/{{alert_id}}/{verb}",
+        _action_handler(verb, body),
+        CARE_ROLES,
+        summary,
+        AlertSummary,
+        request=body,
+        statuses=(400, 404, 409),
+        action=f"alert.{verb}",
+    )
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/me", _me, ALL_ROLES, "Who the token belongs to", Me, patient_data=False),
     Route(
@@ -773,39 +789,11 @@ ROUTES: tuple[Route, ...] = (
         statuses=(404,),
         action="alert.read",
     ),
-    Route(
-        "POST",
-        "/v1/alerts/{alert_id}/acknowledge",
-        _action_handler("acknowledge", AcknowledgeRequest),
-        CARE_ROLES,
-        "Acknowledge an alert (it stops escalating), with an optional note",
-        AlertSummary,
-        request=AcknowledgeRequest,
-        statuses=(400, 404, 409),
-        action="alert.acknowledge",
+    _action_route(
+        "acknowledge", AcknowledgeRequest, "Acknowledge an alert (it stops escalating), with an optional note"
     ),
-    Route(
-        "POST",
-        "/v1/alerts/{alert_id}/snooze",
-        _action_handler("snooze", SnoozeRequest),
-        CARE_ROLES,
-        "Snooze an alert until a time, with a reason; it reopens then",
-        AlertSummary,
-        request=SnoozeRequest,
-        statuses=(400, 404, 409),
-        action="alert.snooze",
-    ),
-    Route(
-        "POST",
-        "/v1/alerts/{alert_id}/resolve",
-        _action_handler("resolve", ResolveRequest),
-        CARE_ROLES,
-        "Resolve an alert, with the reason",
-        AlertSummary,
-        request=ResolveRequest,
-        statuses=(400, 404, 409),
-        action="alert.resolve",
-    ),
+    _action_route("snooze", SnoozeRequest, "Snooze an alert until a time, with a reason; it reopens then"),
+    _action_route("resolve", ResolveRequest, "Resolve an alert, with the reason"),
     Route(
         "GET",
         "/v1/patients/{patient_id}",
