@@ -1,10 +1,13 @@
 """Craving: high, or rising over the last check-ins (with recent use, the strongest lapse predictors).
 
-High cravings (or rises) no more than ``episode_gap_days`` apart are one episode. A high-craving
-episode clears at the first check-in after the gap has passed without another high craving.
+High cravings (or rises) no more than ``episode_gap_days`` apart are one episode. An episode
+clears at the first check-in after the gap has passed without another high craving (or rise).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
 
 from iopcare.contract import CheckInSubmitted
 from iopcare.domain.engagement import CheckInRecord, PatientState
@@ -26,12 +29,29 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
     index = checkin_index(checkins, event.id)
     if index < 0:
         return []
-    current = checkins[index]
-    if current.craving < rule.at_least:
-        return _high_craving_over(checkins, index, pack)
-    high = [c for c in checkins[: index + 1] if c.craving >= rule.at_least]
-    episode = high[chain_start([c.at for c in high], len(high) - 1, rule.gap) :]
+
+    def high(k: int) -> bool:
+        return checkins[k].craving >= rule.at_least
+
+    findings: list[Finding] = []
     zone = pack.program_calendar.zone
+    last = _last_of_ended_episode(checkins, index, rule.gap, high)
+    if last is not None:
+        findings.append(
+            clearance(
+                "craving_high",
+                f"no craving of {rule.at_least} or more for over {rule.episode_gap_days} days since "
+                f"{day(checkins[last].at, zone)} (craving {checkins[index].craving} on "
+                f"{day(checkins[index].at, zone)})",
+                checkins[index].at,
+                checkins[_first_of_episode(checkins, last, rule.gap, high)].event_id,
+            )
+        )
+    if not high(index):
+        return findings
+    current = checkins[index]
+    episode = checkins[_first_of_episode(checkins, index, rule.gap, high) : index + 1]
+    episode = [c for c in episode if c.craving >= rule.at_least]
     earlier = (
         f" Craving has been {rule.at_least} or more {len(episode)} times since {day(episode[0].at, zone)}: "
         + listing([f"{day(c.at, zone)}: {c.craving}" for c in episode])
@@ -39,7 +59,7 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
         if len(episode) > 1
         else ""
     )
-    return [
+    findings.append(
         signal(
             "craving_high",
             rule,
@@ -60,39 +80,37 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
                 "episode_gap_days": rule.episode_gap_days,
             },
         )
-    ]
+    )
+    return findings
 
 
-def _high_craving_over(checkins: list[CheckInRecord], index: int, pack: RulePack) -> list[Finding]:
-    """The first check-in more than the gap after the last high craving ends that episode."""
-    rule = pack.rules.craving_high
+def _first_of_episode(
+    checkins: list[CheckInRecord], last: int, gap: timedelta, trigger: Callable[[int], bool]
+) -> int:
+    """Index of the first trigger of the episode whose trigger is at ``last``: walking back, the
+    episode goes on while each trigger follows the one before it within ``gap``."""
+    triggers = [k for k in range(last + 1) if trigger(k)]
+    return triggers[chain_start([checkins[k].at for k in triggers], len(triggers) - 1, gap)]
+
+
+def _last_of_ended_episode(
+    checkins: list[CheckInRecord], index: int, gap: timedelta, trigger: Callable[[int], bool]
+) -> int | None:
+    """If the check-in at ``index`` is the first one more than ``gap`` after an episode's last
+    trigger, that trigger's index (the episode is over); else None."""
     if index == 0:
-        return []
-    current, previous = checkins[index], checkins[index - 1]
-    # The episode ends here if its last high craving is within the gap of the previous check-in
-    # but no longer of this one.
-    still_open, open_before = current.at - rule.gap, previous.at - rule.gap
+        return None
+    still_open, open_before = checkins[index].at - gap, checkins[index - 1].at - gap
     last = index - 1
     while last >= 0 and checkins[last].at >= still_open:
-        if checkins[last].craving >= rule.at_least:
-            return []
+        if trigger(last):
+            return None
         last -= 1
-    while last >= 0 and checkins[last].at >= open_before and checkins[last].craving < rule.at_least:
+    while last >= 0 and checkins[last].at >= open_before and not trigger(last):
         last -= 1
     if last < 0 or checkins[last].at < open_before:
-        return []
-    high = [c for c in checkins[: last + 1] if c.craving >= rule.at_least]
-    first = high[chain_start([c.at for c in high], len(high) - 1, rule.gap)]
-    zone = pack.program_calendar.zone
-    return [
-        clearance(
-            "craving_high",
-            f"no craving of {rule.at_least} or more for over {rule.episode_gap_days} days since "
-            f"{day(checkins[last].at, zone)} (craving {current.craving} on {day(current.at, zone)})",
-            current.at,
-            first.event_id,
-        )
-    ]
+        return None
+    return last
 
 
 def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack) -> list[Finding]:
@@ -101,28 +119,39 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
     checkins = state.checkins
     index = checkin_index(checkins, event.id)
     span = rule.checkins - 1
-    if index < span:
+
+    def rise(k: int) -> bool:
+        return k >= span and checkins[k].craving - checkins[k - span].craving >= rule.rise_at_least
+
+    if index < 0:
         return []
-    window = checkins[index - span : index + 1]
-    rise = window[-1].craving - window[0].craving
-    if rise < rule.rise_at_least:
-        return []
-    # The episode's first rise: walk back over earlier rises, each within the gap of the next.
-    first, i = window[-1], index - 1
-    while i >= span and first.at - checkins[i].at <= rule.gap:
-        if checkins[i].craving - checkins[i - span].craving >= rule.rise_at_least:
-            first = checkins[i]
-        i -= 1
+    findings: list[Finding] = []
     zone = pack.program_calendar.zone
-    return [
+    last = _last_of_ended_episode(checkins, index, rule.gap, rise)
+    if last is not None:
+        findings.append(
+            clearance(
+                "craving_rising",
+                f"no further rise in craving for over {rule.episode_gap_days} days since "
+                f"{day(checkins[last].at, zone)} (craving {checkins[index].craving} on "
+                f"{day(checkins[index].at, zone)})",
+                checkins[index].at,
+                checkins[_first_of_episode(checkins, last, rule.gap, rise)].event_id,
+            )
+        )
+    if not rise(index):
+        return findings
+    window = checkins[index - span : index + 1]
+    rising = window[-1].craving - window[0].craving
+    findings.append(
         signal(
             "craving_rising",
             rule,
             severity=rule.severity,
-            episode=first.event_id,
+            episode=checkins[_first_of_episode(checkins, index, rule.gap, rise)].event_id,
             title=f"Craving rising: {window[0].craving} to {window[-1].craving} over {len(window)} check-ins",
             explanation=(
-                f"Craving rose by {rise} points over the last {len(window)} check-ins ("
+                f"Craving rose by {rising} points over the last {len(window)} check-ins ("
                 + listing([f"{day(c.at, zone)}: {c.craving}" for c in window])
                 + f"); a rise of {rule.rise_at_least} or more is an early warning of a lapse."
             ),
@@ -132,9 +161,10 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
             facts={
                 "craving_first": window[0].craving,
                 "craving_last": window[-1].craving,
-                "rise": rise,
+                "rise": rising,
                 "rise_threshold": rule.rise_at_least,
                 "checkins": len(window),
             },
         )
-    ]
+    )
+    return findings

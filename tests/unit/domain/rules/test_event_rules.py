@@ -37,6 +37,10 @@ def _only_signal(findings: list) -> Signal:
     return signal
 
 
+def _of(findings: list, rule_id: str) -> list:
+    return [f for f in findings if f.rule_id == rule_id]
+
+
 def _signal(findings: list, rule_id: str) -> Signal:
     (signal,) = [f for f in findings if isinstance(f, Signal) and f.rule_id == rule_id]
     return signal
@@ -199,6 +203,46 @@ def test_craving_rising_3_points_over_3_checkins_is_one_episode_while_it_keeps_r
     )
     patient.checkin(at(14, 20), craving=7)
     assert _only_signal(findings_after(patient.events)).episode == rise.id
+
+
+def test_craving_rising_clears_at_the_first_checkin_over_a_week_after_its_last_rise() -> None:
+    patient = _enrolled(checkins_until=9)
+    patient.checkin(at(9, 20), craving=2)
+    patient.checkin(at(10, 20), craving=3)
+    rise = patient.checkin(at(11, 20), craving=5)  # Fri 13 Mar: 2 to 5
+    assert brief(findings_after(patient.events)) == [("signal", "craving_rising", "medium", rise.id)]
+    patient.checkin(at(12, 20), craving=6)  # 3 to 6: rising still, the same episode
+    assert _only_signal(findings_after(patient.events)).episode == rise.id
+    for day in range(13, 20):  # craving stays at 6 and rises no more
+        patient.checkin(at(day, 20), craving=6)
+        assert findings_after(patient.events) == []  # within 7 days of the last rise (Sat 14 Mar)
+    eased = patient.checkin(at(20, 20), craving=6)
+    (cleared,) = findings_after(patient.events)
+    assert isinstance(cleared, Clearance)
+    assert (cleared.rule_id, cleared.episode, cleared.at) == ("craving_rising", rise.id, eased.time)
+    assert cleared.reason == (
+        "no further rise in craving for over 7 days since Sat 14 Mar (craving 6 on Sun 22 Mar)"
+    )
+    patient.checkin(at(21, 20), craving=3)  # 6 to 3: a fall
+    assert findings_after(patient.events) == []  # cleared once
+    patient.checkin(at(22, 20), craving=3)
+    patient.checkin(at(23, 20), craving=4)
+    again = patient.checkin(at(24, 20), craving=6)  # 3 to 6 over 3 check-ins: a new episode
+    assert brief(findings_after(patient.events)) == [("signal", "craving_rising", "medium", again.id)]
+
+
+def test_a_craving_episode_that_went_quiet_without_checkins_clears_when_the_next_one_starts() -> None:
+    # No check-in in the gap: the check-in that starts the next episode also ends the last one.
+    patient = _enrolled(checkins_until=8)
+    first = patient.checkin(at(8, 20), craving=9)
+    assert brief(_of(findings_after(patient.events), "craving_high")) == [
+        ("signal", "craving_high", "medium", first.id)
+    ]
+    again = patient.checkin(at(17, 20), craving=8)  # 9 days later
+    assert brief(_of(findings_after(patient.events), "craving_high")) == [
+        ("clear", "craving_high", None, first.id),
+        ("signal", "craving_high", "medium", again.id),
+    ]
 
 
 # --- attendance ------------------------------------------------------------------------------------
