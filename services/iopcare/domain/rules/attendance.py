@@ -10,15 +10,21 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
 from iopcare.contract import PatientEnrolled, SessionAttended, SessionMissed
-from iopcare.domain.engagement import FellowshipMeeting, PatientState, SessionRecord, WeeklyPlan
+from iopcare.domain.engagement import (
+    DEFAULT_TUNING,
+    FellowshipMeeting,
+    PatientState,
+    SessionRecord,
+    WeeklyPlan,
+)
 from iopcare.domain.rules.evidence import chain_start, clearance, signal
 from iopcare.domain.rules.pack import RulePack
-from iopcare.domain.rules.wording import count, day, day_time, listing
-from iopcare.domain.signals import Finding
+from iopcare.domain.rules.wording import count, day, day_time, listing, ordinal
+from iopcare.domain.signals import FactValue, Finding
 
 MISSES_ACTION = (
     "Reach the patient within a day: ask what is getting in the way (transport, work, childcare, "
@@ -44,6 +50,13 @@ FELLOWSHIP_ACTION = (
 
 WEEK = timedelta(days=7)
 DAY = timedelta(days=1)
+DAY_SECONDS = 86400
+KEPT_WEEKS = DEFAULT_TUNING.retention // WEEK
+"""The program weeks of history the patient state keeps (6): how far back a week close can look."""
+RENAME_EVERY = max(1, KEPT_WEEKS - 1)
+"""A run of short weeks longer than the history kept goes on under a new name every this many
+weeks (5). At a week close the state holds at least this many closed weeks in full (the grace is at
+most 72 hours), so the name is always one of the weeks in sight."""
 
 
 def _miss(session: SessionRecord) -> bool:
@@ -345,6 +358,9 @@ class WeekAgainstPlan:
     missed_excused: int
     session_event_ids: tuple[str, ...]  # latest first
     meeting_event_ids: tuple[str, ...]  # latest first
+    # When the latest attendance or miss of the week was recorded (event time): a record after the
+    # week closed may have changed what its close saw.
+    recorded_until: datetime | None = None
 
     @property
     def sessions_short(self) -> list[str]:
@@ -421,7 +437,10 @@ def _tally(
     done = {"group": 0, "individual": 0, "family": 0}
     excused = {"group": 0, "individual": 0, "family": 0}
     minutes = excused_minutes = unexcused = 0
+    recorded_until: datetime | None = None
     for session in sessions:
+        if session.status != "scheduled" and (recorded_until is None or session.decided_at > recorded_until):
+            recorded_until = session.decided_at
         if session.status == "attended":
             done[session.kind] += 1
             minutes += session.duration_minutes
@@ -450,12 +469,14 @@ def _tally(
         missed_excused=sum(excused.values()),
         session_event_ids=tuple(s.event_id for s in sessions),
         meeting_event_ids=tuple(m.event_id for m in reversed(meetings)),
+        recorded_until=recorded_until,
     )
 
 
-WEEKS_AT_A_TIME = 5
+WEEKS_AT_A_TIME = KEPT_WEEKS
 """How many weeks :class:`Weeks` tallies at once, up to the one asked for: a week close asks for
-the closing week and the few before it (step up: 2, step down: 4)."""
+the closing week and the few before it (step up: 2, step down: 4, a run of short weeks: up to the 6
+the state keeps)."""
 
 
 class Weeks:
@@ -488,26 +509,153 @@ def _week_episode(state: PatientState, week: int) -> str:
     return f"{state.enrollment.program_start.isoformat()}/week-{week}"
 
 
-def weekly_plan_shortfall(
-    state: PatientState, tally: WeekAgainstPlan, at: datetime, pack: RulePack
+# --- runs of weeks below the plan ----------------------------------------------------------------
+
+
+def first_week_kept(state: PatientState, at: datetime, pack: RulePack) -> int:
+    """The first program week whose sessions and meetings the state still holds in full at a week
+    close at ``at`` (0 or less: all of them). The state drops the facts from before the UTC day that
+    lies ``retention`` behind its latest event (``engagement._prune``); an earlier week would look
+    emptier, so shorter, than it was. The check fires before any event from after ``at`` is taken
+    in, so ``at`` bounds that latest event; a later one (a direct call) moves the bound with it."""
+    assert state.enrollment is not None
+    latest = at if state.high_water is None or state.high_water < at else state.high_water
+    horizon_day = (latest - DEFAULT_TUNING.retention).timestamp() // DAY_SECONDS
+    horizon = datetime.fromtimestamp(horizon_day * DAY_SECONDS, UTC)
+    calendar, program_start = pack.program_calendar, state.enrollment.program_start
+    week = calendar.week_number(program_start, horizon)
+    return week if calendar.week_bounds(program_start, week)[0] >= horizon else week + 1
+
+
+@dataclass(frozen=True)
+class RunOfShortWeeks:
+    """The run of consecutive program weeks below the plan that the closing week ends."""
+
+    weeks: tuple[WeekAgainstPlan, ...]  # oldest first, the closing week last: those the state holds
+    first_known: bool  # weeks[0] is the run's first week (else the run began before the history kept)
+    named_after: int  # the week the run's alert is named after
+    earlier_names: tuple[int, ...] = ()  # weeks it may have been named after at the previous close
+
+    @property
+    def first(self) -> WeekAgainstPlan:
+        return self.weeks[0]
+
+
+def run_of_short_weeks(
+    state: PatientState,
+    week: int,
+    at: datetime,
+    weeks: Weeks,
+    ends_run: Callable[[WeekAgainstPlan], bool],
+) -> RunOfShortWeeks:
+    """The run of short weeks that the closing (short) ``week`` belongs to, walking back to the week
+    that ``ends_run`` (it met the plan), to week 1, or to the first week the state holds in full.
+
+    One alert stands for the run, named after its first week, so a week close that finds the run
+    still going updates that alert. When every week the state holds is short, the run's first week
+    is out of sight: the run is then named after the first week of its block of ``RENAME_EVERY``
+    program weeks (1, 6, 11, ...), always one of the weeks held, and the names it may have had at
+    the previous close are listed so that its old alert can be resolved rather than left open.
+    """
+    kept = max(1, first_week_kept(state, at, weeks.pack))
+    run = [weeks[week]]
+    before = week - 1
+    while before >= kept and not ends_run(weeks[before]):
+        run.append(weeks[before])
+        before -= 1
+    run.reverse()
+    if before < 1 or before >= kept:  # reached week 1, or the week before the run is in sight
+        return RunOfShortWeeks(tuple(run), True, run[0].week)
+    block = week - (week - 1) % RENAME_EVERY
+    name = block if block >= kept else kept  # (never with a valid pack: see RENAME_EVERY)
+    previous_block = week - 1 - (week - 2) % RENAME_EVERY
+    # At the previous close the first week kept was this one or the week before: the run was named
+    # after its first week (then just in sight: ``kept``, or week 1 when ``kept`` is 2) or its block.
+    earlier = sorted({kept - 1, kept, previous_block} - {name})
+    return RunOfShortWeeks(tuple(run), False, name, tuple(w for w in earlier if 1 <= w < week))
+
+
+def _recorded_after_close(tally: WeekAgainstPlan, grace: timedelta) -> bool:
+    """Was an attendance or a miss of this week recorded (or corrected) after the week closed?"""
+    return tally.recorded_until is not None and tally.recorded_until >= tally.end + grace
+
+
+def _run_words(run: RunOfShortWeeks, plan: str, pack: RulePack) -> str:
+    """`` It is the 3rd week in a row below the plan, since week 2 (Mon 9 Mar).`` (or nothing)."""
+    in_a_row = ordinal(len(run.weeks))
+    since = f"week {run.first.week} ({day(run.first.start, pack.program_calendar.zone)})"
+    if not run.first_known:
+        return (
+            f" It is at least the {in_a_row} week in a row below {plan}: every week since {since} was, "
+            f"and the {DEFAULT_TUNING.retention.days} days of history kept go back no further."
+        )
+    if len(run.weeks) == 1:
+        return ""
+    return f" It is the {in_a_row} week in a row below {plan}, since {since}."
+
+
+def _in_a_row(run: RunOfShortWeeks) -> str:
+    """`` (3 weeks in a row)`` for a title (nothing for a single week)."""
+    if len(run.weeks) == 1 and run.first_known:
+        return ""
+    return f" ({len(run.weeks)}{'' if run.first_known else '+'} weeks in a row)"
+
+
+def _run_facts(run: RunOfShortWeeks) -> dict[str, FactValue]:
+    return {
+        "weeks_in_a_row": len(run.weeks),
+        "run_first_week": run.first.week,
+        "run_first_week_known": run.first_known,
+    }
+
+
+def _run_renamed(
+    rule_id: str, state: PatientState, run: RunOfShortWeeks, plan: str, at: datetime, pack: RulePack
 ) -> list[Finding]:
-    """At week close: fewer group or individual sessions, or fewer hours, than the plan. One episode
-    per week; a week that meets the plan clears the earlier ones."""
+    """Resolve the alert a run longer than the history kept had until now: it goes on in a new one."""
+    closing = run.weeks[-1]
+    reason = (
+        f"{_week_words(closing, pack)} was below {plan} too; the run of short weeks goes on in a new "
+        f"alert (it is longer than the {DEFAULT_TUNING.retention.days} days of history kept)"
+    )
+    return [clearance(rule_id, reason, at, _week_episode(state, week)) for week in run.earlier_names]
+
+
+def weekly_plan_shortfall(
+    state: PatientState, week: int, at: datetime, pack: RulePack, weeks: Weeks | None = None
+) -> list[Finding]:
+    """At the close of ``week``: fewer group or individual sessions, or fewer hours, than the plan.
+    One episode per run of consecutive short weeks, named after its first week: each further short
+    week updates the alert (its numbers in the explanation); a week that meets the plan clears it,
+    and the next short week begins a new run.
+
+    A week whose attendance was recorded or corrected after it closed ends the run before it, as a
+    week on plan does: its close may have judged it on plan and cleared that run, whose name would
+    then silence the short weeks after it (a resolved episode never opens again).
+    """
     rule = pack.rules.weekly_plan_shortfall
+    known = weeks or Weeks(state, pack)
+    tally = known[week]
     short = tally.sessions_short
     if not short:
         return [clearance("weekly_plan_shortfall", f"{_week_words(tally, pack)} met the plan", at)]
+    grace = pack.week_close_grace
+    run = run_of_short_weeks(
+        state, week, at, known, lambda w: not w.sessions_short or _recorded_after_close(w, grace)
+    )
     excused = f", {tally.missed_excused} excused (not expected)" if tally.missed_excused else ""
     return [
+        *_run_renamed("weekly_plan_shortfall", state, run, "the plan", at, pack),
         signal(
             "weekly_plan_shortfall",
             rule,
             severity=rule.severity,
-            episode=_week_episode(state, tally.week),
-            title=f"Week {tally.week} below plan: {listing(short)}",
+            episode=_week_episode(state, run.named_after),
+            title=f"Week {tally.week} below plan{_in_a_row(run)}: {listing(short)}",
             explanation=(
                 f"{_week_words(tally, pack)} closed below the plan: {listing(short)}. "
                 f"{count(tally.missed_unexcused, 'unexcused miss', 'unexcused misses')}{excused}."
+                f"{_run_words(run, 'the plan', pack)}"
             ),
             action=SHORTFALL_ACTION,
             at=at,
@@ -523,34 +671,43 @@ def weekly_plan_shortfall(
                 "hours_expected": tally.hours_expected,
                 "missed_unexcused": tally.missed_unexcused,
                 "missed_excused": tally.missed_excused,
+                **_run_facts(run),
             },
-        )
+        ),
     ]
 
 
 def fellowship_shortfall(
-    state: PatientState, tally: WeekAgainstPlan, at: datetime, pack: RulePack
+    state: PatientState, week: int, at: datetime, pack: RulePack, weeks: Weeks | None = None
 ) -> list[Finding]:
-    """At week close: fewer outside fellowship meetings than the plan requires (if it requires any)."""
+    """At the close of ``week``: fewer outside fellowship meetings than the plan requires (if it
+    requires any). One episode per run of consecutive short weeks, as for the weekly plan. (A
+    meeting recorded late can only lift a week to the plan, never take it below: the runs before
+    it cannot merge, so no week needs to begin a run for that reason.)"""
     rule = pack.rules.fellowship_shortfall
+    known = weeks or Weeks(state, pack)
+    tally = known[week]
     if tally.fellowship_meetings_expected == 0:
         return []
     if not tally.fellowship_short:
         return [clearance("fellowship_shortfall", f"{_week_words(tally, pack)} met the fellowship plan", at)]
+    run = run_of_short_weeks(state, week, at, known, lambda w: not w.fellowship_short)
     return [
+        *_run_renamed("fellowship_shortfall", state, run, "the fellowship plan", at, pack),
         signal(
             "fellowship_shortfall",
             rule,
             severity=rule.severity,
-            episode=_week_episode(state, tally.week),
+            episode=_week_episode(state, run.named_after),
             title=(
                 f"Week {tally.week}: {tally.fellowship_meetings} of {tally.fellowship_meetings_expected} "
-                "fellowship meetings"
+                f"fellowship meetings{_in_a_row(run)}"
             ),
             explanation=(
                 f"{_week_words(tally, pack)}: "
                 f"{count(tally.fellowship_meetings, 'outside fellowship meeting')} recorded; "
                 f"the plan asks for {tally.fellowship_meetings_expected} a week."
+                f"{_run_words(run, 'the fellowship plan', pack)}"
             ),
             action=FELLOWSHIP_ACTION,
             at=at,
@@ -560,6 +717,7 @@ def fellowship_shortfall(
                 "week_start": tally.start.date().isoformat(),
                 "fellowship_meetings": tally.fellowship_meetings,
                 "fellowship_meetings_expected": tally.fellowship_meetings_expected,
+                **_run_facts(run),
             },
-        )
+        ),
     ]

@@ -119,12 +119,11 @@ def week_closed(state: PatientState, week: int, at: datetime, pack: RulePack) ->
         return []
     rules = pack.rules
     weeks = Weeks(state, pack)
-    tally = weeks[week]
     findings: list[Finding] = []
     if rules.weekly_plan_shortfall.enabled:
-        findings.extend(weekly_plan_shortfall(state, tally, at, pack))
+        findings.extend(weekly_plan_shortfall(state, week, at, pack, weeks))
     if rules.fellowship_shortfall.enabled:
-        findings.extend(fellowship_shortfall(state, tally, at, pack))
+        findings.extend(fellowship_shortfall(state, week, at, pack, weeks))
     if rules.missed_often.enabled:
         findings.extend(missed_often_over(state, at, pack))
     if rules.step_up.enabled:

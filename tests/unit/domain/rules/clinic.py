@@ -134,7 +134,9 @@ class Patient:
         excused: bool = False,
         minutes: int | None = None,
         session_id: str | None = None,
+        recorded: datetime | None = None,
     ) -> InboundEvent:
+        """A session and its outcome, recorded shortly after it (or at ``recorded``: a correction)."""
         minutes = minutes or {"group": 180, "individual": 50, "family": 60}[kind]
         data: dict[str, Any] = {
             "session_id": session_id or f"ses-{starts:%m%d%H%M}-{kind}",
@@ -145,8 +147,10 @@ class Patient:
         if outcome == "scheduled":
             return self._add(SessionScheduled, starts - timedelta(days=3), data)
         if outcome == "attended":
-            return self._add(SessionAttended, starts + timedelta(minutes=minutes + 5), data)
-        return self._add(SessionMissed, starts + timedelta(minutes=30), {**data, "excused": excused})
+            return self._add(SessionAttended, recorded or starts + timedelta(minutes=minutes + 5), data)
+        return self._add(
+            SessionMissed, recorded or starts + timedelta(minutes=30), {**data, "excused": excused}
+        )
 
     def screen(
         self, collected: datetime, positive: Iterable[str] = (), prescribed: Iterable[str] = ()

@@ -120,7 +120,7 @@ def test_a_clinic_pack_on_the_fourth_edition_loads_from_a_file(tmp_path: Path) -
     text = DEFAULT_PACK_PATH.read_text()
     levels_start, rules_start = text.index("[levels]"), text.index("# --- rules")
     text = text[:levels_start] + FOURTH_EDITION.lstrip() + text[rules_start:]
-    text = text.replace('version = "default-2026.1"', 'version = "clinic-7.2026.2"')
+    text = text.replace('version = "default-2026.2"', 'version = "clinic-7.2026.2"')
     path = tmp_path / "clinic.toml"
     path.write_text(text)
     pack = load_pack(path)
