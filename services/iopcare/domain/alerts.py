@@ -4,7 +4,8 @@ CLINICAL.md's finding is that alert fatigue is the enemy, so a rule's :class:`Si
 become an alert:
 
 - **Dedup**: one alert per patient + rule + episode. A repeat trigger in the same episode updates the
-  open alert (occurrence count, latest evidence, severity raised if it rose) instead of raising another.
+  open alert (occurrence count, latest evidence, severity raised if it rose) instead of raising another,
+  also when the rule's name for a long episode has moved on (``Signal.continues_within``).
   An acknowledged alert keeps counting but stops asking for attention.
 - **Inhibition**: while a critical alert is open for a patient, lesser new alerts are recorded but
   marked inhibited: no notification, no escalation, until the critical one is resolved.
@@ -124,6 +125,10 @@ class PatientAlerts:
     def _signal(self, signal: Signal, pack_version: str, now: datetime, deadline: Deadline) -> list[Change]:
         key = signal.dedup_key(self.patient_id)
         current = self.alerts.get(key)
+        if current is None and signal.continues_within is not None:
+            current = self._continued(signal.rule_id, signal.at, signal.continues_within)
+            if current is not None:
+                key = current.dedup_key
         changes: list[Change] = []
         if current is None:
             critical = self._critical_open()
@@ -188,6 +193,16 @@ class PatientAlerts:
                     changes.extend(self._resolve(other, SYSTEM, reason, now, deadline))
         return changes
 
+    def _continued(self, rule_id: str, at: datetime, within: timedelta) -> Alert | None:
+        """The live alert of ``rule_id`` whose episode a trigger at ``at`` belongs to, though the rule
+        now names it differently: its triggers span to within ``within`` of ``at``."""
+        continued = [
+            a
+            for a in self.alerts.values()
+            if a.live and a.rule_id == rule_id and a.first_seen_at - within <= at <= a.last_seen_at + within
+        ]
+        return max(continued, key=lambda a: (a.last_seen_at, a.alert_id)) if continued else None
+
     def _inhibit_lesser(self, critical: Alert, now: datetime) -> list[Change]:
         changes: list[Change] = []
         for other in list(self.alerts.values()):
@@ -205,7 +220,9 @@ class PatientAlerts:
                 continue
             episode_key = f"{self.patient_id}:{alert.rule_id}:{clearance.episode}"
             if clearance.episode is not None and alert.dedup_key != episode_key:
-                continue
+                within = clearance.continues_within
+                if within is None or alert.last_seen_at >= clearance.at - within:
+                    continue  # another episode, still going
             changes.extend(self._resolve(alert, SYSTEM, clearance.reason, now, deadline))
         return changes
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from iopcare.contract import Severity
 
@@ -39,6 +39,11 @@ class Signal:
     # Rule ids whose open alerts this signal summarizes (a step-up recommendation supersedes the
     # engagement alerts behind it); the lifecycle resolves those with a reason.
     supersedes: tuple[str, ...] = ()
+    # For a rule whose episodes are chains of triggers no more than a gap apart: the gap. The rule
+    # names the episode after the first trigger the patient's state still holds; once the first
+    # ones have aged out of that history the name moves on, but the episode has not ended: the
+    # lifecycle continues the rule's live alert whose triggers are within this gap of this one.
+    continues_within: timedelta | None = None
 
     def dedup_key(self, patient_id: str) -> str:
         return f"{patient_id}:{self.rule_id}:{self.episode}"
@@ -52,6 +57,9 @@ class Clearance:
     reason: str  # plain language, e.g. "attended group on Thu 6 Mar: the run of misses ended"
     at: datetime
     episode: str | None = None  # None: every open episode of the rule
+    # As on Signal: a chained rule's gap. Any live alert of the rule whose last trigger is more
+    # than this before the clearance has ended as well, whatever the episode's name became.
+    continues_within: timedelta | None = None
 
 
 Finding = Signal | Clearance

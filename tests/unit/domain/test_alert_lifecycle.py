@@ -167,6 +167,66 @@ def test_a_resolved_episode_never_reopens() -> None:
         alerts.acknowledge(created.alert.alert_id, "staff-c12", NOW)
 
 
+def test_a_long_episode_renamed_by_its_rule_continues_its_alert_without_paging_again() -> None:
+    # The rule's name for the episode moved on (its first triggers aged out of the state's history),
+    # but the new trigger is within the rule's gap of the alert's last one: the same episode.
+    gap = timedelta(days=14)
+    alerts = PatientAlerts(PATIENT)
+    [created] = take(alerts, signal("missed_often", "high", episode="m-1", continues_within=gap))
+    ack = alerts.acknowledge(created.alert.alert_id, "staff-c12", NOW + timedelta(hours=1))
+    later = NOW + timedelta(days=10)
+    [update] = take(
+        alerts, signal("missed_often", "high", episode="m-7", at=later, continues_within=gap), now=later
+    )
+    assert (update.kind, update.alert.alert_id, update.alert.state) == (
+        "updated",
+        ack.alert.alert_id,
+        "acknowledged",
+    )
+    assert (update.alert.occurrences, update.alert.last_seen_at) == (2, later)
+    # More than the gap after the last trigger: a new episode, a new alert.
+    much_later = later + gap + timedelta(minutes=1)
+    [new] = take(
+        alerts,
+        signal("missed_often", "high", episode="m-9", at=much_later, continues_within=gap),
+        now=much_later,
+    )
+    assert new.kind == "created" and new.alert.dedup_key == f"{PATIENT}:missed_often:m-9"
+    # Without a gap (a rule whose episodes are not chains) a new name is always a new alert.
+    [other] = take(
+        alerts, signal("missed_in_a_row", episode="r-1"), signal("missed_in_a_row", episode="r-2")
+    )[1:]
+    assert other.kind == "created"
+
+
+def test_a_clearance_under_the_new_name_also_resolves_the_renamed_episode_once_it_is_over() -> None:
+    gap = timedelta(days=14)
+    alerts = PatientAlerts(PATIENT)
+    take(alerts, signal("missed_often", "high", episode="m-1", continues_within=gap))
+    recent = NOW + timedelta(days=20)
+    take(alerts, signal("missed_often", "high", episode="m-5", at=recent, continues_within=gap), now=recent)
+    # The first alert's last trigger is 20 days old: that episode is over, whatever its name became;
+    # the second one (5 days old) is not.
+    over = NOW + timedelta(days=25)
+    [resolved] = take(
+        alerts, Clearance("missed_often", "fewer misses", over, episode="m-2", continues_within=gap), now=over
+    )
+    assert (resolved.alert.dedup_key, resolved.alert.state) == (f"{PATIENT}:missed_often:m-1", "resolved")
+    assert alerts.alerts[f"{PATIENT}:missed_often:m-5"].state == "open"
+
+
+def test_only_a_live_alert_is_continued_under_a_new_name() -> None:
+    # The processor loads a patient's live alerts (and resolved ones only by exact key), so a renamed
+    # episode whose alert was resolved by hand opens a new one, live and in a replay alike.
+    gap = timedelta(days=14)
+    alerts = PatientAlerts(PATIENT)
+    [created] = take(alerts, signal("craving_high", episode="c-1", continues_within=gap))
+    alerts.resolve(created.alert.alert_id, "staff-c12", "discussed in session", NOW)
+    later = NOW + timedelta(days=3)
+    [new] = take(alerts, signal("craving_high", episode="c-4", at=later, continues_within=gap), now=later)
+    assert new.kind == "created"
+
+
 def test_low_severity_is_due_at_the_start_of_the_next_business_day() -> None:
     friday_afternoon = datetime(2026, 3, 6, 16, 30, tzinfo=UTC)
     assert DEFAULT_DEADLINES("low", friday_afternoon) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)

@@ -238,6 +238,7 @@ def missed_often(state: PatientState, event: SessionMissed, pack: RulePack) -> l
             ),
             action=MISSED_OFTEN_ACTION,
             at=event.time,
+            continues_within=window,
             event_ids=[s.event_id for s in reversed(recent)],
             facts={
                 "misses": len(recent),
@@ -272,6 +273,7 @@ def missed_often_over(state: PatientState, at: datetime, pack: RulePack) -> list
             f"{day(episode[-1].starts_at, pack.program_calendar.zone)}",
             at,
             episode[0].session_id,
+            continues_within=window,
         )
         for episode in episodes
         if window < at - episode[-1].starts_at <= window + WEEK

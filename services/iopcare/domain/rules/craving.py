@@ -45,6 +45,7 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
                 f"{day(checkins[index].at, zone)})",
                 checkins[index].at,
                 checkins[_first_of_episode(checkins, last, rule.gap, high)].event_id,
+                continues_within=rule.gap,
             )
         )
     if not high(index):
@@ -72,6 +73,7 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
             ),
             action=CRAVING_ACTION,
             at=event.time,
+            continues_within=rule.gap,
             event_ids=[c.event_id for c in reversed(episode)],
             facts={
                 "craving": current.craving,
@@ -137,6 +139,7 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
                 f"{day(checkins[index].at, zone)})",
                 checkins[index].at,
                 checkins[_first_of_episode(checkins, last, rule.gap, rise)].event_id,
+                continues_within=rule.gap,
             )
         )
     if not rise(index):
@@ -157,6 +160,7 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
             ),
             action=CRAVING_ACTION,
             at=event.time,
+            continues_within=rule.gap,
             event_ids=[c.event_id for c in reversed(window)],
             facts={
                 "craving_first": window[0].craving,

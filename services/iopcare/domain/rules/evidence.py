@@ -3,7 +3,10 @@
 An **episode** is what one alert stands for. Rules whose trigger repeats (use reported again,
 another high craving) chain their triggers: triggers no more than ``gap`` apart are one episode,
 named after its first trigger (:func:`chain_start`). A repeat in the same episode therefore
-produces the same name, and the lifecycle updates the open alert instead of raising another.
+produces the same name, and the lifecycle updates the open alert instead of raising another. The
+state holds 42 days of history, so in an episode longer than that the first triggers age out and the
+name moves on: such rules pass their gap as ``continues_within``, and the lifecycle keeps updating
+the episode's alert (``alerts.PatientAlerts``) instead of raising one for each new name.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def signal(
     event_ids: Iterable[str] = (),
     facts: Mapping[str, FactValue] | None = None,
     supersedes: Sequence[str] = (),
+    continues_within: timedelta | None = None,
 ) -> Signal:
     """A rule's signal, cut to the contract's limits; the pack's wording of the action wins."""
     kept: dict[str, FactValue] = {}
@@ -58,11 +62,24 @@ def signal(
         event_ids=tuple(dict.fromkeys(event_ids))[:MAX_EVENT_IDS],
         facts=kept,
         supersedes=tuple(supersedes),
+        continues_within=continues_within,
     )
 
 
-def clearance(rule_id: str, reason: str, at: datetime, episode: str | None = None) -> Clearance:
-    return Clearance(rule_id=rule_id, reason=fit(reason, MAX_EXPLANATION), at=at, episode=episode)
+def clearance(
+    rule_id: str,
+    reason: str,
+    at: datetime,
+    episode: str | None = None,
+    continues_within: timedelta | None = None,
+) -> Clearance:
+    return Clearance(
+        rule_id=rule_id,
+        reason=fit(reason, MAX_EXPLANATION),
+        at=at,
+        episode=episode,
+        continues_within=continues_within,
+    )
 
 
 def chain_start(times: Sequence[datetime], index: int, gap: timedelta) -> int:

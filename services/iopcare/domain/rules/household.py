@@ -187,6 +187,7 @@ def family_cancellations(state: PatientState, event: FamilyTherapyCancelled, pac
             action=FAMILY_ACTION,
             at=event.time,
             event_ids=[b.event_id for b in reversed(in_window)],
+            continues_within=window,
             facts={
                 "cancellations": len(in_window),
                 "threshold": rule.cancellations,

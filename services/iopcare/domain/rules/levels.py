@@ -159,6 +159,7 @@ def step_up(state: PatientState, at: datetime, pack: RulePack, weeks: Weeks | No
                 "lapse_since": first_use.at.isoformat(),
             },
             supersedes=rule.supersedes,
+            continues_within=window,
         )
     ]
 

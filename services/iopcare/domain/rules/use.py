@@ -64,6 +64,7 @@ def reported_use(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
             action=REPORTED_USE_ACTION,
             at=event.time,
             event_ids=[u.event_id for u in reversed(episode)],
+            continues_within=rule.gap,
             facts={
                 "reports_in_episode": len(episode),
                 "episode_gap_days": rule.episode_gap_days,
@@ -114,6 +115,7 @@ def positive_screen(state: PatientState, event: ToxicologyResulted, pack: RulePa
             action=POSITIVE_SCREEN_ACTION,
             at=event.time,
             event_ids=[u.event_id for u in reversed(episode)],
+            continues_within=rule.gap,
             facts={
                 "substances": ",".join(unexpected),
                 "prescribed": ",".join(prescribed),
