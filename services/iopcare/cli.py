@@ -238,17 +238,34 @@ def dispatcher(web_port: int | None) -> None:
 )
 def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
     """Start the embedded runtime and stream a synthetic cohort through a real worker and the API."""
-    from iopcare.demo import run_demo
-    from iopcare.endpoints import resolve_endpoints
+    from iopcare.demo import fresh_runtime, run_demo
+    from iopcare.endpoints import Endpoints
 
     settings = get_settings()
-    click.echo("== Starting the embedded broker and Postgres (reused if already running)")
-    endpoints = resolve_endpoints(settings, start_embedded=True)
-    _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
-    click.echo(f"   kafka {endpoints.kafka_bootstrap}   postgres {endpoints.database_url}")
-    if keep_serving is None:
-        keep_serving = sys.stdin.isatty()
-    run_demo(settings, endpoints, patients=patients, seed=seed, say=click.echo, keep_serving=keep_serving)
+    runtime = None
+    kafka, database = settings.kafka_bootstrap, settings.database_url
+    if kafka and database:
+        click.echo("== Using the broker and Postgres named by IOPCARE_KAFKA_BOOTSTRAP / IOPCARE_DATABASE_URL")
+    else:
+        # Its own runtime, emptied first: a second demo must not start from the first one's state
+        # (the cohort's event ids repeat), and the `iopcare dev` runtime keeps whatever it holds.
+        runtime = fresh_runtime(settings)
+        click.echo(f"== Starting an empty embedded broker and Postgres for the demo ({runtime.state_dir})")
+        addresses = runtime.up()
+        kafka, database = kafka or addresses.kafka_bootstrap, database or addresses.database_url
+    endpoints = Endpoints(kafka, database, embedded=runtime is not None)
+    try:
+        _prepare(endpoints.kafka_bootstrap, endpoints.database_url)
+        click.echo(f"   kafka {endpoints.kafka_bootstrap}   postgres {endpoints.database_url}")
+        if keep_serving is None:
+            keep_serving = sys.stdin.isatty()
+        run_demo(settings, endpoints, patients=patients, seed=seed, say=click.echo, keep_serving=keep_serving)
+    finally:
+        if runtime is not None:
+            runtime.down()
+            click.echo(
+                "\nStopped the demo's broker and Postgres; the next demo starts from empty ones again."
+            )
 
 
 @main.command()

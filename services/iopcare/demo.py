@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -42,7 +43,7 @@ from iopcare.domain.measures import (
     use_signals_within,
     week_attendance,
 )
-from iopcare.embedded.runtime import free_port
+from iopcare.embedded.runtime import EmbeddedRuntime, free_port
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
@@ -182,6 +183,7 @@ def run_demo(
         receiver.report(say)
         if keep_serving:
             say(f"\nThe inbox stays up at http://127.0.0.1:{api_port}/inbox: press Ctrl-C to stop.")
+            say(f"Inspect the state meanwhile: psql {endpoints.database_url} -c 'TABLE patient_state'")
             with contextlib.suppress(KeyboardInterrupt):
                 while all(s.poll() is None for s in services):
                     time.sleep(1)
@@ -194,8 +196,15 @@ def run_demo(
                 service.wait(30)
             except subprocess.TimeoutExpired:
                 service.kill()
-    say("\nThe embedded broker and Postgres are still running (`iopcare dev down` stops them).")
-    say(f"Inspect the state: psql {endpoints.database_url} -c 'SELECT * FROM patient_state LIMIT 5'")
+
+
+def fresh_runtime(settings: Settings) -> EmbeddedRuntime:
+    """The demo's own embedded runtime (not the ``iopcare dev`` one), stopped and emptied: every demo
+    streams the cohort into an empty broker and database."""
+    runtime = EmbeddedRuntime(settings.state_dir / "demo" / "runtime")
+    runtime.down()
+    shutil.rmtree(runtime.state_dir, ignore_errors=True)
+    return runtime
 
 
 async def _stream(
