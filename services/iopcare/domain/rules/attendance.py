@@ -53,10 +53,10 @@ DAY = timedelta(days=1)
 DAY_SECONDS = 86400
 KEPT_WEEKS = DEFAULT_TUNING.retention // WEEK
 """The program weeks of history the patient state keeps (6): how far back a week close can look."""
-RENAME_EVERY = max(1, KEPT_WEEKS - 1)
-"""A run of short weeks longer than the history kept goes on under a new name every this many
-weeks (5). At a week close the state holds at least this many closed weeks in full (the grace is at
-most 72 hours), so the name is always one of the weeks in sight."""
+RUN_CONTINUES_WITHIN = WEEK + DAY
+"""Week closes come a week apart: a short week closing within this of the run's alert's last one
+continues that alert (``Signal.continues_within``), also once the run's first weeks have left the
+history kept and the rule names the run after the first week it still holds."""
 
 
 def _miss(session: SessionRecord) -> bool:
@@ -536,7 +536,6 @@ class RunOfShortWeeks:
     weeks: tuple[WeekAgainstPlan, ...]  # oldest first, the closing week last: those the state holds
     first_known: bool  # weeks[0] is the run's first week (else the run began before the history kept)
     named_after: int  # the week the run's alert is named after
-    earlier_names: tuple[int, ...] = ()  # weeks it may have been named after at the previous close
 
     @property
     def first(self) -> WeekAgainstPlan:
@@ -555,9 +554,8 @@ def run_of_short_weeks(
 
     One alert stands for the run, named after its first week, so a week close that finds the run
     still going updates that alert. When every week the state holds is short, the run's first week
-    is out of sight: the run is then named after the first week of its block of ``RENAME_EVERY``
-    program weeks (1, 6, 11, ...), always one of the weeks held, and the names it may have had at
-    the previous close are listed so that its old alert can be resolved rather than left open.
+    is out of sight: the run is then named after the first week held, a name that moves on week by
+    week, and the alert lifecycle continues the run's live alert (``RUN_CONTINUES_WITHIN``).
     """
     kept = max(1, first_week_kept(state, at, weeks.pack))
     run = [weeks[week]]
@@ -566,15 +564,8 @@ def run_of_short_weeks(
         run.append(weeks[before])
         before -= 1
     run.reverse()
-    if before < 1 or before >= kept:  # reached week 1, or the week before the run is in sight
-        return RunOfShortWeeks(tuple(run), True, run[0].week)
-    block = week - (week - 1) % RENAME_EVERY
-    name = block if block >= kept else kept  # (never with a valid pack: see RENAME_EVERY)
-    previous_block = week - 1 - (week - 2) % RENAME_EVERY
-    # At the previous close the first week kept was this one or the week before: the run was named
-    # after its first week (then just in sight: ``kept``, or week 1 when ``kept`` is 2) or its block.
-    earlier = sorted({kept - 1, kept, previous_block} - {name})
-    return RunOfShortWeeks(tuple(run), False, name, tuple(w for w in earlier if 1 <= w < week))
+    first_known = before < 1 or before >= kept  # reached week 1, or the week before the run is in sight
+    return RunOfShortWeeks(tuple(run), first_known, run[0].week)
 
 
 def _recorded_after_close(tally: WeekAgainstPlan, grace: timedelta) -> bool:
@@ -611,18 +602,6 @@ def _run_facts(run: RunOfShortWeeks) -> dict[str, FactValue]:
     }
 
 
-def _run_renamed(
-    rule_id: str, state: PatientState, run: RunOfShortWeeks, plan: str, at: datetime, pack: RulePack
-) -> list[Finding]:
-    """Resolve the alert a run longer than the history kept had until now: it goes on in a new one."""
-    closing = run.weeks[-1]
-    reason = (
-        f"{_week_words(closing, pack)} was below {plan} too; the run of short weeks goes on in a new "
-        f"alert (it is longer than the {DEFAULT_TUNING.retention.days} days of history kept)"
-    )
-    return [clearance(rule_id, reason, at, _week_episode(state, week)) for week in run.earlier_names]
-
-
 def weekly_plan_shortfall(
     state: PatientState, week: int, at: datetime, pack: RulePack, weeks: Weeks | None = None
 ) -> list[Finding]:
@@ -647,12 +626,12 @@ def weekly_plan_shortfall(
     )
     excused = f", {tally.missed_excused} excused (not expected)" if tally.missed_excused else ""
     return [
-        *_run_renamed("weekly_plan_shortfall", state, run, "the plan", at, pack),
         signal(
             "weekly_plan_shortfall",
             rule,
             severity=rule.severity,
             episode=_week_episode(state, run.named_after),
+            continues_within=RUN_CONTINUES_WITHIN,
             title=f"Week {tally.week} below plan{_in_a_row(run)}: {listing(short)}",
             explanation=(
                 f"{_week_words(tally, pack)} closed below the plan: {listing(short)}. "
@@ -695,12 +674,12 @@ def fellowship_shortfall(
         return [clearance("fellowship_shortfall", f"{_week_words(tally, pack)} met the fellowship plan", at)]
     run = run_of_short_weeks(state, week, at, known, lambda w: not w.fellowship_short)
     return [
-        *_run_renamed("fellowship_shortfall", state, run, "the fellowship plan", at, pack),
         signal(
             "fellowship_shortfall",
             rule,
             severity=rule.severity,
             episode=_week_episode(state, run.named_after),
+            continues_within=RUN_CONTINUES_WITHIN,
             title=(
                 f"Week {tally.week}: {tally.fellowship_meetings} of {tally.fellowship_meetings_expected} "
                 f"fellowship meetings{_in_a_row(run)}"
