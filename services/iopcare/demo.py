@@ -309,7 +309,7 @@ async def _show_alerts(
             WHERE a.patient_id = ANY($1::text[]) AND t.kind IN ('created', 'escalated', 'resolved')
               AND ($2::timestamptz IS NULL OR t.at >= $2) AND t.at < $3
               AND a.severity IN ('critical', 'high')
-            ORDER BY t.at LIMIT 6
+            ORDER BY t.at, t.id LIMIT 6
             """,
             list(featured),
             since,
