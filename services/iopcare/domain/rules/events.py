@@ -28,9 +28,11 @@ from iopcare.domain.engagement import PatientState
 from iopcare.domain.rules.attendance import (
     Weeks,
     early_disengagement,
+    early_disengagement_corrected,
     fellowship_shortfall,
     missed_in_a_row,
     missed_often,
+    missed_often_corrected,
     missed_often_over,
     run_of_misses_ended,
     weekly_plan_shortfall,
@@ -74,12 +76,21 @@ EVENT_RULES: dict[type, tuple[tuple[str, EventRule], ...]] = {
     ),
     ToxicologyResulted: (("positive_screen", positive_screen), *_USE_LEVELS),
     SoberLivingReported: (("sober_living_incident", sober_living_incident), *_USE_LEVELS),
+    # A session recorded as attended or excused may correct an unexcused miss: the misses rules
+    # judge again what a miss there would have been part of (attendance.py, "A correction").
     SessionMissed: (
         ("missed_in_a_row", missed_in_a_row),
+        ("missed_in_a_row", run_of_misses_ended),
         ("missed_often", missed_often),
+        ("missed_often", missed_often_corrected),
         ("early_disengagement", early_disengagement),
+        ("early_disengagement", early_disengagement_corrected),
     ),
-    SessionAttended: (("missed_in_a_row", run_of_misses_ended),),
+    SessionAttended: (
+        ("missed_in_a_row", run_of_misses_ended),
+        ("missed_often", missed_often_corrected),
+        ("early_disengagement", early_disengagement_corrected),
+    ),
     SessionScheduled: (("family_not_booked", family_booked),),
     FamilyTherapyBooked: (("family_not_booked", family_booked),),
     FamilyTherapyNoShow: (("family_no_show", family_no_show),),
