@@ -32,11 +32,11 @@ What "the same" can mean, and what this suite holds the system to:
   silence fell due cannot un-page the counselor, and a rise across three check-ins is only seen if
   the middle one has arrived when the last does. The processor decides with what it has, when it
   must; the clean-run alert volume and the disordered one are recorded as figures.
-- **Corrections** (a session first recorded missed, then attended): in order, the miss raises its
-  alert and the correction does not retract it; if the correction arrives first, the miss is
-  overridden on arrival and raises nothing. Alerts are not retracted by corrections today (an open
-  product question, noted in the report of issue 6), so the built courses give each session one
-  outcome.
+- **Corrections** (a session first recorded missed, then attended or excused): in order, the miss
+  raises its alert and the correction resolves the alerts that no longer hold; if the correction
+  arrives first, the miss is overridden on arrival and raises nothing. Which alerts end up live is
+  the same for every arrival slot (tests/unit/domain/rules/test_attendance_corrections.py), their
+  wording and names can differ, so the built courses here give each session one outcome.
 """
 
 from __future__ import annotations
