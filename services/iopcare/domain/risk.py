@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from iopcare.domain.engagement import CheckInRecord, PatientState, SessionRecord
-from iopcare.domain.rules.attendance import week_against_plan
 from iopcare.domain.rules.pack import DEFAULT_PACK, RulePack
+from iopcare.domain.rules.weeks import week_against_plan
 from iopcare.domain.rules.wording import count, day
 
 __all__ = ["RiskFactor", "RiskScore", "RiskTrend", "risk_score", "risk_trend"]

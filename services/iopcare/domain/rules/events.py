@@ -25,18 +25,6 @@ from iopcare.contract import (
     ToxicologyResulted,
 )
 from iopcare.domain.engagement import PatientState
-from iopcare.domain.rules.attendance import (
-    Weeks,
-    early_disengagement,
-    early_disengagement_corrected,
-    fellowship_shortfall,
-    missed_in_a_row,
-    missed_often,
-    missed_often_corrected,
-    missed_often_over,
-    run_of_misses_ended,
-    weekly_plan_shortfall,
-)
 from iopcare.domain.rules.craving import craving_high, craving_rising
 from iopcare.domain.rules.household import (
     family_booked,
@@ -52,10 +40,20 @@ from iopcare.domain.rules.levels import (
     stepped_down,
     stepped_up,
 )
+from iopcare.domain.rules.misses import (
+    early_disengagement,
+    early_disengagement_corrected,
+    missed_in_a_row,
+    missed_often,
+    missed_often_corrected,
+    missed_often_over,
+    run_of_misses_ended,
+)
 from iopcare.domain.rules.pack import RulePack
 from iopcare.domain.rules.safety import safety
 from iopcare.domain.rules.silence import silence_ended
 from iopcare.domain.rules.use import positive_screen, reported_use
+from iopcare.domain.rules.weeks import Weeks, fellowship_shortfall, weekly_plan_shortfall
 from iopcare.domain.signals import Finding
 
 EventRule = Callable[[PatientState, Any, RulePack], list[Finding]]
@@ -77,7 +75,7 @@ EVENT_RULES: dict[type, tuple[tuple[str, EventRule], ...]] = {
     ToxicologyResulted: (("positive_screen", positive_screen), *_USE_LEVELS),
     SoberLivingReported: (("sober_living_incident", sober_living_incident), *_USE_LEVELS),
     # A session recorded as attended or excused may correct an unexcused miss: the misses rules
-    # judge again what a miss there would have been part of (attendance.py, "A correction").
+    # judge again what a miss there would have been part of (misses.py, "A correction").
     SessionMissed: (
         ("missed_in_a_row", missed_in_a_row),
         ("missed_in_a_row", run_of_misses_ended),

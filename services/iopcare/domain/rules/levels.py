@@ -24,9 +24,9 @@ from iopcare.contract import (
     ToxicologyResulted,
 )
 from iopcare.domain.engagement import PatientState, UseSignal
-from iopcare.domain.rules.attendance import DAY, WeekAgainstPlan, Weeks
 from iopcare.domain.rules.evidence import chain_start, clearance, signal
 from iopcare.domain.rules.pack import RulePack
+from iopcare.domain.rules.weeks import DAY, WeekAgainstPlan, Weeks
 from iopcare.domain.rules.wording import count, day, listing
 from iopcare.domain.signals import Finding
 

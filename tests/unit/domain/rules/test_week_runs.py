@@ -19,8 +19,8 @@ from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, Tuning
 from iopcare.domain.intake import replay
 from iopcare.domain.rules import DEFAULT_PACK
-from iopcare.domain.rules.attendance import first_week_kept, weeks_against_plan
 from iopcare.domain.rules.backtest import Found
+from iopcare.domain.rules.weeks import first_week_kept, weeks_against_plan
 from iopcare.domain.signals import Signal
 
 PLAN = "weekly_plan_shortfall"
