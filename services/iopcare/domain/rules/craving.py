@@ -7,7 +7,7 @@ clears at the first check-in after the gap has passed without another high cravi
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 
 from iopcare.contract import CheckInSubmitted
 from iopcare.domain.engagement import CheckInRecord, PatientState
@@ -33,21 +33,9 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
     def high(k: int) -> bool:
         return checkins[k].craving >= rule.at_least
 
-    findings: list[Finding] = []
     zone = pack.program_calendar.zone
-    last = _last_of_ended_episode(checkins, index, rule.gap, high)
-    if last is not None:
-        findings.append(
-            clearance(
-                "craving_high",
-                f"no craving of {rule.at_least} or more for over {rule.episode_gap_days} days since "
-                f"{day(checkins[last].at, zone)} (craving {checkins[index].craving} on "
-                f"{day(checkins[index].at, zone)})",
-                checkins[index].at,
-                checkins[_first_of_episode(checkins, last, rule.gap, high)].event_id,
-                continues_within=rule.gap,
-            )
-        )
+    no_more = f"craving of {rule.at_least} or more"
+    findings = _episode_over("craving_high", checkins, index, rule.gap, high, no_more, zone)
     if not high(index):
         return findings
     current = checkins[index]
@@ -84,6 +72,33 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
         )
     )
     return findings
+
+
+def _episode_over(
+    rule_id: str,
+    checkins: list[CheckInRecord],
+    index: int,
+    gap: timedelta,
+    trigger: Callable[[int], bool],
+    no_more: str,
+    zone: tzinfo,
+) -> list[Finding]:
+    """The clearance of the episode that the check-in at ``index`` ends, being the first one more
+    than ``gap`` after the episode's last trigger (``no_more``: what stopped happening)."""
+    last = _last_of_ended_episode(checkins, index, gap, trigger)
+    if last is None:
+        return []
+    current = checkins[index]
+    return [
+        clearance(
+            rule_id,
+            f"no {no_more} for over {gap.days} days since {day(checkins[last].at, zone)} "
+            f"(craving {current.craving} on {day(current.at, zone)})",
+            current.at,
+            checkins[_first_of_episode(checkins, last, gap, trigger)].event_id,
+            continues_within=gap,
+        )
+    ]
 
 
 def _first_of_episode(
@@ -127,21 +142,10 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
 
     if index < 0:
         return []
-    findings: list[Finding] = []
     zone = pack.program_calendar.zone
-    last = _last_of_ended_episode(checkins, index, rule.gap, rise)
-    if last is not None:
-        findings.append(
-            clearance(
-                "craving_rising",
-                f"no further rise in craving for over {rule.episode_gap_days} days since "
-                f"{day(checkins[last].at, zone)} (craving {checkins[index].craving} on "
-                f"{day(checkins[index].at, zone)})",
-                checkins[index].at,
-                checkins[_first_of_episode(checkins, last, rule.gap, rise)].event_id,
-                continues_within=rule.gap,
-            )
-        )
+    findings = _episode_over(
+        "craving_rising", checkins, index, rule.gap, rise, "further rise in craving", zone
+    )
     if not rise(index):
         return findings
     window = checkins[index - span : index + 1]
