@@ -118,14 +118,18 @@ def _last_of_ended_episode(
     if index == 0:
         return None
     still_open, open_before = checkins[index].at - gap, checkins[index - 1].at - gap
-    last = index - 1
-    while last >= 0 and checkins[last].at >= still_open:
-        if trigger(last):
-            return None
-        last -= 1
+    # The episode's last trigger lies within the gap of the previous check-in but not of this one,
+    # and no trigger after it. Triggers are rare: look in that narrow span first (usually one
+    # check-in), and only then check that the gap after it is free of triggers.
+    first_in_gap = index
+    while first_in_gap > 0 and checkins[first_in_gap - 1].at >= still_open:
+        first_in_gap -= 1
+    last = first_in_gap - 1
     while last >= 0 and checkins[last].at >= open_before and not trigger(last):
         last -= 1
     if last < 0 or checkins[last].at < open_before:
+        return None
+    if any(trigger(k) for k in range(first_in_gap, index)):
         return None
     return last
 
