@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -185,7 +186,10 @@ async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(
     await eventually(endpoint_disabled, message="the dead endpoint was not disabled")
     row = await db.fetchrow("SELECT disabled_at, disabled_reason FROM webhook_endpoints WHERE id = $1", dead)
     assert row["disabled_at"] is not None
-    assert row["disabled_reason"].startswith("3 consecutive failed attempts over")
+    # The policy disables at 3; the two deliveries fail concurrently, so the failure that disables it
+    # may be a later one (whichever of the two records the reason first).
+    failures = re.match(r"(\d+) consecutive failed attempts over ", row["disabled_reason"])
+    assert failures is not None and int(failures.group(1)) >= 3, row["disabled_reason"]
     assert row["disabled_reason"].endswith("last: ClientConnectorError")
     await eventually(
         lambda: db.fetchval("SELECT count(*) = 0 FROM webhook_deliveries WHERE state = 'pending'"),
