@@ -402,6 +402,27 @@ def test_the_first_miss_of_a_run_of_four_excused_moves_the_run_to_its_new_first_
     assert after[f"missed_in_a_row:{second}"].title == "3 unexcused missed group sessions in a row"
 
 
+def _recorded_missed(patient: Patient, attended: InboundEvent, when: datetime) -> InboundEvent:
+    """The attended group session ``attended`` recorded again, later, as an unexcused miss."""
+    data = attended.data
+    event = new_event(
+        SessionMissed,
+        subject=patient.patient_id,
+        source="ehr.clinic-a",
+        data={
+            "session_id": data.session_id,
+            "kind": "group",
+            "starts_at": data.starts_at.isoformat(),
+            "duration_minutes": data.duration_minutes,
+            "excused": False,
+        },
+        time=when,
+        id=f"{patient.patient_id}-missed-{data.session_id}",
+    )
+    patient.events.append(event)
+    return event
+
+
 def test_not_handled_an_attendance_corrected_to_a_miss_stays_silent_for_the_rest_of_its_run() -> None:
     """The reverse correction: the run that the attendance ended was resolved, and its name is
     taken by the longer run the miss makes (a resolved alert never reopens). Documented in
@@ -412,21 +433,7 @@ def test_not_handled_an_attendance_corrected_to_a_miss_stays_silent_for_the_rest
     first = patient.session(at(8, 18), "missed")
     patient.session(at(10, 18), "missed")
     back = patient.session(at(11, 18))  # Fri 13 Mar attended: the run of 2 ended
-    recorded_missed = new_event(
-        SessionMissed,
-        subject=patient.patient_id,
-        source="ehr.clinic-a",
-        data={
-            "session_id": back.data.session_id,
-            "kind": "group",
-            "starts_at": back.data.starts_at.isoformat(),
-            "duration_minutes": back.data.duration_minutes,
-            "excused": False,
-        },
-        time=at(12, 9),
-        id="pt-rules01-tomissed",
-    )
-    patient.events.append(recorded_missed)
+    _recorded_missed(patient, back, at(12, 9))
     patient.session(at(12, 18), "missed")  # Sat 14 Mar: 4 in a row, and no live alert says so
     alerts = _alerts(_in_time_order(patient))
     assert {k: a.state for k, a in alerts.items() if a.rule_id == "missed_in_a_row"} == {
@@ -458,21 +465,7 @@ def test_a_miss_recorded_after_an_attendance_with_a_later_decision_time_is_a_mis
     patient.session(at(7, 18))
     first = patient.session(at(8, 18), "missed")
     attended = patient.session(at(10, 18))
-    missed = new_event(
-        SessionMissed,
-        subject=patient.patient_id,
-        source="ehr.clinic-a",
-        data={
-            "session_id": attended.data.session_id,
-            "kind": "group",
-            "starts_at": attended.data.starts_at.isoformat(),
-            "duration_minutes": attended.data.duration_minutes,
-            "excused": False,
-        },
-        time=at(11, 9),
-        id="pt-rules01-fixmissed",
-    )
-    patient.events.append(missed)
+    _recorded_missed(patient, attended, at(11, 9))
     assert _states(_alerts(_in_time_order(patient))) == {
         f"missed_in_a_row:{first.data.session_id}": ("open", None)
     }
