@@ -324,6 +324,12 @@ def apply_event(state: PatientState, event: InboundEvent, tuning: Tuning = DEFAU
     return late
 
 
+def retention_horizon(high_water: datetime, tuning: Tuning = DEFAULT_TUNING) -> datetime:
+    """The start of the UTC day before which the state drops its facts, for a latest event at
+    ``high_water`` (the prune keeps the program's first sessions besides)."""
+    return datetime.fromtimestamp(_horizon_day(high_water, tuning) * 86400, UTC)
+
+
 def _horizon_day(high_water: datetime, tuning: Tuning) -> int:
     """The UTC day (days since the epoch) on which the retention horizon of ``high_water`` falls."""
     return int((high_water - tuning.retention).timestamp() // 86400)
@@ -538,7 +544,7 @@ def _prune(state: PatientState, tuning: Tuning) -> None:
     """Drop facts from before the retention horizon's day (UTC); keep the program's first sessions."""
     if state.high_water is None:
         return
-    horizon = datetime.fromtimestamp(_horizon_day(state.high_water, tuning) * 86400, UTC)
+    horizon = retention_horizon(state.high_water, tuning)
     # The lists are in time order: what goes is a head, found by bisection (a prune runs for every
     # patient every day; walking whole lists cost more than the rest of the fold).
     checkins = state.checkins

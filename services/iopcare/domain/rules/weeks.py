@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from iopcare.domain.engagement import (
     DEFAULT_TUNING,
@@ -18,6 +18,7 @@ from iopcare.domain.engagement import (
     PatientState,
     SessionRecord,
     WeeklyPlan,
+    retention_horizon,
 )
 from iopcare.domain.rules.evidence import clearance, signal
 from iopcare.domain.rules.misses import SESSION_ORDER
@@ -37,7 +38,6 @@ FELLOWSHIP_ACTION = (
 
 WEEK = timedelta(days=7)
 DAY = timedelta(days=1)
-DAY_SECONDS = 86400
 KEPT_WEEKS = DEFAULT_TUNING.retention // WEEK
 """The program weeks of history the patient state keeps (6): how far back a week close can look."""
 RUN_CONTINUES_WITHIN = WEEK + DAY
@@ -222,13 +222,12 @@ def _week_episode(state: PatientState, week: int) -> str:
 def first_week_kept(state: PatientState, at: datetime, pack: RulePack) -> int:
     """The first program week whose sessions and meetings the state still holds in full at a week
     close at ``at`` (0 or less: all of them). The state drops the facts from before the UTC day that
-    lies ``retention`` behind its latest event (``engagement._prune``); an earlier week would look
+    lies ``retention`` behind its latest event (``engagement.retention_horizon``); an earlier week would look
     emptier, so shorter, than it was. The check fires before any event from after ``at`` is taken
     in, so ``at`` bounds that latest event; a later one (a direct call) moves the bound with it."""
     assert state.enrollment is not None
     latest = at if state.high_water is None or state.high_water < at else state.high_water
-    horizon_day = (latest - DEFAULT_TUNING.retention).timestamp() // DAY_SECONDS
-    horizon = datetime.fromtimestamp(horizon_day * DAY_SECONDS, UTC)
+    horizon = retention_horizon(latest)
     calendar, program_start = pack.program_calendar, state.enrollment.program_start
     week = calendar.week_number(program_start, horizon)
     return week if calendar.week_bounds(program_start, week)[0] >= horizon else week + 1
