@@ -7,13 +7,15 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from iopcare.contract import AlertEvent
 from iopcare.dispatcher.service import Dispatcher
 from iopcare.dispatcher.webhooks import (
     ATTEMPT_HEADER,
@@ -99,21 +101,41 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_secret(
+@dataclass
+class Harness:
+    """What a webhook test drives: the database, the receiving end, dispatchers, the alerts topic."""
+
+    db: asyncpg.Pool
+    receiver: Receiver
+    start: StartDispatcher
+    kafka: str
+    alerts_topic: str
+
+    async def publish(self, events: Sequence[AlertEvent], group: str | None) -> None:
+        """Alert events on the alerts topic, as the processor's outbox relay publishes them."""
+        await produce(self.kafka, self.alerts_topic, events, group)
+
+
+@pytest.fixture
+def hx(
     endpoints: Endpoints,
     settings: Settings,
     db: asyncpg.Pool,
     receiver: Receiver,
     start_dispatcher: StartDispatcher,
-) -> None:
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
-    delivered = sample("iopcare_webhook_deliveries_total", outcome="delivered")
-    await start_dispatcher()
-    event, group = alert("created", severity="critical"), str(uuid.uuid4())
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
+) -> Harness:
+    return Harness(db, receiver, start_dispatcher, endpoints.kafka_bootstrap, settings.alerts_topic)
 
-    await eventually(lambda: receiver.requests, message="no POST reached the receiver")
-    [request] = receiver.requests
+
+async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_secret(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    delivered = sample("iopcare_webhook_deliveries_total", outcome="delivered")
+    await hx.start()
+    event, group = alert("created", severity="critical"), str(uuid.uuid4())
+    await hx.publish([event], group)
+
+    await eventually(lambda: hx.receiver.requests, message="no POST reached the receiver")
+    [request] = hx.receiver.requests
     verify_signature(
         SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
     )
@@ -126,65 +148,54 @@ async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_sec
     assert TITLE.encode() not in request.body
     assert request.headers[DELIVERY_HEADER] == payload["id"]
     await eventually(
-        lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), message="row not closed"
+        lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), message="row not closed"
     )
-    row = await db.fetchrow("SELECT attempts, last_status, last_error FROM webhook_deliveries")
+    row = await hx.db.fetchrow("SELECT attempts, last_status, last_error FROM webhook_deliveries")
     assert (row["attempts"], row["last_status"], row["last_error"]) == (1, 200, None)
     assert sample("iopcare_webhook_deliveries_total", outcome="delivered") == delivered + 1
 
 
-async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    receiver.statuses = [503, 500]
-    endpoint = await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
+async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(hx: Harness) -> None:
+    hx.receiver.statuses = [503, 500]
+    endpoint = await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
     retried = sample("iopcare_webhook_deliveries_total", outcome="retried")
-    await start_dispatcher()
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
+    await hx.start()
+    await hx.publish([alert("created")], str(uuid.uuid4()))
 
-    await eventually(lambda: len(receiver.requests) == 3, message="three attempts")
-    assert len({r.headers[DELIVERY_HEADER] for r in receiver.requests}) == 1
-    assert len({r.body for r in receiver.requests}) == 1
-    assert [r.headers[ATTEMPT_HEADER] for r in receiver.requests] == ["1", "2", "3"]
-    for request in receiver.requests:  # each attempt is signed afresh
+    await eventually(lambda: len(hx.receiver.requests) == 3, message="three attempts")
+    assert len({r.headers[DELIVERY_HEADER] for r in hx.receiver.requests}) == 1
+    assert len({r.body for r in hx.receiver.requests}) == 1
+    assert [r.headers[ATTEMPT_HEADER] for r in hx.receiver.requests] == ["1", "2", "3"]
+    for request in hx.receiver.requests:  # each attempt is signed afresh
         verify_signature(
             SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
         )
-    await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
-    assert await db.fetchval("SELECT attempts FROM webhook_deliveries") == 3
-    health = await db.fetchrow(
+    await eventually(lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
+    assert await hx.db.fetchval("SELECT attempts FROM webhook_deliveries") == 3
+    health = await hx.db.fetchrow(
         "SELECT enabled, consecutive_failures FROM webhook_endpoints WHERE id = $1", endpoint
     )
     assert (health["enabled"], health["consecutive_failures"]) == (True, 0)
     assert sample("iopcare_webhook_deliveries_total", outcome="retried") == retried + 2
     await asyncio.sleep(0.5)
-    assert len(receiver.requests) == 3  # nothing after the success
+    assert len(hx.receiver.requests) == 3  # nothing after the success
 
 
-async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    dead = await add_endpoint(db, "counselor", COUNSELOR, f"http://127.0.0.1:{free_port()}/gone", SECRET)
-    alive = await add_endpoint(db, "team", SUPERVISOR, receiver.url("team"), SECRET)
+async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(hx: Harness) -> None:
+    dead = await add_endpoint(hx.db, "counselor", COUNSELOR, f"http://127.0.0.1:{free_port()}/gone", SECRET)
+    alive = await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SECRET)
     disabled = sample("iopcare_webhook_endpoints_disabled_total")
-    await start_dispatcher()
-    kafka, topic = endpoints.kafka_bootstrap, settings.alerts_topic
-    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
-    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
+    await hx.start()
+    await hx.publish([alert("created")], str(uuid.uuid4()))
+    await hx.publish([alert("created")], str(uuid.uuid4()))
 
     async def endpoint_disabled() -> bool:
-        return not await db.fetchval("SELECT enabled FROM webhook_endpoints WHERE id = $1", dead)
+        return not await hx.db.fetchval("SELECT enabled FROM webhook_endpoints WHERE id = $1", dead)
 
     await eventually(endpoint_disabled, message="the dead endpoint was not disabled")
-    row = await db.fetchrow("SELECT disabled_at, disabled_reason FROM webhook_endpoints WHERE id = $1", dead)
+    row = await hx.db.fetchrow(
+        "SELECT disabled_at, disabled_reason FROM webhook_endpoints WHERE id = $1", dead
+    )
     assert row["disabled_at"] is not None
     # The policy disables at 3; the two deliveries fail concurrently, so the failure that disables it
     # may be a later one (whichever of the two records the reason first).
@@ -192,136 +203,105 @@ async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(
     assert failures is not None and int(failures.group(1)) >= 3, row["disabled_reason"]
     assert row["disabled_reason"].endswith("last: ClientConnectorError")
     await eventually(
-        lambda: db.fetchval("SELECT count(*) = 0 FROM webhook_deliveries WHERE state = 'pending'"),
+        lambda: hx.db.fetchval("SELECT count(*) = 0 FROM webhook_deliveries WHERE state = 'pending'"),
         message="pending deliveries left",
     )
-    states = await db.fetch(
+    states = await hx.db.fetch(
         "SELECT state, last_error FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id", dead
     )
     assert [r["state"] for r in states] == ["failed", "failed"]
     assert {r["last_error"] for r in states} <= {"ClientConnectorError", "endpoint_disabled"}
     assert sample("iopcare_webhook_endpoints_disabled_total") == disabled + 1
     # The team's endpoint was not affected; a disabled endpoint gets no new deliveries.
-    assert len(receiver.on("team")) == 2
-    await produce(kafka, topic, [alert("created")], str(uuid.uuid4()))
-    await eventually(lambda: len(receiver.on("team")) == 3)
-    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", dead) == 2
-    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", alive) == 3
+    assert len(hx.receiver.on("team")) == 2
+    await hx.publish([alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: len(hx.receiver.on("team")) == 3)
+    assert await hx.db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", dead) == 2
+    assert await hx.db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", alive) == 3
 
 
-async def test_a_burst_sharing_a_notification_group_is_one_post_listing_its_alerts(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
-    await start_dispatcher()
+async def test_a_burst_sharing_a_notification_group_is_one_post_listing_its_alerts(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await hx.start()
     burst = [alert("created", severity=s) for s in ("critical", "high", "medium")]
     burst_group, later_group = str(uuid.uuid4()), str(uuid.uuid4())
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, burst, burst_group)
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], later_group)
+    await hx.publish(burst, burst_group)
+    await hx.publish([alert("created")], later_group)
 
-    await eventually(lambda: len(receiver.requests) == 2, message="two notifications")
-    payloads = {json.loads(r.body)["notification_group"]: json.loads(r.body) for r in receiver.requests}
+    await eventually(lambda: len(hx.receiver.requests) == 2, message="two notifications")
+    payloads = {json.loads(r.body)["notification_group"]: json.loads(r.body) for r in hx.receiver.requests}
     assert [a["alert_id"] for a in payloads[burst_group]["alerts"]] == [e.data.alert_id for e in burst]
     assert len(payloads[later_group]["alerts"]) == 1
     await asyncio.sleep(0.5)
-    assert len(receiver.requests) == 2
+    assert len(hx.receiver.requests) == 2
 
 
-async def test_a_redelivered_alert_event_is_not_delivered_twice(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
-    first = await start_dispatcher()
+async def test_a_redelivered_alert_event_is_not_delivered_twice(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    first = await hx.start()
     event, group = alert("created"), str(uuid.uuid4())
     # The relay republishes after a crash between the broker's ack and its own commit: same event twice.
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [event], group)
-    await eventually(lambda: receiver.requests, message="first delivery")
+    await hx.publish([event], group)
+    await hx.publish([event], group)
+    await eventually(lambda: hx.receiver.requests, message="first delivery")
     await first.stop()
 
     # A dispatcher in a new consumer group reads the whole topic again: every record redelivered.
     consumed = sample("iopcare_dispatcher_alert_events_consumed_total", kind="created")
-    await start_dispatcher(dispatcher_group_id=f"test-dispatcher-{uuid.uuid4().hex[:6]}")
+    await hx.start(dispatcher_group_id=f"test-dispatcher-{uuid.uuid4().hex[:6]}")
     await eventually(
         lambda: sample("iopcare_dispatcher_alert_events_consumed_total", kind="created") == consumed + 2,
         message="the second dispatcher did not read the topic again",
     )
     await asyncio.sleep(1.0)  # past the coalescing wait and several polls
-    assert len(receiver.requests) == 1
-    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
+    assert len(hx.receiver.requests) == 1
+    assert await hx.db.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
 
 
-async def test_an_escalation_reaches_the_supervisors_own_endpoint(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url("counselor"), SECRET)
-    await add_endpoint(db, "counselor", SUPERVISOR, receiver.url("supervisor"), SECRET)
-    await add_endpoint(db, "team", SUPERVISOR, receiver.url("team"), SECRET)
-    await add_endpoint(db, "counselor", "staff-c99", receiver.url("other"), SECRET)
-    await start_dispatcher()
+async def test_an_escalation_reaches_the_supervisors_own_endpoint(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("counselor"), SECRET)
+    await add_endpoint(hx.db, "counselor", SUPERVISOR, hx.receiver.url("supervisor"), SECRET)
+    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SECRET)
+    await add_endpoint(hx.db, "counselor", "staff-c99", hx.receiver.url("other"), SECRET)
+    await hx.start()
     alert_id = str(uuid.uuid4())
-    kafka, topic = endpoints.kafka_bootstrap, settings.alerts_topic
-    await produce(kafka, topic, [alert("created", alert_id=alert_id)], str(uuid.uuid4()))
-    await produce(kafka, topic, [alert("escalated", alert_id=alert_id)], str(uuid.uuid4()))
+    await hx.publish([alert("created", alert_id=alert_id)], str(uuid.uuid4()))
+    await hx.publish([alert("escalated", alert_id=alert_id)], str(uuid.uuid4()))
 
     def kinds(path: str) -> list[str]:
-        return [a["kind"] for r in receiver.on(path) for a in json.loads(r.body)["alerts"]]
+        return [a["kind"] for r in hx.receiver.on(path) for a in json.loads(r.body)["alerts"]]
 
-    await eventually(lambda: len(receiver.requests) == 5, message="five notifications")
+    await eventually(lambda: len(hx.receiver.requests) == 5, message="five notifications")
     assert sorted(kinds("counselor")) == ["created", "escalated"]
     assert sorted(kinds("team")) == ["created", "escalated"]
     assert kinds("supervisor") == ["escalated"]
     assert kinds("other") == []
 
 
-async def test_two_dispatchers_send_each_delivery_once(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url("a"), SECRET)
-    await add_endpoint(db, "team", SUPERVISOR, receiver.url("b"), SECRET)
-    await start_dispatcher()
-    await start_dispatcher()  # same consumer group, same deliveries table
+async def test_two_dispatchers_send_each_delivery_once(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("a"), SECRET)
+    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("b"), SECRET)
+    await hx.start()
+    await hx.start()  # same consumer group, same deliveries table
     for _ in range(15):
-        await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
+        await hx.publish([alert("created")], str(uuid.uuid4()))
 
-    await eventually(lambda: len(receiver.requests) >= 30, message="thirty notifications")
+    await eventually(lambda: len(hx.receiver.requests) >= 30, message="thirty notifications")
     await asyncio.sleep(0.5)
-    ids = [r.headers[DELIVERY_HEADER] for r in receiver.requests]
+    ids = [r.headers[DELIVERY_HEADER] for r in hx.receiver.requests]
     assert len(ids) == len(set(ids)) == 30
 
 
-async def test_a_pending_delivery_survives_a_restart_of_the_dispatcher(
-    endpoints: Endpoints,
-    settings: Settings,
-    db: asyncpg.Pool,
-    receiver: Receiver,
-    start_dispatcher: StartDispatcher,
-) -> None:
-    receiver.statuses = [503]
-    await add_endpoint(db, "counselor", COUNSELOR, receiver.url(), SECRET)
-    first = await start_dispatcher(webhook_retry_base_seconds=2.0, webhook_retry_max_seconds=2.0)
-    await produce(endpoints.kafka_bootstrap, settings.alerts_topic, [alert("created")], str(uuid.uuid4()))
-    await eventually(lambda: receiver.requests, message="first attempt")
+async def test_a_pending_delivery_survives_a_restart_of_the_dispatcher(hx: Harness) -> None:
+    hx.receiver.statuses = [503]
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    first = await hx.start(webhook_retry_base_seconds=2.0, webhook_retry_max_seconds=2.0)
+    await hx.publish([alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: hx.receiver.requests, message="first attempt")
     await first.stop()
-    assert await db.fetchval("SELECT state FROM webhook_deliveries") == "pending"
+    assert await hx.db.fetchval("SELECT state FROM webhook_deliveries") == "pending"
 
-    await start_dispatcher()  # same group: the offsets were committed, the retry is in Postgres
-    await eventually(lambda: len(receiver.requests) == 2, within=10, message="the retry after the restart")
-    assert await db.fetchval("SELECT attempts FROM webhook_deliveries") == 2
-    await eventually(lambda: db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
+    await hx.start()  # same group: the offsets were committed, the retry is in Postgres
+    await eventually(lambda: len(hx.receiver.requests) == 2, within=10, message="the retry after the restart")
+    assert await hx.db.fetchval("SELECT attempts FROM webhook_deliveries") == 2
+    await eventually(lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
