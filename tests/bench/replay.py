@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from iopcare.cohort import iter_cohort, write_ndjson
+from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.intake import replay as fold_all
 from iopcare.domain.rules import DEFAULT_PACK
-from iopcare.domain.rules.backtest import backtest
 from iopcare.replay import default_jobs, read_events, replay_file
 from tests.bench.environment import Machine, host
 from tests.bench.processes import machine_busy_seconds

@@ -100,13 +100,12 @@ async def test_an_unacknowledged_critical_alert_escalates_once_across_sweeps_and
     pool: asyncpg.Pool,
 ) -> None:
     await _raise(pool, signal("safety", "critical"))
-    store_a, store_b = EngagementStore(pool), EngagementStore(pool)
-    assert await store_a.escalate(NOW + timedelta(minutes=14), DEFAULT_DEADLINES) == []
+    store_a = EngagementStore(pool, deadline=DEFAULT_DEADLINES)
+    store_b = EngagementStore(pool, deadline=DEFAULT_DEADLINES)
+    assert (await store_a.sweep(NOW + timedelta(minutes=14))).alert_changes == []
     later = NOW + timedelta(minutes=16)
-    results = await asyncio.gather(
-        *(s.escalate(later, DEFAULT_DEADLINES) for s in (store_a, store_b, store_a))
-    )
-    escalations = [c for changes in results for c in changes]
+    results = await asyncio.gather(*(s.sweep(later) for s in (store_a, store_b, store_a)))
+    escalations = [c for outcome in results for c in outcome.alert_changes]
     assert [c.kind for c in escalations] == ["escalated"]
     row = await pool.fetchrow("SELECT escalated, escalate_at, supervisor_id FROM alerts")
     assert (row["escalated"], row["escalate_at"], row["supervisor_id"]) == (True, None, "staff-s03")
@@ -197,7 +196,8 @@ async def test_a_counselors_acknowledgement_is_recorded_with_who_and_stops_the_e
     )
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM outbox ORDER BY id")]
     assert kinds == ["iop.alert.created", "iop.alert.acknowledged"]
-    assert await EngagementStore(pool).escalate(NOW + timedelta(days=2), DEFAULT_DEADLINES) == []
+    later = NOW + timedelta(days=2)
+    assert (await EngagementStore(pool, deadline=DEFAULT_DEADLINES).sweep(later)).alert_changes == []
 
 
 async def test_an_acknowledgement_after_the_deadline_comes_after_the_escalation_it_missed(

@@ -1,4 +1,5 @@
-"""An escalation sweep never runs ahead of the patient's absence checks that fell due before it."""
+"""A sweep takes a patient's due work in time order: the absence check that fell due before an
+alert's deadline fires first, then the alert escalates, in one transaction."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ async def pool(clean_db: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def test_an_alert_waits_to_escalate_until_the_absence_check_due_before_has_fired(
+async def test_a_sweep_fires_the_check_due_before_the_deadline_then_escalates(
     pool: asyncpg.Pool,
 ) -> None:
     async with pool.acquire() as connection, connection.transaction():
@@ -47,10 +48,11 @@ async def test_an_alert_waits_to_escalate_until_the_absence_check_due_before_has
         PATIENT,
         NOW + timedelta(minutes=5),
     )
-    store = EngagementStore(pool)
+    store = EngagementStore(pool, deadline=DEFAULT_DEADLINES)
     later = NOW + timedelta(minutes=16)  # past the critical alert's 15-minute deadline
-    assert await store.escalate(later, DEFAULT_DEADLINES) == []
-    assert await pool.fetchval("SELECT escalated FROM alerts") is False
-
-    await pool.execute("UPDATE absence_checks SET fired_at = now(), signalled = false")  # the sweep came
-    assert [c.kind for c in await store.escalate(later, DEFAULT_DEADLINES)] == ["escalated"]
+    outcome = await store.sweep(later)
+    assert outcome.fired == [("week_close", False)]
+    assert [c.kind for c in outcome.alert_changes] == ["escalated"]
+    assert await pool.fetchval("SELECT escalated FROM alerts") is True
+    assert await pool.fetchval("SELECT fired_at IS NOT NULL FROM absence_checks") is True
+    assert (await store.sweep(later)).alert_changes == []

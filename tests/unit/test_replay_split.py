@@ -11,9 +11,8 @@ import pytest
 
 from iopcare.cohort import generate_cohort, write_ndjson
 from iopcare.contract import encode_event
-from iopcare.domain.backtest import merged, run_backtest
+from iopcare.domain.backtest import Tick, merged, run_backtest
 from iopcare.domain.rules import DEFAULT_PACK
-from iopcare.domain.rules.backtest import Tick
 from iopcare.replay import replay_file, shard_of
 
 EVENTS = sorted(generate_cohort(24, seed=5, start=date(2026, 1, 5)), key=lambda e: (e.time, e.id))

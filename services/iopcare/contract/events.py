@@ -494,6 +494,7 @@ DeadLetterReason = Literal[
     # Raised by the processor, not by decode_event:
     "future_time",  # event time later than now plus the allowed clock skew
     "store_rejected",  # valid by the contract, but Postgres refused to store it
+    "processing_failed",  # valid by the contract, but deciding it raised (a defect to fix, then resend)
 ]
 """Why a message went to the dead-letter topic instead of being processed."""
 

@@ -100,11 +100,13 @@ class PatientAlerts:
 
     patient_id: str
     alerts: dict[str, Alert] = field(default_factory=dict)  # by dedup key; live ones, plus any
-    # resolved ones the caller loaded (a resolved dedup key never opens again)
+    # resolved ones the caller loaded or that were resolved here
+    closed: set[str] = field(default_factory=set)  # dedup keys of resolved alerts not loaded: a
+    # resolved episode never opens again, and its key is all that is needed to know that
 
     @classmethod
-    def of(cls, patient_id: str, alerts: Iterable[Alert]) -> PatientAlerts:
-        return cls(patient_id, {a.dedup_key: a for a in alerts})
+    def of(cls, patient_id: str, alerts: Iterable[Alert], closed: Iterable[str] = ()) -> PatientAlerts:
+        return cls(patient_id, {a.dedup_key: a for a in alerts}, set(closed))
 
     def _critical_open(self) -> Alert | None:
         open_critical = [a for a in self.alerts.values() if a.live and a.severity == "critical"]
@@ -125,12 +127,15 @@ class PatientAlerts:
     def _signal(self, signal: Signal, pack_version: str, now: datetime, deadline: Deadline) -> list[Change]:
         key = signal.dedup_key(self.patient_id)
         current = self.alerts.get(key)
-        if current is None and signal.continues_within is not None:
+        closed = current is None and key in self.closed
+        if current is None and not closed and signal.continues_within is not None:
             current = self._continued(signal.rule_id, signal.at, signal.continues_within)
             if current is not None:
                 key = current.dedup_key
         changes: list[Change] = []
-        if current is None:
+        if closed:
+            pass  # a resolved episode stays resolved
+        elif current is None:
             critical = self._critical_open()
             inhibited_by = (
                 critical.alert_id

@@ -1,34 +1,128 @@
 """The offline run of the whole decision chain over past events: what ``iopcare replay`` reports.
 
-:func:`iopcare.domain.rules.backtest.backtest` gives every finding the rules make, in the order and
-at the (stream) time the processor makes them; here the alert lifecycle takes them, as the processor
-does in the same transaction, and escalates alerts nobody acknowledged when the stream's time passes
-their deadline, as the processor's sweep does. Nobody acknowledges anything in a backtest, so every
-alert that would have paged someone is counted: the volume a clinic weighs before changing a number.
+A driver, no decisions of its own: each patient's :class:`~iopcare.domain.course.PatientCourse`
+takes that patient's events in the order given, and is advanced whenever the *stream clock* (the
+latest event time seen) passes the time it has something due (an absence check, an escalation),
+before the event that moved the clock is taken: as the processor's sweep does on its stream clock.
+Nobody acknowledges anything in a backtest, so every alert that would have paged someone is
+counted: the volume a clinic weighs before changing a number.
 
-Each patient's alerts depend only on that patient's events and on the stream clock: escalations of
-one patient's alerts are decided on the clock and that patient's own findings, never on another
-patient's. So a stream split by patient (the others' events passed as a :class:`Tick`) gives each
-part exactly its patients' share of the whole result, and :func:`merged` adds the parts up.
+Each patient's course depends only on that patient's events and on when it is advanced, and
+advancing is idempotent in time (course.py). So a stream split by patient (the others' events
+passed as a :class:`Tick`, which only moves the clock) gives each part exactly its patients' share
+of the whole result, and :func:`merged` adds the parts up.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from iopcare.contract import InboundEvent
-from iopcare.domain.alerts import Alert, Change, PatientAlerts, fixed_deadlines
+from iopcare.domain.alerts import Alert
+from iopcare.domain.course import Effects, Found, PatientCourse, deadlines_of
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
-from iopcare.domain.rules.backtest import Tick
-from iopcare.domain.rules.backtest import backtest as findings_over
-from iopcare.domain.rules.pack import RulePack
+from iopcare.domain.rules.pack import DEFAULT_PACK, RulePack
 
 WEEK = timedelta(days=7)
 SHORTEST_OBSERVATION = timedelta(days=1)  # a patient seen once still counts for a day
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The time of an event about a patient followed elsewhere (another shard of the same stream):
+    it moves the stream clock, so checks and escalations fall due as in the whole stream."""
+
+    time: datetime
+
+
+class StreamReplay:
+    """Courses of every patient in a stream, on the stream's own clock."""
+
+    def __init__(
+        self, pack: RulePack = DEFAULT_PACK, tuning: Tuning = DEFAULT_TUNING, *, until: datetime | None = None
+    ) -> None:
+        """``until``: nothing falls due after it, however far the events go (the processor's stream
+        clock stops at the least advanced partition; a replay compared with it stops there too)."""
+        self.pack = pack
+        self.until = until
+        self.tuning = tuning
+        self.deadline = deadlines_of(pack)
+        self.courses: dict[str, PatientCourse] = {}
+        self.clock: datetime | None = None
+        self._wakeups: list[tuple[datetime, int, str]] = []  # (due, tie-break, patient)
+        self._queued: dict[str, datetime] = {}  # each patient's live entry in _wakeups
+        self._tie = itertools.count()
+
+    def feed(self, event: InboundEvent | Tick) -> Iterator[tuple[str, Effects]]:
+        """Move the clock to the event's time (advancing the courses due by then), then take it."""
+        at = event.time
+        if self.clock is None or at > self.clock:
+            self.clock = at
+        now = self.clock if self.until is None or self.clock < self.until else self.until
+        if self._wakeups and self._wakeups[0][0] <= now:
+            yield from self._wake(now)
+        if isinstance(event, Tick):
+            return
+        patient_id = event.subject
+        course = self.courses.get(patient_id)
+        if course is None:
+            course = self.courses[patient_id] = PatientCourse(
+                PatientState(patient_id=patient_id), self.pack, self.tuning, deadline=self.deadline
+            )
+        effects = course.take(event)
+        self._queue(course)
+        if effects:
+            yield patient_id, effects
+
+    def finish(self) -> Iterator[tuple[str, Effects]]:
+        """Advance every course to ``until`` (default: the latest event time)."""
+        end = self.until if self.until is not None else self.clock
+        if end is not None:
+            yield from self._wake(end)
+
+    def _wake(self, now: datetime) -> Iterator[tuple[str, Effects]]:
+        while self._wakeups and self._wakeups[0][0] <= now:
+            due, _, patient_id = heapq.heappop(self._wakeups)
+            if self._queued.get(patient_id) != due:
+                continue  # superseded by a later entry for the patient
+            del self._queued[patient_id]
+            course = self.courses[patient_id]
+            effects = course.advance(now)
+            self._queue(course)
+            if effects:
+                yield patient_id, effects
+
+    def _queue(self, course: PatientCourse) -> None:
+        due = course.next_due()
+        patient_id = course.patient_id
+        if due is not None and self._queued.get(patient_id) != due:
+            self._queued[patient_id] = due
+            heapq.heappush(self._wakeups, (due, next(self._tie), patient_id))
+
+
+def findings_over(
+    events: Iterable[InboundEvent | Tick],
+    pack: RulePack = DEFAULT_PACK,
+    tuning: Tuning = DEFAULT_TUNING,
+    *,
+    until: datetime | None = None,
+    states: dict[str, PatientState] | None = None,
+) -> Iterator[Found]:
+    """Every finding the rules make over ``events``, with its cause, in the order they are made.
+    Pass a dict as ``states`` to keep the patients' final states."""
+    replay = StreamReplay(pack, tuning, until=until)
+    for event in events:
+        for _, effects in replay.feed(event):
+            yield from effects.findings
+    for _, effects in replay.finish():
+        yield from effects.findings
+    if states is not None:
+        states.update({pid: course.state for pid, course in replay.courses.items()})
 
 
 @dataclass
@@ -63,92 +157,42 @@ def run_backtest(
     until: datetime | None = None,
     on_event: Callable[[InboundEvent], None] | None = None,
 ) -> BacktestResult:
-    """Rules and alert lifecycle over ``events`` (in the order given, ideally by time). Absence
-    checks and escalations fall due up to ``until`` (default: the latest event's time).
-
-    A :class:`Tick` stands for an event of a patient handled elsewhere: it only moves the clock.
-    """
-    deadline = fixed_deadlines(
-        pack.response_targets_by_severity(), pack.response_targets.business_day_starts_at_hour
-    )
+    """Courses over ``events`` (in the order given, ideally by time); checks and escalations fall
+    due up to ``until`` (default: the latest event's time). A :class:`Tick` only moves the clock."""
     result = BacktestResult(pack_version=pack.version)
-    alerts: dict[str, PatientAlerts] = {}
-    escalations: list[tuple[datetime, str]] = []  # (next due, patient), possibly stale entries
-    next_due: dict[str, datetime | None] = {}  # per patient, as of its last change
+    replay = StreamReplay(pack, tuning, until=until)
     spans: dict[str, tuple[datetime, datetime]] = {}
-    seen_until: dict[str, datetime] = {}  # per patient: the latest time of a finding taken
-    latest: datetime | None = None  # the stream clock: the latest event time so far
-    settled: datetime | None = None  # the stream clock before the event being taken in
+    changes = result.changes
 
-    def counted(source: Iterable[InboundEvent | Tick]) -> Iterable[InboundEvent | Tick]:
-        nonlocal latest, settled
-        for event in source:
+    def count(moves: Iterator[tuple[str, Effects]]) -> None:
+        for _, effects in moves:
+            for change in effects.changes:
+                changes[change.kind] += 1
+
+    for event in events:
+        if not isinstance(event, Tick):
+            result.events += 1
             at = event.time
-            settled = latest
-            latest = at if latest is None or at > latest else latest
-            # Escalations that fell due before this event come first, as in the processor's batch.
-            if escalations and escalations[0][0] <= at:
-                escalate(at)
-            if not isinstance(event, Tick):
-                result.events += 1
-                span = spans.get(event.subject)
-                if span is None:
-                    spans[event.subject] = (at, at)
-                elif at < span[0] or at > span[1]:
-                    spans[event.subject] = (min(span[0], at), max(span[1], at))
-                if on_event is not None:
-                    on_event(event)
-            yield event
-        settled = latest
+            span = spans.get(event.subject)
+            if span is None:
+                spans[event.subject] = (at, at)
+            elif at < span[0] or at > span[1]:
+                spans[event.subject] = (min(span[0], at), max(span[1], at))
+            if on_event is not None:
+                on_event(event)
+        count(replay.feed(event))
+    count(replay.finish())
 
-    def record(patient_id: str, changes: list[Change]) -> None:
-        for change in changes:
-            result.changes[change.kind] += 1
-        due = next_due[patient_id] = alerts[patient_id].next_due()
-        if due is not None:
-            heapq.heappush(escalations, (due, patient_id))
-
-    def escalate(up_to: datetime) -> None:
-        while escalations and escalations[0][0] <= up_to:
-            due_at, patient_id = heapq.heappop(escalations)
-            changes = alerts[patient_id].due(due_at, deadline)
-            if changes:
-                record(patient_id, changes)
-
-    states: dict[str, PatientState] = {}
-    for found in findings_over(counted(events), pack, tuning, until=until, states=states):
-        patient_id = found.patient_id
-        patient = alerts.get(patient_id)
-        if patient is None:
-            patient = alerts[patient_id] = PatientAlerts(patient_id)
-        # The patient's escalations that fell due before this event arrived, or by the time of its
-        # latest finding, come first.
-        clock = seen_until.get(patient_id)
-        clock = found.at if clock is None or found.at > clock else clock
-        seen_until[patient_id] = clock
-        if settled is not None and settled > clock:
-            clock = settled
-        due = next_due.get(patient_id)
-        if due is not None and due <= clock:
-            changes = patient.due(clock, deadline)
-            if changes:
-                record(patient_id, changes)
-        changes = patient.take([found.finding], pack_version=pack.version, now=found.at, deadline=deadline)
-        if changes:
-            record(patient_id, changes)
-    end = until if until is not None else latest
-    if end is not None:
-        escalate(end)
-
-    result.patients = len(states)
+    courses = replay.courses
+    result.patients = len(courses)
     result.alerts = dict(
-        sorted((a.dedup_key, a) for patient in alerts.values() for a in patient.alerts.values())
+        sorted((a.dedup_key, a) for course in courses.values() for a in course.alerts.alerts.values())
     )
     result.observed = sum(
         (
             max(last - first, SHORTEST_OBSERVATION)
             for pid, (first, last) in spans.items()
-            if states[pid].enrollment is not None
+            if courses[pid].state.enrollment is not None
         ),
         timedelta(0),
     )
@@ -171,4 +215,4 @@ def merged(parts: Iterable[BacktestResult]) -> BacktestResult:
     return total
 
 
-__all__ = ["BacktestResult", "Tick", "merged", "run_backtest"]
+__all__ = ["BacktestResult", "Found", "StreamReplay", "Tick", "findings_over", "merged", "run_backtest"]

@@ -35,6 +35,11 @@ EVENT_TIME_TO_COMMIT_SECONDS = Histogram(
     "From the event's own time (when it happened) to the commit of its batch.",
     buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
 )
+PROCESSING_FAILURES = Counter(
+    "iopcare_processing_failures_total",
+    "Valid events whose processing raised, dead-lettered as processing_failed (unlabelled so that it "
+    "exists at 0 from the start and its first increase is seen).",
+)
 STORE_RETRIES = Counter(
     "iopcare_store_retries_total", "Batch commits retried: Postgres unreachable or the commit failed."
 )

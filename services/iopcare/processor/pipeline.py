@@ -3,7 +3,10 @@
 Framework-free on purpose: the Faust agent (``processor.app``) hands records in and acks them when
 ``handle`` returns; tests and benchmarks can drive the same code. Nothing here lets a bad record
 escape as an exception: each one becomes a dead letter with its reason, and the rest of the batch is
-processed. Only an unreachable Postgres stops progress, and then the batch is retried, not acked.
+processed. That includes a valid event that Postgres refuses or whose processing raises (a defect in a
+rule, say): the batch is bisected down to it, it is dead-lettered (``store_rejected``,
+``processing_failed``) and the others commit, so one poison event never stalls its partition. Only an
+unreachable Postgres stops progress, and then the batch is retried, not acked.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
@@ -48,6 +53,17 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp: float | None  # Kafka record timestamp, seconds since the epoch
+
+
+def failure_detail(exc: BaseException) -> str:
+    """The exception's class and where it was raised (file, line, function), never its message:
+    a message may quote the event (``KeyError('p-…')``), and the detail travels in DLQ headers."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    where = "/".join(Path(last.filename).parts[-3:])
+    return f"{type(exc).__name__} at {where}:{last.lineno} in {last.name}"
 
 
 DeadLetterSink = Callable[[Sequence[RejectedRecord]], Awaitable[None]]
@@ -130,15 +146,12 @@ class EngagementPipeline:
     ) -> tuple[BatchOutcome, list[RejectedRecord]]:
         try:
             return await self._commit_with_retry(accepted, rejected), rejected
-        except asyncpg.PostgresError as exc:
+        except Exception as exc:  # transient failures were retried: this is the batch itself
             if len(accepted) <= 1:
                 if not accepted:
                     raise
-                # Postgres refuses this one event (a value it cannot store): dead-letter it.
                 item = accepted[0]
-                log.warning("event rejected by the store: %s", type(exc).__name__)
-                record = by_position[(item.partition, item.offset)]
-                bad = self._rejected(record, "store_rejected", type(exc).__name__)
+                bad = self._failed(by_position[(item.partition, item.offset)], exc)
                 return await self._commit_with_retry([], [*rejected, bad]), [*rejected, bad]
             # Isolate the offending event by halves; the good ones commit.
             middle = len(accepted) // 2
@@ -146,6 +159,18 @@ class EngagementPipeline:
             second, rejected_second = await self._commit(accepted[middle:], [], by_position)
             first.merge(second)
             return first, rejected + rejected_second
+
+    def _failed(self, record: Record, exc: Exception) -> RejectedRecord:
+        """The dead letter of one valid event that cannot be committed: Postgres refused a value
+        (``store_rejected``), or deciding it raised (``processing_failed``, a defect in a rule or
+        the domain: fix it, then send the event again)."""
+        if isinstance(exc, asyncpg.PostgresError):
+            log.warning("event rejected by the store: %s", type(exc).__name__)
+            return self._rejected(record, "store_rejected", type(exc).__name__)
+        detail = failure_detail(exc)
+        log.error("processing an event failed: %s", detail)
+        metrics.PROCESSING_FAILURES.inc()
+        return self._rejected(record, "processing_failed", detail)
 
     async def _commit_with_retry(
         self, accepted: list[AcceptedEvent], rejected: list[RejectedRecord]

@@ -1,5 +1,6 @@
-"""The sweep loop: every few seconds, fire the absence checks that have fallen due, then escalate the
-alerts nobody acknowledged in time (and reopen ended snoozes).
+"""The sweep loop: every few seconds, advance the patients' courses that have something due: absence
+checks that fell due, alerts nobody acknowledged in time, snoozes that ended (one driver over
+:meth:`iopcare.domain.course.PatientCourse.advance`; it decides nothing itself).
 
 Every worker runs one; they need no coordination because the store takes each patient's due work
 under that patient's row lock (``SKIP LOCKED``) and marks it done in the transaction that writes its
@@ -49,7 +50,7 @@ class Sweeper:
         return None if stream is None else min(stream, wall)
 
     async def tick(self) -> int:
-        """Sweep until a sweep fires nothing (or the per-tick cap); returns the checks fired. Keeps
+        """Sweep until a sweep changes nothing (or the per-tick cap); returns the checks fired. Keeps
         nothing of one sweep while running the next: after downtime a backlog can be large."""
         fired = 0
         try:
@@ -63,13 +64,7 @@ class Sweeper:
                 metrics.SWEEP_RUNS.labels("ok").inc()
                 self._observe(outcome)
                 fired += len(outcome.fired)
-                if not outcome.fired:
-                    break
-            for _ in range(self._max_sweeps):
-                changes = await self._store.escalate(now, limit=self._limit)
-                for change in changes:
-                    metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()
-                if not changes:
+                if not outcome.fired and not outcome.alert_changes:
                     break
         except TRANSIENT_STORE_ERRORS as exc:
             metrics.SWEEP_RUNS.labels("failed").inc()

@@ -40,10 +40,15 @@ _COLUMNS = """alert_id, dedup_key, patient_id, counselor_id, supervisor_id, rule
 
 
 async def load_alerts(
-    connection: Connection, patient_ids: Sequence[str], dedup_keys: Sequence[str] = ()
+    connection: Connection,
+    patient_ids: Sequence[str],
+    dedup_keys: Sequence[str] = (),
+    *,
+    closed_keys: bool = False,
 ) -> dict[str, PatientAlerts]:
-    """The patients' live alerts, plus resolved ones under ``dedup_keys`` (a resolved episode must
-    not open again). The caller holds the patients' ``patient_state`` row locks."""
+    """The patients' live alerts, plus resolved ones under ``dedup_keys``; with ``closed_keys``, the
+    dedup keys of all their resolved alerts too (a resolved episode must not open again: a course
+    deciding on new findings needs them). The caller holds the patients' ``patient_state`` row locks."""
     rows = await connection.fetch(
         f"""
         SELECT {_COLUMNS} FROM alerts
@@ -56,6 +61,13 @@ async def load_alerts(
     for row in rows:
         alert = _alert(row)
         by_patient[alert.patient_id].alerts[alert.dedup_key] = alert
+    if closed_keys:
+        for row in await connection.fetch(
+            "SELECT patient_id, dedup_key FROM alerts "
+            "WHERE patient_id = ANY($1::text[]) AND state = 'resolved'",
+            list(patient_ids),
+        ):
+            by_patient[row["patient_id"]].closed.add(row["dedup_key"])
     return by_patient
 
 

@@ -34,17 +34,13 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
-from iopcare.domain.absence import CHECKS_CHANGE_AFTER, AbsenceCheck, due_checks, observe
-from iopcare.domain.alerts import Change, Deadline, fixed_deadlines
+from iopcare.domain.absence import AbsenceCheck
+from iopcare.domain.alerts import Change, Deadline
+from iopcare.domain.course import PROGRAM_CHECK_KINDS, Effects, PatientCourse, deadlines_of
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
-from iopcare.domain.intake import Held, take_in, third_party_of
-from iopcare.domain.risk import risk_score
-from iopcare.domain.rules import DEFAULT_PACK, RulePack, evaluate_event
-from iopcare.domain.signals import Finding, Signal
+from iopcare.domain.intake import Held, third_party_of
+from iopcare.domain.rules import DEFAULT_PACK, RulePack
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
-
-Step = tuple[Literal["escalate", "take"], datetime, list[Finding]]
-"""One moment in a patient's alert timeline: escalate what is due by then, or take findings then."""
 
 Clock = Literal["wall", "stream"]
 """The lifecycle's "now": the wall clock (live), or event time (replayed history; see sweeper)."""
@@ -108,6 +104,7 @@ class SweepOutcome:
 
     fired: list[tuple[str, bool]] = field(default_factory=list)  # (check kind, signalled) per check
     alert_changes: list[Change] = field(default_factory=list)
+    patients: int = 0  # patients advanced
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
 
 
@@ -173,6 +170,7 @@ class EngagementStore:
         state_cache_size: int = 1000,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partitions: int | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self._pool = pool
         self._partitions = partitions
@@ -181,9 +179,7 @@ class EngagementStore:
         self._tuning = tuning
         self._cache = StateCache(state_cache_size)
         self._wall_clock = wall_clock
-        self.deadline: Deadline = fixed_deadlines(
-            pack.response_targets_by_severity(), pack.response_targets.business_day_starts_at_hour
-        )
+        self.deadline: Deadline = deadlines_of(pack) if deadline is None else deadline
 
     async def commit_batch(
         self, accepted: Sequence[AcceptedEvent], rejected: Sequence[RejectedRecord]
@@ -223,118 +219,100 @@ class EngagementStore:
     ) -> dict[str, tuple[str, PatientState]]:
         patient_ids = sorted({event.subject for event in fresh})
         states = await self._lock_states(connection, patient_ids)
-        expected = {pid: due_checks(state, self._pack) for pid, state in states.items()}
-        pending = await self._pending_checks(connection, patient_ids)
-        added: dict[str, set[AbsenceCheck]] = {}
-        dropped: list[tuple[str, AbsenceCheck]] = []
-        fired: list[tuple[str, AbsenceCheck, bool]] = []
-        # Held reports matter only to a batch that grants consent; load them just then.
+        # Held reports matter only to a course taking a consent grant; load them just then.
         granting = sorted({e.subject for e in fresh if isinstance(e, ConsentGranted)})
-        waiting = await self._load_quarantine(connection, granting) if granting else {}
-        released_by: list[str] = []
-        timeline: dict[str, list[Step]] = {}
-        wall = self._wall_clock()
+        courses = await self._courses(connection, states, granting)
+        wall = self._wall_clock() if self._clock == "wall" else None
+        effects = {pid: Effects() for pid in patient_ids}
         for event in fresh:  # arrival (offset) order: a patient's events are in their partition's order
-            pid = event.subject
-            state = states[pid]
-            steps = timeline.setdefault(pid, [])
-            # What fell due before this event, in the patient's own time, is decided first (as a
-            # replay does): the next check-in must not erase a silence that had already happened.
-            # The checks come before the escalations due by the event's time: each is taken at its
-            # own due time (``_decide`` escalates what fell due before it first), and what it finds
-            # may resolve an alert before that alert's deadline (a step-up superseding it).
-            for check in sorted(c for c in pending.get(pid, set()) if c.due_at <= event.time):
-                pending[pid].discard(check)
-                found = observe(state, check, self._pack)
-                fired.append((pid, check, any(isinstance(f, Signal) for f in found)))
-                if found:
-                    steps.append(("take", check.due_at, found))
-            if self._clock == "stream":
-                steps.append(("escalate", event.time, []))
-            queue = waiting.setdefault(pid, [])
-            intake = take_in(state, event, queue, self._tuning)
-            for applied in intake.applied:
-                found = evaluate_event(state, applied, self._pack)
-                if found:
-                    steps.append(("take", applied.time if self._clock == "stream" else wall, found))
-            if any(isinstance(applied, CHECKS_CHANGE_AFTER) for applied in intake.applied):
-                now_expected = due_checks(state, self._pack)
-                for check in now_expected - expected[pid]:
-                    added.setdefault(pid, set()).add(check)
-                    pending.setdefault(pid, set()).add(check)
-                for check in expected[pid] - now_expected:
-                    if check in pending.get(pid, set()):  # superseded before it fell due
-                        pending[pid].discard(check)
-                        dropped.append((pid, check))
-                expected[pid] = now_expected
-            outcome.applied.extend(intake.applied)
-            outcome.late += intake.late
-            if intake.held is not None:
-                queue.append(intake.held)
-                outcome.quarantined.append(intake.held)
-            for released in intake.released:
-                queue.remove(released)
-                outcome.released.append(released)
-                released_by.append(event.id)
-        versions = await self._write_states(connection, list(states.values()))
-        outcome.patients = len(states)
-        # Holds first: a report held and released within this batch gets both rows written.
-        if outcome.quarantined:
-            await self._hold(connection, outcome.quarantined)
-        if outcome.released:
-            await self._release(connection, outcome.released, released_by)
-        await self._reschedule(connection, added, dropped, fired)
-        if any(step[0] == "take" for steps in timeline.values() for step in steps):
-            outcome.alert_changes = await self._decide(connection, timeline, states)
-        return {pid: (versions[pid], state) for pid, state in states.items()}
+            effects[event.subject].extend(courses[event.subject].take(event, wall))
+        changed = [courses[pid].state for pid in patient_ids if effects[pid].state_changed]
+        versions = await self._write_states(connection, changed) if changed else {}
+        outcome.patients = len(patient_ids)
+        await self._write_effects(connection, courses, effects, outcome)
+        # Only rewritten rows have a new version; the others' cached copies stay valid as they are.
+        return {pid: (versions[pid], courses[pid].state) for pid in versions}
 
-    async def _pending_checks(
-        self, connection: Connection, patient_ids: list[str]
-    ) -> dict[str, set[AbsenceCheck]]:
-        rows = await connection.fetch(
-            "SELECT patient_id, check_key, kind, due_at FROM absence_checks "
-            "WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL",
-            patient_ids,
-        )
-        pending: dict[str, set[AbsenceCheck]] = {}
-        for row in rows:
-            pending.setdefault(row["patient_id"], set()).add(
-                AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
+    async def _courses(
+        self, connection: Connection, states: dict[str, PatientState], with_held: Sequence[str] = ()
+    ) -> dict[str, PatientCourse]:
+        """The patients' courses as stored (their rows locked by the caller): state, pending and
+        fired checks, live alerts and the keys of resolved ones, held reports of ``with_held``."""
+        patient_ids = sorted(states)
+        checks = await self._checks(connection, patient_ids)
+        alerts = await load_alerts(connection, patient_ids, closed_keys=True)
+        held = await self._load_quarantine(connection, list(with_held)) if with_held else {}
+        return {
+            pid: PatientCourse(
+                states[pid],
+                self._pack,
+                self._tuning,
+                deadline=self.deadline,
+                alerts=alerts[pid],
+                held=held.get(pid, ()),
+                pending=checks.get(pid, ((), ()))[0],
+                fired=checks.get(pid, ((), ()))[1],
             )
-        return pending
-
-    async def _decide(
-        self, connection: Connection, timeline: dict[str, list[Step]], states: dict[str, PatientState]
-    ) -> list[Change]:
-        """The alert lifecycle over what the rules found, patient by patient and in order, with
-        escalations that fell due between; written with its cause."""
-        patient_ids = sorted(timeline)
-        keys = [
-            f.dedup_key(pid)
             for pid in patient_ids
-            for kind, _, found in timeline[pid]
-            if kind == "take"
-            for f in found
-            if isinstance(f, Signal)
-        ]
-        alerts = await load_alerts(connection, patient_ids, keys)
-        changes: list[Change] = []
-        for pid in patient_ids:
-            for kind, at, found in timeline[pid]:
-                # Whatever fell due by this moment happens first, as it did in time.
-                changes += alerts[pid].due(at, self.deadline)
-                if kind == "take":
-                    changes += alerts[pid].take(
-                        found, pack_version=self._pack.version, now=at, deadline=self.deadline
-                    )
-        touched = {c.alert.patient_id for c in changes}
-        teams = {pid: _team(states[pid]) for pid in touched}
-        risks: dict[str, int | None] = {}
-        for pid in touched:
-            as_of = states[pid].high_water
-            risks[pid] = None if as_of is None else risk_score(states[pid], as_of, self._pack).score
-        await record_changes(connection, changes, teams, risks)
-        return changes
+        }
+
+    async def _checks(
+        self, connection: Connection, patient_ids: list[str]
+    ) -> dict[str, tuple[list[AbsenceCheck], list[str]]]:
+        """Per patient: the checks scheduled and not fired, and the keys of fired program checks."""
+        rows = await connection.fetch(
+            "SELECT patient_id, check_key, kind, due_at, fired_at IS NOT NULL AS fired FROM absence_checks "
+            "WHERE patient_id = ANY($1::text[]) AND (fired_at IS NULL OR kind = ANY($2::text[]))",
+            patient_ids,
+            sorted(PROGRAM_CHECK_KINDS),
+        )
+        checks: dict[str, tuple[list[AbsenceCheck], list[str]]] = {}
+        for row in rows:
+            pending, fired = checks.setdefault(row["patient_id"], ([], []))
+            if row["fired"]:
+                fired.append(row["check_key"])
+            else:
+                pending.append(AbsenceCheck(row["due_at"], row["check_key"], row["kind"]))
+        return checks
+
+    async def _write_effects(
+        self,
+        connection: Connection,
+        courses: dict[str, PatientCourse],
+        effects: dict[str, Effects],
+        outcome: BatchOutcome | SweepOutcome,
+        teams: dict[str, CareTeam] | None = None,
+    ) -> None:
+        """Make the courses' effects durable, one statement per table (the states are written apart).
+        ``teams``: the care teams as stored, where the caller read them (else from the states)."""
+        held = [h for e in effects.values() for h in e.held]
+        released = [r for e in effects.values() for r in e.released]
+        # Holds first: a report held and released within this batch gets both rows written.
+        if held:
+            await self._hold(connection, held)
+        if released:
+            await self._release(connection, [h for h, _ in released], [by for _, by in released])
+        await self._reschedule(
+            connection,
+            [(pid, c) for pid, e in effects.items() for c in e.scheduled],
+            [(pid, c) for pid, e in effects.items() for c in e.cancelled],
+            [(pid, c, signalled) for pid, e in effects.items() for c, signalled in e.fired],
+        )
+        changes = [c for e in effects.values() for c in e.changes]
+        if changes:
+            touched = sorted({c.alert.patient_id for c in changes})
+            teams = {pid: (teams or {}).get(pid) or _team(courses[pid].state) for pid in touched}
+            risks = {pid: courses[pid].risk_score() for pid in touched}
+            await record_changes(connection, changes, teams, risks)
+        outcome.alert_changes = changes
+        if isinstance(outcome, BatchOutcome):
+            for e in effects.values():
+                outcome.applied.extend(e.applied)
+                outcome.late += e.late
+            outcome.quarantined = held
+            outcome.released = [h for h, _ in released]
+        else:
+            outcome.fired = [(c.kind, signalled) for e in effects.values() for c, signalled in e.fired]
 
     async def _load_quarantine(self, connection: Connection, patient_ids: list[str]) -> dict[str, list[Held]]:
         rows = await connection.fetch(
@@ -391,24 +369,23 @@ class EngagementStore:
     async def _reschedule(
         self,
         connection: Connection,
-        added: dict[str, set[AbsenceCheck]],
+        added: list[tuple[str, AbsenceCheck]],
         dropped: list[tuple[str, AbsenceCheck]],
         fired: list[tuple[str, AbsenceCheck, bool]],
     ) -> None:
-        """Add the checks the new states expect, mark those fired in the batch, and drop unfired ones
-        the states no longer expect (a check-in supersedes the pending silence checks)."""
-        rows = [(pid, c) for pid, checks in added.items() for c in checks]
-        if rows:
+        """Add the checks the courses scheduled, mark those fired, and drop the unfired ones they
+        cancelled (a check-in supersedes the pending silence checks)."""
+        if added:
             await connection.execute(
                 """
                 INSERT INTO absence_checks (patient_id, check_key, kind, due_at)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
                 ON CONFLICT (patient_id, check_key) DO NOTHING
                 """,
-                [pid for pid, _ in rows],
-                [c.key for _, c in rows],
-                [c.kind for _, c in rows],
-                [c.due_at for _, c in rows],
+                [pid for pid, _ in added],
+                [c.key for _, c in added],
+                [c.kind for _, c in added],
+                [c.due_at for _, c in added],
             )
         if fired:
             await self._mark_fired(connection, [(pid, c.key, signalled) for pid, c, signalled in fired])
@@ -470,7 +447,8 @@ class EngagementStore:
         return value
 
     async def sweep(self, now: datetime, limit: int = 200) -> SweepOutcome:
-        """Fire the absence checks due by ``now`` for up to ``limit`` patients, in one transaction.
+        """Advance the courses that have something due by ``now`` (absence checks, escalations,
+        ended snoozes), for up to ``limit`` patients, in one transaction.
 
         Patients whose row a batch holds are skipped (``SKIP LOCKED``) and swept next time, so the
         sweep never slows the stream and two workers sweeping at once never fire a check twice.
@@ -480,9 +458,13 @@ class EngagementStore:
             due = await connection.fetch(
                 """
                 SELECT DISTINCT patient_id FROM (
-                    SELECT patient_id FROM absence_checks
-                    WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2
-                ) AS d
+                    (SELECT patient_id FROM absence_checks
+                     WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2)
+                    UNION ALL
+                    (SELECT patient_id FROM alerts WHERE state = 'open' AND escalate_at <= $1 LIMIT $2)
+                    UNION ALL
+                    (SELECT patient_id FROM alerts WHERE state = 'snoozed' AND snoozed_until <= $1 LIMIT $2)
+                ) AS d LIMIT $2
                 """,
                 now,
                 limit,
@@ -490,83 +472,18 @@ class EngagementStore:
             if not due:
                 return outcome
             rows = await connection.fetch(
-                "SELECT patient_id, state::text AS state FROM patient_state "
+                "SELECT patient_id, state::text AS state, counselor_id, supervisor_id FROM patient_state "
                 "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE SKIP LOCKED",
                 [row["patient_id"] for row in due],
             )
             outcome.skipped_busy = len(due) - len(rows)
-            states = {row["patient_id"]: load_state(row["state"]) for row in rows}
-            checks = await connection.fetch(
-                """
-                SELECT patient_id, check_key, kind, due_at FROM absence_checks
-                WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL AND due_at <= $2
-                ORDER BY patient_id, due_at, check_key
-                """,
-                sorted(states),
-                now,
-            )
-            fired: list[tuple[str, str, bool]] = []
-            timeline: dict[str, list[Step]] = {}
-            for row in checks:
-                check = AbsenceCheck(row["due_at"], row["check_key"], row["kind"])
-                found = observe(states[row["patient_id"]], check, self._pack)
-                signalled = any(isinstance(f, Signal) for f in found)
-                fired.append((row["patient_id"], check.key, signalled))
-                outcome.fired.append((check.kind, signalled))
-                if found:
-                    # Dated when it fell due, as a replay would: a late sweep changes nothing.
-                    timeline.setdefault(row["patient_id"], []).append(("take", check.due_at, found))
-            await self._mark_fired(connection, fired)
-            if timeline:
-                outcome.alert_changes = await self._decide(connection, timeline, states)
+            states = {row["patient_id"]: self._parsed(row["patient_id"], row["state"]) for row in rows}
+            teams = {row["patient_id"]: CareTeam(row["counselor_id"], row["supervisor_id"]) for row in rows}
+            courses = await self._courses(connection, states)
+            effects = {pid: course.advance(now) for pid, course in courses.items()}
+            outcome.patients = len(courses)
+            await self._write_effects(connection, courses, effects, outcome, teams)
         return outcome
-
-    async def escalate(
-        self, now: datetime, deadline: Deadline | None = None, limit: int = 200
-    ) -> list[Change]:
-        """Escalate alerts past their response deadline and reopen ended snoozes, for up to ``limit``
-        patients, in one transaction (patients with a batch in flight wait for the next run)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            due = await connection.fetch(
-                """
-                SELECT DISTINCT patient_id FROM (
-                    SELECT patient_id FROM alerts WHERE state = 'open' AND escalate_at <= $1
-                    UNION ALL
-                    SELECT patient_id FROM alerts WHERE state = 'snoozed' AND snoozed_until <= $1
-                    LIMIT $2
-                ) AS d
-                """,
-                now,
-                limit,
-            )
-            if not due:
-                return []
-            teams = {
-                row["patient_id"]: CareTeam(row["counselor_id"], row["supervisor_id"])
-                for row in await connection.fetch(
-                    "SELECT patient_id, counselor_id, supervisor_id FROM patient_state "
-                    "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE SKIP LOCKED",
-                    [row["patient_id"] for row in due],
-                )
-            }
-            # A patient with absence checks due by now and not fired yet (a batch held the row when
-            # the absence sweep came by) waits for them: what they find (a week closed below plan
-            # that brings a step-up) may resolve the alert before its deadline, as it did in time.
-            # Escalating first would page the supervisor about an alert the replay never escalates.
-            waiting = await connection.fetch(
-                "SELECT DISTINCT patient_id FROM absence_checks "
-                "WHERE patient_id = ANY($1::text[]) AND fired_at IS NULL AND due_at <= $2",
-                sorted(teams),
-                now,
-            )
-            for row in waiting:
-                del teams[row["patient_id"]]
-            alerts = await load_alerts(connection, sorted(teams))
-            changes = [
-                change for pid in sorted(teams) for change in alerts[pid].due(now, deadline or self.deadline)
-            ]
-            await record_changes(connection, changes, teams)
-        return changes
 
     async def _insert_events(
         self, connection: Connection, items: Sequence[AcceptedEvent]
@@ -625,11 +542,12 @@ class EngagementStore:
                 "WHERE patient_id = ANY($1::text[])",
                 stale,
             ):
-                document = row["state"]
-                states[row["patient_id"]] = (
-                    PatientState(patient_id=row["patient_id"]) if document == "{}" else load_state(document)
-                )
+                states[row["patient_id"]] = self._parsed(row["patient_id"], row["state"])
         return states
+
+    @staticmethod
+    def _parsed(patient_id: str, document: str) -> PatientState:
+        return PatientState(patient_id=patient_id) if document == "{}" else load_state(document)
 
     async def _write_states(self, connection: Connection, states: list[PatientState]) -> dict[str, str]:
         """Write the states back; returns each row's new version (for the cache, once committed)."""
@@ -682,16 +600,15 @@ class EngagementStore:
         """Current states (all, or the given patients), for tests, the API and replays' comparisons."""
         async with self._pool.acquire() as connection:
             if patient_ids is None:
-                rows = await connection.fetch(
-                    "SELECT patient_id, state::text AS state FROM patient_state WHERE state <> '{}'::jsonb"
-                )
+                rows = await connection.fetch("SELECT patient_id, state::text AS state FROM patient_state")
             else:
                 rows = await connection.fetch(
                     "SELECT patient_id, state::text AS state FROM patient_state "
-                    "WHERE patient_id = ANY($1::text[]) AND state <> '{}'::jsonb",
+                    "WHERE patient_id = ANY($1::text[])",
                     list(patient_ids),
                 )
-        return {row["patient_id"]: load_state(row["state"]) for row in rows}
+        # A row still '{}' is a patient the course has seen but not changed (only a held report).
+        return {row["patient_id"]: self._parsed(row["patient_id"], row["state"]) for row in rows}
 
 
 __all__ = [

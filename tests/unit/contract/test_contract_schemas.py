@@ -104,6 +104,7 @@ def test_dead_letter_headers_schema_names_the_kafka_headers() -> None:
         "oversized",
         "future_time",
         "store_rejected",
+        "processing_failed",
     }
     assert {field.alias for field in DeadLetterHeaders.model_fields.values()} == set(schema["properties"])
 

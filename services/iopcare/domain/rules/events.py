@@ -109,14 +109,18 @@ def evaluate_event(state: PatientState, event: InboundEvent, pack: RulePack) -> 
     a safety concern reported the day before discharge must not be lost because a clinic system
     sent the discharge sooner (arrival order within the lateness window must not change alerts).
     """
-    rules = EVENT_RULES.get(type(event))
-    if rules is None or (state.discharge is not None and event.time >= state.discharge.at):
+    rules = EVENT_RULES.get(type(event), ())
+    if not rules and type(event) not in pack.local_event_rules:
+        return []
+    if state.discharge is not None and event.time >= state.discharge.at:
         return []
     findings: list[Finding] = []
     enabled = pack.enabled_rules
     for rule_id, rule in rules:
         if rule_id in enabled:
             findings.extend(rule(state, event, pack))
+    for local in pack.local_event_rules.get(type(event), ()):
+        findings.extend(local(state, event, pack))
     return findings
 
 

@@ -12,6 +12,7 @@ edition changes a table, not the rules.
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -34,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from iopcare.contract import Severity
+from iopcare.contract import EVENT_TYPES, Severity
 from iopcare.domain.engagement import DEFAULT_TUNING, EARLY_SESSIONS_KEPT
 from iopcare.domain.measures import ProgramCalendar
 
@@ -44,6 +46,7 @@ __all__ = [
     "RULE_IDS",
     "Level",
     "LevelCatalogue",
+    "LocalRules",
     "RulePack",
     "RulePackError",
     "load_pack",
@@ -481,6 +484,19 @@ class PackInfo(_PackModel):
     name: str = Field(min_length=1, max_length=200)
 
 
+ModulePath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+
+
+class LocalRules(_PackModel):
+    """Rules of a clinic's own (or a test's), in Python modules the pack names.
+
+    Each module defines ``EVENT_RULES``: a mapping from contract event classes to a tuple of rules,
+    each ``rule(state, event, pack) -> list[Finding]``, run after the pack's own rules for that event.
+    """
+
+    modules: list[ModulePath] = Field(min_length=1, max_length=20)
+
+
 class RulePack(_PackModel):
     """A clinic's complete rule configuration (see ``rulepacks/default.toml``)."""
 
@@ -490,6 +506,13 @@ class RulePack(_PackModel):
     levels: LevelCatalogue
     rules: Rules
     risk: Risk
+    local_rules: LocalRules | None = None
+    _local_event_rules: dict[type, tuple[Any, ...]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def local_event_rules(self) -> Mapping[type, tuple[Any, ...]]:
+        """The ``local_rules`` modules' rules by event class (imported when the pack was parsed)."""
+        return self._local_event_rules
 
     @property
     def version(self) -> str:
@@ -572,9 +595,40 @@ def _problem(error: ErrorDetails) -> str:
 def parse_pack(document: Mapping[str, Any], source: str = "<rule pack>") -> RulePack:
     """Validate a pack already read from TOML; raises :class:`RulePackError` naming every problem."""
     try:
-        return RulePack.model_validate(document)
+        pack = RulePack.model_validate(document)
     except ValidationError as exc:
         raise RulePackError(source, [_problem(error) for error in exc.errors()]) from None
+    if pack.local_rules is not None:
+        pack._local_event_rules = _import_local_rules(pack.local_rules, source)
+    return pack
+
+
+def _import_local_rules(local: LocalRules, source: str) -> dict[type, tuple[Any, ...]]:
+    """Import the ``local_rules`` modules and gather their ``EVENT_RULES``, or name every problem."""
+    event_classes = set(EVENT_TYPES.values())
+    gathered: dict[type, tuple[Any, ...]] = {}
+    problems: list[str] = []
+    for index, name in enumerate(local.modules):
+        where = f"local_rules.modules[{index}]"
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            problems.append(f"{where}: cannot import {name!r}: {type(exc).__name__}: {exc}")
+            continue
+        rules = getattr(module, "EVENT_RULES", None)
+        if not isinstance(rules, Mapping):
+            problems.append(f"{where}: module {name!r} defines no EVENT_RULES mapping")
+            continue
+        for event_class, functions in rules.items():
+            if event_class not in event_classes:
+                problems.append(f"{where}: EVENT_RULES key {event_class!r} is not a contract event class")
+            elif not isinstance(functions, tuple) or not all(callable(f) for f in functions):
+                problems.append(f"{where}: EVENT_RULES[{event_class.__name__}] is not a tuple of rules")
+            else:
+                gathered[event_class] = gathered.get(event_class, ()) + functions
+    if problems:
+        raise RulePackError(source, problems)
+    return gathered
 
 
 def load_pack(path: str | Path) -> RulePack:

@@ -32,10 +32,11 @@ from iopcare.contract import (
     ToxicologyResulted,
     new_event,
 )
+from iopcare.domain.backtest import Found
+from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay, take_in
 from iopcare.domain.rules import DEFAULT_PACK, RulePack, evaluate_event
-from iopcare.domain.rules.backtest import Found, backtest
 from iopcare.domain.signals import Clearance, Finding, Signal
 
 START = date(2026, 3, 2)  # a Monday: program week 1 is Mon 2 Mar - Sun 8 Mar

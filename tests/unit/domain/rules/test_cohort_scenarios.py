@@ -12,10 +12,11 @@ from tests.unit.domain.rules.clinic import START, Alerts, Patient, at, course, s
 
 from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import AlertEventData, CheckInSubmitted, LevelOfCareChanged
+from iopcare.domain.backtest import Found
+from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import take_in
 from iopcare.domain.rules import DEFAULT_PACK, evaluate_event
-from iopcare.domain.rules.backtest import Found, backtest
 from iopcare.domain.signals import Clearance, Signal
 
 COHORT_START = date(2026, 3, 2)

@@ -15,11 +15,10 @@ from tests.unit.domain.rules.clinic import START, Patient, at, course
 
 from iopcare.cohort import generate_cohort
 from iopcare.domain.alerts import DEFAULT_DEADLINES, Alert, Change, PatientAlerts
-from iopcare.domain.backtest import run_backtest
+from iopcare.domain.backtest import Found, run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, Tuning
 from iopcare.domain.intake import replay
 from iopcare.domain.rules import DEFAULT_PACK
-from iopcare.domain.rules.backtest import Found
 from iopcare.domain.rules.weeks import first_week_kept, weeks_against_plan
 from iopcare.domain.signals import Signal
 
