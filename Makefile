@@ -84,6 +84,12 @@ bench-quick: $(STAMP)
 bench-replay: $(STAMP)
 	$(BIN)/python -m tests.bench --only replay
 
+## bench-state: state bytes written per batch and their serialization time, before and after the
+## version-2 document and changed-only writes, side by side in one run (pure, ~1 min)
+.PHONY: bench-state
+bench-state: $(STAMP)
+	$(BIN)/python -m tests.bench.state_writes
+
 ## reliability: the reliability suite (issue 6, ~30 min): crash, rebalance, Postgres outage, 10 min of
 ## load at 500 events/s, and the pytest scenarios of tests/reliability (-m reliability); prints a table
 ## of figures and rewrites it in docs/reliability.md; exits non-zero if any scenario failed

@@ -446,9 +446,10 @@ _schemas_dir = click.option(
 @_schemas_dir
 def schemas_export(directory: Path) -> None:
     """Write JSON Schema files and asyncapi.yaml from the models."""
-    from iopcare.contract.schemas import export
+    from iopcare.api.app import openapi
+    from iopcare.contract.schemas import OPENAPI_PATH, export
 
-    written = export(directory)
+    written = export(directory, {OPENAPI_PATH: openapi()})
     click.echo(f"wrote {len(written)} files under {directory}/")
 
 
@@ -456,15 +457,90 @@ def schemas_export(directory: Path) -> None:
 @_schemas_dir
 def schemas_check(directory: Path) -> None:
     """Fail when the checked-in schemas differ from the models."""
-    from iopcare.contract.schemas import check
+    from iopcare.api.app import openapi
+    from iopcare.contract.schemas import OPENAPI_PATH, check
 
-    differences = check(directory)
+    differences = check(directory, {OPENAPI_PATH: openapi()})
     if differences:
         for line in differences:
             _echo_err(f"schema drift: {line}")
         _echo_err("Run `iopcare schemas export` and commit the result.")
         sys.exit(1)
     click.echo(f"{directory}/ matches the models")
+
+
+# -- state ------------------------------------------------------------------------------------
+
+
+@main.group()
+def state() -> None:
+    """Patients' stored engagement state: rebuild it from the event log."""
+
+
+@state.command("rebuild")
+@click.option("--patient", "patients", multiple=True, help="Only this patient (repeatable); default: all.")
+@click.option("--apply", is_flag=True, help="Write the rebuilt state of every patient that differs.")
+@click.option(
+    "--demo", is_flag=True, help="On the last `iopcare demo`'s database (starts its embedded runtime)."
+)
+def state_rebuild(patients: tuple[str, ...], apply: bool, demo: bool) -> None:
+    """Recompute each patient's state from event_log and report every difference from the stored one.
+
+    Exit status 0 when nothing differs (or everything that did was repaired with --apply), 1 when
+    differences remain.
+    """
+    import asyncpg
+
+    from iopcare.store.rebuild import rebuild_states
+
+    settings = get_settings()
+    runtime = None
+    if demo:
+        from iopcare.demo import demo_runtime
+
+        runtime = demo_runtime(settings)
+        if not runtime.has_data():
+            _echo_err("No demo database: run `iopcare demo` first.")
+            sys.exit(2)
+        database_url = runtime.up().database_url
+    else:
+        from iopcare.endpoints import EndpointsUnavailable, resolve_endpoints
+
+        try:
+            database_url = resolve_endpoints(settings).database_url
+        except EndpointsUnavailable as exc:
+            _echo_err(str(exc))
+            sys.exit(2)
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\r  {done}/{total} patients", nl=done == total, err=True)
+
+    async def run() -> Any:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        try:
+            return await rebuild_states(
+                pool, patient_ids=list(patients) or None, apply=apply, progress=progress
+            )
+        finally:
+            await pool.close()
+
+    try:
+        report = asyncio.run(run())
+    finally:
+        if runtime is not None:
+            runtime.down()
+    for difference in report.differences:
+        verb = "repaired" if difference.repaired else "differs"
+        click.echo(f"{difference.patient_id}: {verb}: {', '.join(difference.fields)}")
+    if patients and report.patients < len(set(patients)):
+        click.echo(f"{len(set(patients)) - report.patients} of the given patients have no logged events")
+    click.echo(
+        f"{report.patients} patients, {report.events} events: {len(report.differences)} differences"
+        + (" (repaired)" if apply and report.differences else "")
+    )
+    if report.differences and not apply:
+        click.echo("Run again with --apply to write the rebuilt states.")
+        sys.exit(1)
 
 
 # -- publish ----------------------------------------------------------------------------------

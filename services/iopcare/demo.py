@@ -47,7 +47,7 @@ from iopcare.embedded.runtime import EmbeddedRuntime, free_port
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
-from iopcare.store.engagement import load_state
+from iopcare.store.engagement import parse_state
 from iopcare.store.webhooks import add_endpoint, disable_endpoint, list_endpoints
 
 Say = Callable[[str], None]
@@ -77,14 +77,20 @@ async def _show_states(
     connection = await asyncpg.connect(database_url)
     try:
         rows = await connection.fetch(
-            "SELECT patient_id, state::text AS state FROM patient_state WHERE patient_id = ANY($1::text[]) "
-            "ORDER BY patient_id",
+            "SELECT patient_id, state::text AS state, state_version FROM patient_state "
+            "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id",
             list(featured),
         )
     finally:
         await connection.close()
     for row in rows:
-        say(_row(load_state(row["state"]), featured[row["patient_id"]], calendar))
+        say(
+            _row(
+                parse_state(row["patient_id"], row["state"], row["state_version"]),
+                featured[row["patient_id"]],
+                calendar,
+            )
+        )
 
 
 async def _count(database_url: str, query: str, *args: Any) -> int:
@@ -198,10 +204,16 @@ def run_demo(
                 service.kill()
 
 
+def demo_runtime(settings: Settings) -> EmbeddedRuntime:
+    """The demo's own embedded runtime (not the ``iopcare dev`` one); its database outlives the demo
+    until the next one starts (``iopcare state rebuild --demo`` reads it)."""
+    return EmbeddedRuntime(settings.state_dir / "demo" / "runtime")
+
+
 def fresh_runtime(settings: Settings) -> EmbeddedRuntime:
-    """The demo's own embedded runtime (not the ``iopcare dev`` one), stopped and emptied: every demo
-    streams the cohort into an empty broker and database."""
-    runtime = EmbeddedRuntime(settings.state_dir / "demo" / "runtime")
+    """The demo's own embedded runtime, stopped and emptied: every demo streams the cohort into an
+    empty broker and database."""
+    runtime = demo_runtime(settings)
     runtime.down()
     shutil.rmtree(runtime.state_dir, ignore_errors=True)
     return runtime

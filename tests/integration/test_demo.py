@@ -19,18 +19,22 @@ WEEK_1_STATES = re.compile(r"^  p-\w+ +(steady|improving|disengaging|relapsing|c
 EVENTS_LOGGED = re.compile(r"^-- after program week \d+: [\d,]+ events logged$")
 
 
-def _demo(state_dir: Path) -> str:
+def _iopcare(state_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v for k, v in os.environ.items() if k not in ("IOPCARE_KAFKA_BOOTSTRAP", "IOPCARE_DATABASE_URL")
     }
     env["IOPCARE_STATE_DIR"] = str(state_dir)
-    done = subprocess.run(
-        [sys.executable, "-m", "iopcare.cli", "demo", "--exit"],
+    return subprocess.run(
+        [sys.executable, "-m", "iopcare.cli", *arguments],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def _demo(state_dir: Path) -> str:
+    done = _iopcare(state_dir, "demo", "--exit")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -49,6 +53,14 @@ def test_the_demo_shows_explained_alerts_and_a_rerun_starts_from_empty_servers(t
     webhook = re.search(r"(\d+) signed POSTs carried (\d+) alert notices .*; 0 failed verification", first)
     assert webhook is not None and int(webhook.group(1)) > 0
     assert "Stopped the demo's broker and Postgres" in first
+
+    # Every stored state is what the event log folds to.
+    rebuilt = _iopcare(tmp_path, "state", "rebuild", "--demo")
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    summary = re.search(r"^(\d+) patients, (\d+) events: 0 differences$", rebuilt.stdout, re.MULTILINE)
+    assert summary is not None and int(summary.group(1)) >= 40 and int(summary.group(2)) > 1000, (
+        rebuilt.stdout
+    )
 
     second = _demo(tmp_path)
     # The states after the first program week (derived from events only) and the events logged by

@@ -56,7 +56,7 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
     endpoints: Endpoints, topics: Settings, clean_db: str, tmp_path: Path
 ) -> None:
     events = sorted(
-        generate_cohort(16, seed=3, start=date.today() - timedelta(days=91)), key=lambda e: (e.time, e.id)
+        generate_cohort(200, seed=3, start=date.today() - timedelta(days=91)), key=lambda e: (e.time, e.id)
     )
     worker = WorkerProcess(
         endpoints.kafka_bootstrap,
@@ -70,7 +70,7 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
         with EventPublisher(endpoints.kafka_bootstrap, topics.events_topic) as publisher:
             for event in events:
                 publisher.publish(event)
-        logged = await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events), within=180)
+        logged = await wait_for_count(clean_db, "SELECT count(*) FROM event_log", len(events), within=600)
         assert logged == len(events)
         until = _watermark(events, topics.topic_partitions)
         await _settled(clean_db, until)

@@ -41,7 +41,6 @@ What "the same" can mean, and what this suite holds the system to:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -52,6 +51,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from iopcare.cohort import generate_cohort
 from iopcare.contract import ConsentGranted, InboundEvent, decode_event, encode_event
@@ -59,8 +59,11 @@ from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState
 from iopcare.domain.intake import Held, replay
 from iopcare.domain.rules import DEFAULT_PACK
-from iopcare.store.engagement import AcceptedEvent, EngagementStore, dump_state
+from iopcare.store.engagement import AcceptedEvent, EngagementStore
 from tests.unit.domain.rules.clinic import Patient, at
+
+# The state as plain data: dicts compare whatever order they were filled in.
+_AS_DATA = TypeAdapter(PatientState)
 
 pytestmark = pytest.mark.reliability
 
@@ -159,7 +162,7 @@ def event_log(events: list[InboundEvent]) -> list[InboundEvent]:
 
 def facts(state: PatientState) -> Any:
     """The state as data: equal for equal facts, whatever the order dictionaries were filled in."""
-    return json.loads(dump_state(state))
+    return _AS_DATA.dump_python(state, mode="json")
 
 
 def held(quarantine: dict[str, list[Held]]) -> dict[str, set[str]]:

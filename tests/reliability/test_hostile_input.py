@@ -23,16 +23,21 @@ from typing import Any
 import asyncpg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from pydantic import TypeAdapter
 
 from iopcare.cohort import generate_cohort
 from iopcare.contract import InboundEvent, encode_event
+from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
-from iopcare.store.engagement import EngagementStore, dump_state
+from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for_count
 from tests.reliability.hostile import Bad, bad_messages, injected_but_valid
+
+# The state as plain data: dicts compare whatever order they were filled in.
+_AS_DATA = TypeAdapter(PatientState)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -185,8 +190,8 @@ async def test_hostile_messages_are_dead_lettered_with_reasons_and_valid_ones_ap
             await pool.close()
         # In the order sent: per patient, the order of the patient's partition.
         expected_states = replay(goods)
-        assert {p: json.loads(dump_state(s)) for p, s in stored.items()} == {
-            p: json.loads(dump_state(s)) for p, s in expected_states.items()
+        assert {p: _AS_DATA.dump_python(s, mode="json") for p, s in stored.items()} == {
+            p: _AS_DATA.dump_python(s, mode="json") for p, s in expected_states.items()
         }
     finally:
         watching = False

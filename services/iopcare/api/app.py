@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from iopcare.api import caseload, metrics
 from iopcare.api.audit import AuditEntry, Outcome, record_audit
 from iopcare.api.models import (
+    MAX_BATCH,
     AcknowledgeRequest,
     AlertDetail,
     AlertPage,
@@ -52,6 +54,7 @@ from iopcare.api.models import (
     Transition,
     WeekView,
 )
+from iopcare.api.openapi import openapi_document
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import Principal, Role, authenticate
 from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
@@ -69,12 +72,10 @@ from iopcare.store.counselor_actions import (
     Snooze,
     apply_action,
 )
-from iopcare.store.engagement import load_state
+from iopcare.store.engagement import parse_state
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 500
-"""Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 STATES: tuple[AlertState, ...] = ("open", "acknowledged", "snoozed", "resolved")
 CARE_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor"})
@@ -443,15 +444,19 @@ async def _get_alert(api: ApiService, request: web.Request, principal: Principal
         if row is None:
             return _not_found(), [audit]
         alert_id, patient_id = row["alert_id"], row["patient_id"]
-        state_text = await connection.fetchval(
-            "SELECT state::text FROM patient_state WHERE patient_id = $1", patient_id
+        stored = await connection.fetchrow(
+            "SELECT state::text AS state, state_version FROM patient_state WHERE patient_id = $1", patient_id
         )
         detail = AlertDetail(
             alert=_summary(row),
             evidence=Evidence(event_ids=list(row["event_ids"]), facts=json.loads(row["facts"])),
             transitions=[Transition(**dict(t)) for t in await caseload.transitions(connection, alert_id)],
             timeline=[_timeline_event(t) for t in await caseload.timeline(connection, patient_id)],
-            risk=api.risk_view(load_state(state_text)) if state_text else None,
+            risk=(
+                api.risk_view(parse_state(patient_id, stored["state"], stored["state_version"]))
+                if stored
+                else None
+            ),
         )
         return detail, [audit]
 
@@ -517,7 +522,7 @@ async def _get_patient(api: ApiService, request: web.Request, principal: Princip
             return _not_found(), [
                 api.entry(request, principal, "patient.read", outcome, patient_id if exists else None)
             ]
-        state = load_state(row["state"])
+        state = parse_state(patient_id, row["state"], row["state_version"])
         summary = _patient_summary(api, state, row, await caseload.live_alerts(connection, patient_id))
         return summary, [api.entry(request, principal, "patient.read", "allowed", patient_id)]
 
@@ -644,10 +649,14 @@ async def _metrics(_request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-async def _openapi(_request: web.Request) -> web.Response:
-    from iopcare.api.openapi import openapi_document
+@cache
+def openapi() -> dict[str, Any]:
+    """This app's OpenAPI document, built from its route table."""
+    return openapi_document(ROUTES, INBOX_ASSETS)
 
-    return web.json_response(openapi_document())
+
+async def _openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi())
 
 
 # --- the counselor inbox page --------------------------------------------------------------------

@@ -158,7 +158,7 @@ async def patient_with_caseload(
     """(the patient's state row if the caller may see it, whether the patient exists)."""
     row = await connection.fetchrow(
         f"""
-        SELECT p.patient_id, p.state::text AS state, p.counselor_id, p.supervisor_id,
+        SELECT p.patient_id, p.state::text AS state, p.state_version, p.counselor_id, p.supervisor_id,
                {in_caseload(principal, "$2")} AS visible
         FROM patient_state p WHERE p.patient_id = $1
         """,

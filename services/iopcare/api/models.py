@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from iopcare.contract import AlertState, Severity
 
+MAX_BATCH = 500
+"""Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
+
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 

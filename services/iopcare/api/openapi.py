@@ -7,15 +7,17 @@ no timestamps.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from iopcare.api.app import INBOX_ASSETS, MAX_BATCH, ROUTES, Route
-from iopcare.api.models import Problem
+from iopcare.api.models import MAX_BATCH, Problem
 from iopcare.contract import CONTRACT_VERSION, INBOUND_EVENT_ADAPTER
+
+if TYPE_CHECKING:  # the app builds its document from its route table: it imports this module
+    from iopcare.api.app import Route
 
 _REF = "#/components/schemas/{model}"
 
@@ -35,9 +37,9 @@ _STATUS_TEXT = {
 }
 
 
-def _components() -> dict[str, Any]:
+def _components(routes: Sequence[Route]) -> dict[str, Any]:
     models: list[type[BaseModel]] = [Problem]
-    for route in ROUTES:
+    for route in routes:
         models.append(route.response)
         if route.request is not None:
             models.append(route.request)
@@ -150,10 +152,10 @@ def _public(summary: str, description: str, tag: str = "operations") -> dict[str
     }
 
 
-@cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(routes: Sequence[Route], inbox_assets: Iterable[str]) -> dict[str, Any]:
+    """The OpenAPI document of an app with these routes (``iopcare.api.app.openapi`` gives the app's)."""
     paths: dict[str, Any] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     paths["/healthz"] = _public("Liveness", "The process is alive")
     paths["/readyz"] = _public(
@@ -168,7 +170,7 @@ def openapi_document() -> dict[str, Any]:
     )
     asset = _public("The inbox page's script or style sheet", "The file", "inbox")
     asset["get"]["parameters"] = [
-        {"name": "asset", "in": "path", "required": True, "schema": {"enum": sorted(INBOX_ASSETS)}}
+        {"name": "asset", "in": "path", "required": True, "schema": {"enum": sorted(inbox_assets)}}
     ]
     asset["get"]["responses"]["404"] = {"description": "No such file of the inbox page"}
     paths["/inbox/{asset}"] = asset
@@ -186,7 +188,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": dict(sorted(_components().items())),
+            "schemas": dict(sorted(_components(routes).items())),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -9,7 +9,7 @@ Layout (relative to the schemas directory):
 - `events/<type>.schema.json`: one JSON Schema (2020-12) per inbound event type;
 - `alerts/alert-event.schema.json`: the outbound alert event;
 - `dead-letter-headers.schema.json`: the Kafka headers on the dead-letter topic;
-- `openapi.json`: the HTTP API's OpenAPI 3.1 document (from `iopcare.api.openapi`);
+- `openapi.json`: the HTTP API's OpenAPI 3.1 document (built by `iopcare.api`, passed in as ``extra``);
 - `asyncapi.yaml`: an AsyncAPI 3.0.0 document tying channels, messages and operations together.
   It is JSON, which is valid YAML, so no YAML library is needed to write it.
 """
@@ -17,6 +17,7 @@ Layout (relative to the schemas directory):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def event_schema_path(event_type: str) -> str:
     return f"events/{event_type}.schema.json"
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -64,7 +65,7 @@ def _schema_text(model: type[BaseModel], relative_path: str) -> str:
     schema = model.model_json_schema(by_alias=True)
     schema["$schema"] = _JSON_SCHEMA_DIALECT
     schema["$id"] = SCHEMA_BASE_URI + relative_path
-    return _json_text(schema)
+    return json_text(schema)
 
 
 def _patient_key_schema() -> dict[str, Any]:
@@ -191,8 +192,9 @@ def _asyncapi() -> dict[str, Any]:
     }
 
 
-def render() -> dict[str, str]:
-    """Every file of the published contract: relative path to exact text."""
+def render(extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Every file of the published contract: relative path to exact text. ``extra``: documents
+    published with it (relative path to JSON document), such as the API's ``openapi.json``."""
     files = {
         event_schema_path(event_type): _schema_text(cls, event_schema_path(event_type))
         for event_type, cls in EVENT_TYPES.items()
@@ -205,10 +207,9 @@ def render() -> dict[str, str]:
         + json.dumps(_asyncapi(), indent=2, ensure_ascii=False)
         + "\n"
     )
-    # The HTTP API's document is published beside the event contract it embeds.
-    from iopcare.api.openapi import openapi_document
-
-    files[OPENAPI_PATH] = _json_text(openapi_document())
+    # Documents published beside the contract that embed it (the HTTP API's), from their own modules:
+    # the contract imports nothing of what builds on it.
+    files.update({path: json_text(document) for path, document in (extra or {}).items()})
     return files
 
 
@@ -225,12 +226,12 @@ def _generated_files_in(directory: Path) -> set[str]:
     return {path.relative_to(directory).as_posix() for path in found if path.is_file()}
 
 
-def export(directory: Path) -> list[Path]:
+def export(directory: Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the contract into `directory` and delete generated files no longer in it.
 
     Returns the paths written, in `render()` order.
     """
-    files = render()
+    files = render(extra)
     for stale in sorted(_generated_files_in(directory) - files.keys()):
         (directory / stale).unlink()
     written = []
@@ -242,9 +243,9 @@ def export(directory: Path) -> list[Path]:
     return written
 
 
-def check(directory: Path) -> list[str]:
+def check(directory: Path, extra: Mapping[str, Any] | None = None) -> list[str]:
     """Differences between `directory` and the contract, one line each; empty when in sync."""
-    files = render()
+    files = render(extra)
     problems = []
     for relative_path, text in files.items():
         path = directory / relative_path

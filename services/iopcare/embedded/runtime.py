@@ -160,6 +160,10 @@ class EmbeddedRuntime:
         except (OSError, ValueError, TypeError):
             return None
 
+    def has_data(self) -> bool:
+        """A Postgres data directory exists here (kept by ``down``)."""
+        return self._pgdata.is_dir()
+
     def is_up(self) -> bool:
         """Both services recorded and reachable."""
         current = self.read()

@@ -7,19 +7,19 @@ The exactly-once *effect* lives here. For a batch of records from one Kafka poll
    come back are the events never seen before; a redelivered or duplicated event comes back as
    nothing and is applied as nothing;
 2. lock the state rows of the patients concerned (in patient-id order, so two workers overlapping
-   during a rebalance cannot deadlock); per event, in order: fire the patient's absence checks that
-   fell due before it, take the event in with the pure domain (consent gate, then fold; a consent
-   grant releases the held reports it covers), run the rules on the new state;
-3. write back set-based (one statement per table for the batch): states, held and released reports,
-   the absence checks the new states expect, the alert lifecycle's changes (alerts, transitions and
-   alert events in the outbox), dead letters.
+   during a rebalance cannot deadlock), load each patient's course (state, pending checks, live
+   alerts; ``domain/course.py``) and let it take the new events in arrival order. The course decides
+   everything; this module only loads and writes;
+3. write back set-based (one statement per table for the batch) what the courses returned: the
+   states that changed, held and released reports, absence checks scheduled, cancelled and fired,
+   the alert lifecycle's changes (alerts, transitions and alert events in the outbox), dead letters.
 
 The caller commits Kafka offsets only after this transaction commits.
 
-The sweeps (:meth:`EngagementStore.sweep` for absence checks, :meth:`EngagementStore.escalate` for
-response deadlines) take due work under the same patient row locks (``SKIP LOCKED``: they never wait
-for a batch), and mark it done in the transaction that writes its alert changes. Lock order is always
-patient_state first, then the patient's other rows.
+The sweep (:meth:`EngagementStore.sweep`) advances the courses with something due (absence checks,
+escalations, ended snoozes) under the same patient row locks (``SKIP LOCKED``: it never waits for a
+batch), and writes their effects in the same transaction. Lock order is always patient_state first,
+then the patient's other rows.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import asyncpg
-from pydantic import TypeAdapter
 
 from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
 from iopcare.domain.absence import AbsenceCheck
@@ -40,12 +39,11 @@ from iopcare.domain.course import PROGRAM_CHECK_KINDS, Effects, PatientCourse, d
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, third_party_of
 from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.state_document import STATE_VERSION, dump_state, load_state
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
 
 Clock = Literal["wall", "stream"]
 """The lifecycle's "now": the wall clock (live), or event time (replayed history; see sweeper)."""
-
-_STATE = TypeAdapter(PatientState)
 
 # A pooled connection or a plain one: repository methods accept either.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -147,14 +145,83 @@ class StateCache:
             self._entries.pop(patient_id, None)
 
 
-def dump_state(state: PatientState) -> str:
-    """State as JSON text (what the ``state`` column holds)."""
-    return _STATE.dump_json(state).decode()
+def parse_state(patient_id: str, document: str, version: int) -> PatientState:
+    """A ``patient_state`` row's state: ``'{}'`` is a row created but never written (its patient
+    has had only held reports), else a document of ``version`` (``domain/state_document.py``)."""
+    return PatientState(patient_id=patient_id) if document == "{}" else load_state(document, version)
 
 
-def load_state(document: str | bytes) -> PatientState:
-    """State from the ``state`` column."""
-    return _STATE.validate_json(document)
+async def lock_patient_states(
+    connection: Connection, patient_ids: list[str], *, create: bool = True, cache: StateCache | None = None
+) -> dict[str, PatientState]:
+    """Lock the patients' ``patient_state`` rows (in id order) and read their states.
+
+    ``create``: insert the missing rows first, so that every state is read under a row lock (two
+    transactions that both "create" a patient would otherwise each start from empty and one would
+    lose); else patients without a row are left out. ``cache``: read the document only where the
+    cached copy is stale (``xmin`` changes whenever any transaction rewrites the row).
+    """
+    if create:
+        await connection.execute(
+            """
+            INSERT INTO patient_state (patient_id, state)
+            SELECT id, '{}'::jsonb FROM unnest($1::text[]) AS id
+            ON CONFLICT (patient_id) DO NOTHING
+            """,
+            patient_ids,
+        )
+    versions = await connection.fetch(
+        "SELECT patient_id, xmin::text AS version FROM patient_state "
+        "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE",
+        patient_ids,
+    )
+    states: dict[str, PatientState] = {}
+    stale: list[str] = []
+    for row in versions:
+        cached = cache.get(row["patient_id"], row["version"]) if cache is not None else None
+        if cached is None:
+            stale.append(row["patient_id"])
+        else:
+            states[row["patient_id"]] = cached
+    if stale:
+        for row in await connection.fetch(
+            "SELECT patient_id, state::text AS state, state_version FROM patient_state "
+            "WHERE patient_id = ANY($1::text[])",
+            stale,
+        ):
+            states[row["patient_id"]] = parse_state(row["patient_id"], row["state"], row["state_version"])
+    return states
+
+
+async def write_states(connection: Connection, states: list[PatientState]) -> dict[str, str]:
+    """Write the states (their rows locked by the caller) in the current document version, with the
+    columns read without parsing it; returns each row's new version (``xmin``, for the cache)."""
+    rows = await connection.fetch(
+        """
+        UPDATE patient_state AS p SET
+            state = u.state, state_version = $10, counselor_id = u.counselor_id,
+            supervisor_id = u.supervisor_id, level_of_care = u.level_of_care, high_water = u.high_water,
+            last_checkin_at = u.last_checkin_at, events_applied = u.events_applied,
+            late_events = u.late_events, updated_at = now()
+        FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                    $7::timestamptz[], $8::bigint[], $9::bigint[])
+            AS u(patient_id, state, counselor_id, supervisor_id, level_of_care, high_water,
+                 last_checkin_at, events_applied, late_events)
+        WHERE p.patient_id = u.patient_id
+        RETURNING p.patient_id, p.xmin::text AS version
+        """,
+        [s.patient_id for s in states],
+        [dump_state(s) for s in states],
+        [s.enrollment.counselor_id if s.enrollment else None for s in states],
+        [s.enrollment.supervisor_id if s.enrollment else None for s in states],
+        [s.level_of_care for s in states],
+        [s.high_water for s in states],
+        [s.last_checkin_at for s in states],
+        [s.events_applied for s in states],
+        [s.late_events for s in states],
+        STATE_VERSION,
+    )
+    return {row["patient_id"]: row["version"] for row in rows}
 
 
 class EngagementStore:
@@ -218,7 +285,7 @@ class EngagementStore:
         self, connection: Connection, fresh: list[InboundEvent], outcome: BatchOutcome
     ) -> dict[str, tuple[str, PatientState]]:
         patient_ids = sorted({event.subject for event in fresh})
-        states = await self._lock_states(connection, patient_ids)
+        states = await lock_patient_states(connection, patient_ids, cache=self._cache)
         # Held reports matter only to a course taking a consent grant; load them just then.
         granting = sorted({e.subject for e in fresh if isinstance(e, ConsentGranted)})
         courses = await self._courses(connection, states, granting)
@@ -227,7 +294,7 @@ class EngagementStore:
         for event in fresh:  # arrival (offset) order: a patient's events are in their partition's order
             effects[event.subject].extend(courses[event.subject].take(event, wall))
         changed = [courses[pid].state for pid in patient_ids if effects[pid].state_changed]
-        versions = await self._write_states(connection, changed) if changed else {}
+        versions = await write_states(connection, changed) if changed else {}
         outcome.patients = len(patient_ids)
         await self._write_effects(connection, courses, effects, outcome)
         # Only rewritten rows have a new version; the others' cached copies stay valid as they are.
@@ -472,12 +539,15 @@ class EngagementStore:
             if not due:
                 return outcome
             rows = await connection.fetch(
-                "SELECT patient_id, state::text AS state, counselor_id, supervisor_id FROM patient_state "
-                "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE SKIP LOCKED",
+                "SELECT patient_id, state::text AS state, state_version, counselor_id, supervisor_id "
+                "FROM patient_state WHERE patient_id = ANY($1::text[]) "
+                "ORDER BY patient_id FOR UPDATE SKIP LOCKED",
                 [row["patient_id"] for row in due],
             )
             outcome.skipped_busy = len(due) - len(rows)
-            states = {row["patient_id"]: self._parsed(row["patient_id"], row["state"]) for row in rows}
+            states = {
+                r["patient_id"]: parse_state(r["patient_id"], r["state"], r["state_version"]) for r in rows
+            }
             teams = {row["patient_id"]: CareTeam(row["counselor_id"], row["supervisor_id"]) for row in rows}
             courses = await self._courses(connection, states)
             effects = {pid: course.advance(now) for pid, course in courses.items()}
@@ -510,73 +580,6 @@ class EngagementStore:
         )
         return {(row["source"], row["event_id"]) for row in rows}
 
-    async def _lock_states(self, connection: Connection, patient_ids: list[str]) -> dict[str, PatientState]:
-        # Create missing rows first so that every state is read under a row lock: two transactions
-        # that both "create" a patient would otherwise each start from empty and one would lose.
-        await connection.execute(
-            """
-            INSERT INTO patient_state (patient_id, state)
-            SELECT id, '{}'::jsonb FROM unnest($1::text[]) AS id
-            ON CONFLICT (patient_id) DO NOTHING
-            """,
-            patient_ids,
-        )
-        # Lock every row, but read the (large) state document only where this worker's cached copy
-        # is stale: ``xmin`` changes whenever any transaction rewrites the row.
-        versions = await connection.fetch(
-            "SELECT patient_id, xmin::text AS version FROM patient_state "
-            "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE",
-            patient_ids,
-        )
-        states: dict[str, PatientState] = {}
-        stale: list[str] = []
-        for row in versions:
-            cached = self._cache.get(row["patient_id"], row["version"])
-            if cached is None:
-                stale.append(row["patient_id"])
-            else:
-                states[row["patient_id"]] = cached
-        if stale:
-            for row in await connection.fetch(
-                "SELECT patient_id, state::text AS state FROM patient_state "
-                "WHERE patient_id = ANY($1::text[])",
-                stale,
-            ):
-                states[row["patient_id"]] = self._parsed(row["patient_id"], row["state"])
-        return states
-
-    @staticmethod
-    def _parsed(patient_id: str, document: str) -> PatientState:
-        return PatientState(patient_id=patient_id) if document == "{}" else load_state(document)
-
-    async def _write_states(self, connection: Connection, states: list[PatientState]) -> dict[str, str]:
-        """Write the states back; returns each row's new version (for the cache, once committed)."""
-        rows = await connection.fetch(
-            """
-            UPDATE patient_state AS p SET
-                state = u.state, counselor_id = u.counselor_id, supervisor_id = u.supervisor_id,
-                level_of_care = u.level_of_care, high_water = u.high_water,
-                last_checkin_at = u.last_checkin_at, events_applied = u.events_applied,
-                late_events = u.late_events, updated_at = now()
-            FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                        $7::timestamptz[], $8::bigint[], $9::bigint[])
-                AS u(patient_id, state, counselor_id, supervisor_id, level_of_care, high_water,
-                     last_checkin_at, events_applied, late_events)
-            WHERE p.patient_id = u.patient_id
-            RETURNING p.patient_id, p.xmin::text AS version
-            """,
-            [s.patient_id for s in states],
-            [dump_state(s) for s in states],
-            [s.enrollment.counselor_id if s.enrollment else None for s in states],
-            [s.enrollment.supervisor_id if s.enrollment else None for s in states],
-            [s.level_of_care for s in states],
-            [s.high_water for s in states],
-            [s.last_checkin_at for s in states],
-            [s.events_applied for s in states],
-            [s.late_events for s in states],
-        )
-        return {row["patient_id"]: row["version"] for row in rows}
-
     async def _insert_dead_letters(self, connection: Connection, rejected: Sequence[RejectedRecord]) -> int:
         result = await connection.execute(
             """
@@ -600,15 +603,17 @@ class EngagementStore:
         """Current states (all, or the given patients), for tests, the API and replays' comparisons."""
         async with self._pool.acquire() as connection:
             if patient_ids is None:
-                rows = await connection.fetch("SELECT patient_id, state::text AS state FROM patient_state")
+                rows = await connection.fetch(
+                    "SELECT patient_id, state::text AS state, state_version FROM patient_state"
+                )
             else:
                 rows = await connection.fetch(
-                    "SELECT patient_id, state::text AS state FROM patient_state "
+                    "SELECT patient_id, state::text AS state, state_version FROM patient_state "
                     "WHERE patient_id = ANY($1::text[])",
                     list(patient_ids),
                 )
         # A row still '{}' is a patient the course has seen but not changed (only a held report).
-        return {row["patient_id"]: self._parsed(row["patient_id"], row["state"]) for row in rows}
+        return {r["patient_id"]: parse_state(r["patient_id"], r["state"], r["state_version"]) for r in rows}
 
 
 __all__ = [
@@ -617,6 +622,7 @@ __all__ = [
     "EngagementStore",
     "RejectedRecord",
     "SweepOutcome",
-    "dump_state",
-    "load_state",
+    "lock_patient_states",
+    "parse_state",
+    "write_states",
 ]
