@@ -156,7 +156,8 @@ def run_demo(
         IOPCARE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
         IOPCARE_DATABASE_URL=endpoints.database_url,
         IOPCARE_PROCESSOR_APP_ID=f"iopcare-demo-{os.getpid()}",
-        # 90 program days stream by in a minute: absence is judged by program time (DESIGN.md).
+        # 90 program days stream by in a minute: absence is judged by event time
+        # (docs/architecture.md, "Absence sweeps").
         IOPCARE_CLOCK="stream",
         IOPCARE_SWEEP_INTERVAL_SECONDS="1",
     )

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_max_wait_seconds: float = Field(default=0.1, gt=0, le=10)
     database_pool_size: int = Field(default=4, ge=1, le=100)
-    # Faust's defaults take ~30 s to join a group; these take ~3 s (DESIGN.md). Raise them for
+    # Faust's defaults take ~30 s to join a group; these take ~3 s (docs/operations.md). Raise them for
     # production clusters with slow networks.
     broker_rebalance_timeout_seconds: float = Field(default=5.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=6.0, gt=0)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from kafka import KafkaConsumer
 
 from iopcare.contract import InboundEvent
 from iopcare.contract.examples import example_event
@@ -24,7 +23,7 @@ from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from tests.conftest import PROJECT_ROOT
 from tests.integration.poison_rule import POISON_ID_PREFIX
-from tests.integration.workers import WorkerProcess, wait_for_count
+from tests.integration.workers import WorkerProcess, read_topic, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -103,16 +102,7 @@ async def test_an_event_the_domain_cannot_process_is_dead_lettered_and_its_parti
         finally:
             await pool.close()
 
-        consumer = KafkaConsumer(
-            topics.dead_letter_topic,
-            bootstrap_servers=endpoints.kafka_bootstrap,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=10_000,
-        )
-        try:
-            record = next(iter(consumer))
-        finally:
-            consumer.close()
+        [record] = read_topic(endpoints.kafka_bootstrap, topics.dead_letter_topic, 1)
         headers = {k: v.decode() for k, v in record.headers}
         assert headers["iopcare-dlq-reason"] == "processing_failed"
         assert record.key == b"p-poisoned"

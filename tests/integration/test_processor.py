@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,7 +23,7 @@ from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
-from tests.integration.workers import WorkerProcess, wait_for_count
+from tests.integration.workers import WorkerProcess, read_topic, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -145,16 +145,7 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
     assert {bytes(r["payload"]) for r in rows} == {value for _, value, _ in poison}
     assert await _states(clean_db) == replay(valid)
 
-    consumer = KafkaConsumer(
-        topics.dead_letter_topic,
-        bootstrap_servers=endpoints.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-    )
-    try:
-        dead = [record for _, record in zip(range(len(poison)), consumer, strict=False)]
-    finally:
-        consumer.close()
+    dead = read_topic(endpoints.kafka_bootstrap, topics.dead_letter_topic, len(poison))
     assert sorted(dict(r.headers)["iopcare-dlq-reason"].decode() for r in dead) == sorted(
         reason for _, _, reason in poison
     )

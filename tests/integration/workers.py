@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import asyncpg
+from kafka import KafkaConsumer
+from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from iopcare.embedded.runtime import free_port
@@ -156,3 +158,14 @@ async def wait_for_count(database_url: str, query: str, expected: int, within: f
         return int(value)
     finally:
         await connection.close()
+
+
+def read_topic(kafka: str, topic: str, count: int, within_ms: int = 10_000) -> list[ConsumerRecord]:
+    """The first ``count`` records of ``topic`` (fewer if no more arrive within ``within_ms``)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=within_ms
+    )
+    try:
+        return [record for _, record in zip(range(count), consumer, strict=False)]
+    finally:
+        consumer.close()

@@ -72,7 +72,7 @@ DEFAULT_EVENT_KINDS: tuple[AlertEventKind, ...] = (
     "resolved",
 )
 """Kinds an endpoint hears about unless told otherwise. ``updated`` (a repeat trigger of an open
-alert) is left out: a repeat must not page again (alert fatigue, CLINICAL.md)."""
+alert) is left out: a repeat must not page again (alert fatigue, docs/rules.md)."""
 
 
 # -- what the receiver is told ------------------------------------------------------------------

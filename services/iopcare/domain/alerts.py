@@ -1,7 +1,7 @@
 """The alert lifecycle, modelled on PagerDuty and Alertmanager. Pure: every decision takes ``now``.
 
-CLINICAL.md's finding is that alert fatigue is the enemy, so a rule's :class:`Signal` does not simply
-become an alert:
+Alert fatigue is the enemy (docs/rules.md, "Clinical background"), so a rule's :class:`Signal` does
+not simply become an alert:
 
 - **Dedup**: one alert per patient + rule + episode. A repeat trigger in the same episode updates the
   open alert (occurrence count, latest evidence, severity raised if it rose) instead of raising another,
@@ -390,7 +390,7 @@ DEFAULT_DEADLINES = fixed_deadlines(
         "low": None,
     }
 )
-"""CLINICAL.md's response targets; info alerts never escalate."""
+"""docs/rules.md's response targets; info alerts never escalate."""
 
 __all__ = [
     "DEFAULT_DEADLINES",

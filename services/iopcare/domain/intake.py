@@ -2,7 +2,7 @@
 
 Sober-living houses and outside family-therapy providers are third parties: 42 CFR Part 2 lets the
 program use what they report only while the patient's written consent for *that* party is active
-and covers that kind of information (CLINICAL.md). A report that is not covered is not applied; it
+and covers that kind of information (docs/rules.md). A report that is not covered is not applied; it
 is *held* (the processor keeps it in the ``quarantined_events`` table with the reason), never
 dropped. Consent paperwork often lags the first report by a few days, so a held report is released
 and applied if a grant covering it arrives within ``Tuning.consent_hold`` of the report.

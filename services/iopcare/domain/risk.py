@@ -3,7 +3,7 @@
 Interpretable on purpose: the score is the sum of the points of the factors present (capped at 100),
 every factor says in words why it counts, and every number is in the rule pack (``[risk]``). The
 factors are the predictors the evidence names (recent use, craving, disengagement, the recovery
-environment; CLINICAL.md). The trend compares the score now with the score ``trend_days`` (7) days
+environment; docs/rules.md). The trend compares the score now with the score ``trend_days`` (7) days
 earlier *by event time*: only facts known to have happened by then count (a session counts as missed
 from when it was recorded missed).
 

@@ -67,7 +67,8 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         web_in_thread=False,
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,
-        # No Faust tables: state lives in Postgres. These keep group joins fast (see DESIGN.md).
+        # No Faust tables: state lives in Postgres. These keep group joins fast
+        # (docs/operations.md, "Settings that matter in production").
         broker_rebalance_timeout=settings.broker_rebalance_timeout_seconds,
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,

@@ -1,7 +1,7 @@
 """The rule pack: every threshold, window, severity and response target of the rules, as configuration.
 
 A clinic's rules are a TOML file (the default is ``iopcare/rulepacks/default.toml``, which implements
-the default table of CLINICAL.md). :func:`load_pack` reads and validates one; every problem is
+the default clinical table of docs/rules.md). :func:`load_pack` reads and validates one; every problem is
 reported with where it is (``rules.craving_high.at_least``) and what is wrong with it, so a clinic
 can fix its pack without reading code. The pack is complete on purpose: every rule and every number
 is written out, nothing falls back to a default hidden in code.
@@ -657,4 +657,4 @@ DEFAULT_PACK_PATH = Path(str(_DEFAULT))
 DEFAULT_PACK: RulePack = parse_pack(
     tomllib.loads(_DEFAULT.read_text("utf-8")), "iopcare/rulepacks/default.toml"
 )
-"""The packaged default: the rule table of CLINICAL.md."""
+"""The packaged default: the default clinical table of docs/rules.md."""
