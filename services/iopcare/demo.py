@@ -47,7 +47,7 @@ from iopcare.embedded.runtime import EmbeddedRuntime, free_port
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
-from iopcare.store.engagement import parse_state
+from iopcare.store.patients import parse_state
 from iopcare.store.webhooks import add_endpoint, disable_endpoint, list_endpoints
 
 Say = Callable[[str], None]

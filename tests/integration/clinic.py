@@ -94,7 +94,6 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
         pack=DEFAULT_PACK,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         events_topic=unique_topics.events_topic,
-        clock="wall",
         now=lambda: NOW,
         limiter=FailedAuthLimiter(limit=5, window=60),
     )

@@ -15,18 +15,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from iopcare.contract.alerts import AlertEvent
 from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER, OutboundRecord, OutboxRelay
 from iopcare.domain.alerts import DEFAULT_DEADLINES, AlertError, PatientAlerts
+from iopcare.domain.counselor import Acknowledge, CounselorAction, Resolve, Snooze
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
-from iopcare.store.counselor_actions import (
-    Acknowledge,
-    ActionOutcome,
-    AlertNotFound,
-    CounselorAction,
-    Resolve,
-    Snooze,
-    apply_action,
-)
+from iopcare.store.counselor_actions import ActionOutcome, AlertNotFound, apply_action
 from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.unit.domain.test_alert_lifecycle import NOW, PATIENT, signal

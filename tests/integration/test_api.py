@@ -203,6 +203,22 @@ async def test_patient_summary_has_risk_and_live_alerts(clinic: Clinic) -> None:
     assert denied.status == 404
 
 
+async def test_the_patient_view_comes_from_the_read_model_not_the_state_document(clinic: Clinic) -> None:
+    """The processor's state document is its own: a version the API could not read changes nothing."""
+    before = await (await clinic.client.get("/v1/patients/pt-a2", headers=clinic.auth("s01"))).json()
+    async with clinic.pool.acquire() as connection:
+        await connection.execute(
+            "UPDATE patient_state SET state = '{\"unreadable\": true}', state_version = 999 "
+            "WHERE patient_id = 'pt-a2'"
+        )
+    response = await clinic.client.get("/v1/patients/pt-a2", headers=clinic.auth("s01"))
+    assert response.status == 200
+    assert await response.json() == before
+    alert_id = before["live_alerts"][0]["alert_id"]
+    detail = await clinic.client.get(f"/v1/alerts/{alert_id}", headers=clinic.auth("s01"))
+    assert detail.status == 200 and (await detail.json())["risk"] == before["risk"]
+
+
 async def test_revoked_and_expired_tokens_fail(clinic: Clinic) -> None:
     assert (await clinic.client.get("/v1/me", headers=clinic.auth("c02"))).status == 200
     async with clinic.pool.acquire() as connection:

@@ -112,3 +112,38 @@ async def test_the_sweep_skips_a_patient_whose_batch_is_in_flight(pool: asyncpg.
         busy = await store.sweep(now)
         assert (busy.fired, busy.skipped_busy) == ([], 1)
     assert (await store.sweep(now)).fired == [("checkin_silence", True)]
+
+
+async def test_a_patient_whose_course_raises_in_the_sweep_is_set_aside_and_the_others_are_swept(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect met while advancing one patient (injected into the domain's check evaluation) leaves
+    that patient as stored; the sweep still fires the other patients' checks, and retries later."""
+    from iopcare.domain import course
+
+    store = EngagementStore(pool, set_aside_seconds=0.5)
+    last = checkin(ENROLLED_AT + timedelta(hours=10))
+    other = [e.model_copy(update={"subject": "pt-absence02", "id": f"{e.id}-2"}) for e in (enrolled(), last)]
+    await _commit(store, enrolled(), last, *other)
+    real = course.findings_at
+
+    def defective(state, check, pack):  # type: ignore[no-untyped-def]
+        if state.patient_id == ABSENT:
+            raise ZeroDivisionError("a defect")
+        return real(state, check, pack)
+
+    monkeypatch.setattr(course, "findings_at", defective)
+    swept = await store.sweep(last.time + timedelta(hours=49))
+    assert [type(e) for e in swept.failed] == [ZeroDivisionError]
+    assert swept.fired == [("checkin_silence", True)] and swept.patients == 1
+    assert [r["patient_id"] for r in await pool.fetch("SELECT patient_id FROM alerts")] == ["pt-absence02"]
+    assert (await store.sweep(last.time + timedelta(hours=49))).failed == []  # set aside: not tried
+
+    monkeypatch.setattr(course, "findings_at", real)  # the defect fixed
+    await asyncio.sleep(0.6)
+    again = await store.sweep(last.time + timedelta(hours=49))
+    assert (again.failed, again.fired) == ([], [("checkin_silence", True)])
+    assert sorted(r["patient_id"] for r in await pool.fetch("SELECT patient_id FROM alerts")) == [
+        ABSENT,
+        "pt-absence02",
+    ]

@@ -81,7 +81,6 @@ async def inbox(clean_db: str, endpoints: Endpoints, topics: Settings) -> AsyncI
         pack=DEFAULT_PACK,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         events_topic=topics.events_topic,
-        clock="wall",
     )
     server = TestServer(service.application(), host="127.0.0.1")
     await server.start_server()

@@ -83,3 +83,28 @@ async def test_rebuild_finds_a_corrupted_state_and_apply_repairs_it(
         again.returncode == 0
         and f"{len(expected)} patients, {len(EVENTS)} events: 0 differences" in again.stdout
     )
+
+
+async def test_rebuild_finds_a_stale_read_model_and_apply_repairs_it(pool: asyncpg.Pool) -> None:
+    """The API's read model (patient_summary) is checked against the rebuilt state too."""
+    store = EngagementStore(pool, clock="stream")
+    await store.commit_batch([AcceptedEvent(e, 0, i) for i, e in enumerate(EVENTS)], [])
+    victim = sorted(replay(EVENTS))[1]
+    async with pool.acquire() as connection:
+        before = await connection.fetchrow("SELECT * FROM patient_summary WHERE patient_id = $1", victim)
+        assert before["risk"] is not None and before["last_craving"] is not None
+        await connection.execute(
+            "UPDATE patient_summary SET last_craving = last_craving + 1, risk = NULL WHERE patient_id = $1",
+            victim,
+        )
+
+    found = await rebuild_states(pool)
+    assert [(d.patient_id, d.fields, d.repaired) for d in found.differences] == [
+        (victim, ("summary.last_craving", "summary.risk"), False)
+    ]
+    repaired = await rebuild_states(pool, patient_ids=[victim], apply=True)
+    assert [d.repaired for d in repaired.differences] == [True]
+    async with pool.acquire() as connection:
+        after = await connection.fetchrow("SELECT * FROM patient_summary WHERE patient_id = $1", victim)
+    assert dict(after) | {"updated_at": None} == dict(before) | {"updated_at": None}
+    assert (await rebuild_states(pool)).differences == []

@@ -47,32 +47,21 @@ from iopcare.api.models import (
     PatientSummary,
     Problem,
     ResolveRequest,
-    RiskFactorView,
     RiskView,
     SnoozeRequest,
     TimelineEvent,
     Transition,
-    WeekView,
 )
 from iopcare.api.openapi import openapi_document
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import Principal, Role, authenticate
 from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
 from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
-from iopcare.domain.engagement import PatientState
-from iopcare.domain.measures import consecutive_unexcused_misses, week_attendance
-from iopcare.domain.risk import risk_trend
+from iopcare.domain.counselor import Acknowledge, CounselorAction, Resolve, Snooze
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
-from iopcare.store.counselor_actions import (
-    Acknowledge,
-    AlertNotFound,
-    CounselorAction,
-    Resolve,
-    Snooze,
-    apply_action,
-)
-from iopcare.store.engagement import parse_state
+from iopcare.store.counselor_actions import AlertNotFound, apply_action
+from iopcare.store.patients import case_summary_fields, read_summaries
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +126,6 @@ class ApiService:
     pack: RulePack
     kafka_bootstrap: str
     events_topic: str
-    clock: str = "wall"  # as the processor's IOPCARE_CLOCK: the "as of" of risk scores
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     gauge_interval_seconds: float = 15.0
@@ -337,29 +325,6 @@ class ApiService:
             alert_id=alert_id,
         )
 
-    def as_of(self, state: PatientState) -> datetime | None:
-        """When a patient's risk is judged: now (wall clock) or, on the stream clock, their latest event."""
-        if self.clock == "stream":
-            return state.high_water
-        return self.now()
-
-    def risk_view(self, state: PatientState) -> RiskView | None:
-        as_of = self.as_of(state)
-        if as_of is None:
-            return None
-        trend = risk_trend(state, as_of, self.pack)
-        return RiskView(
-            score=trend.now.score,
-            as_of=as_of,
-            factors=[
-                RiskFactorView(name=f.name, points=f.points, reason=f.reason) for f in trend.now.factors
-            ],
-            explanation=trend.now.explanation(),
-            trend_change=trend.change,
-            trend_direction=trend.direction,
-            trend_days=self.pack.risk.trend_days,
-        )
-
 
 # --- handlers ------------------------------------------------------------------------------------
 
@@ -444,19 +409,15 @@ async def _get_alert(api: ApiService, request: web.Request, principal: Principal
         if row is None:
             return _not_found(), [audit]
         alert_id, patient_id = row["alert_id"], row["patient_id"]
-        stored = await connection.fetchrow(
-            "SELECT state::text AS state, state_version FROM patient_state WHERE patient_id = $1", patient_id
-        )
+        stored = (await read_summaries(connection, [patient_id])).get(patient_id)
         detail = AlertDetail(
             alert=_summary(row),
             evidence=Evidence(event_ids=list(row["event_ids"]), facts=json.loads(row["facts"])),
             transitions=[Transition(**dict(t)) for t in await caseload.transitions(connection, alert_id)],
             timeline=[_timeline_event(t) for t in await caseload.timeline(connection, patient_id)],
-            risk=(
-                api.risk_view(parse_state(patient_id, stored["state"], stored["state_version"]))
-                if stored
-                else None
-            ),
+            risk=None
+            if stored is None or stored["risk"] is None
+            else RiskView.model_validate(stored["risk"]),
         )
         return detail, [audit]
 
@@ -522,49 +483,29 @@ async def _get_patient(api: ApiService, request: web.Request, principal: Princip
             return _not_found(), [
                 api.entry(request, principal, "patient.read", outcome, patient_id if exists else None)
             ]
-        state = parse_state(patient_id, row["state"], row["state_version"])
-        summary = _patient_summary(api, state, row, await caseload.live_alerts(connection, patient_id))
+        summary = _patient_summary(row, await caseload.live_alerts(connection, patient_id))
         return summary, [api.entry(request, principal, "patient.read", "allowed", patient_id)]
 
     return _json(await api.audited(request, principal, work))
 
 
-def _patient_summary(
-    api: ApiService, state: PatientState, row: asyncpg.Record, alerts: Sequence[asyncpg.Record]
-) -> PatientSummary:
-    enrollment = state.enrollment
-    as_of = api.as_of(state)
-    week: WeekView | None = None
-    if enrollment is not None and as_of is not None:
-        calendar = api.pack.program_calendar
-        number = calendar.week_number(enrollment.program_start, as_of)
-        if number >= 1:
-            done = week_attendance(state, number, calendar)
-            plan = enrollment.weekly_plan
-            week = WeekView(
-                week=number,
-                group_sessions=done.group_sessions,
-                group_sessions_planned=plan.group_sessions,
-                individual_sessions=done.individual_sessions,
-                individual_sessions_planned=plan.individual_sessions,
-                hours=done.hours,
-                hours_planned=plan.hours,
-                missed_unexcused=done.missed_unexcused,
-                missed_excused=done.missed_excused,
-            )
+def _patient_summary(row: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> PatientSummary:
+    """The API's view of a patient: the read model the processor wrote (``store/patients.py``)."""
+    fields = case_summary_fields(row) if row["summarized"] else {}
     return PatientSummary(
-        patient_id=state.patient_id,
+        patient_id=row["patient_id"],
         counselor_id=row["counselor_id"],
         supervisor_id=row["supervisor_id"],
-        level_of_care=state.level_of_care,
-        program_start=enrollment.program_start if enrollment else None,
-        discharged=state.discharge is not None,
-        last_event_at=state.high_water,
-        last_checkin_at=state.last_checkin_at,
-        last_craving=state.checkins[-1].craving if state.checkins else None,
-        consecutive_unexcused_misses=len(consecutive_unexcused_misses(state, as_of)),
-        this_week=week,
-        risk=api.risk_view(state),
+        as_of=fields.get("as_of"),
+        level_of_care=fields.get("level_of_care"),
+        program_start=fields.get("program_start"),
+        discharged=bool(fields.get("discharged", False)),
+        last_event_at=fields.get("last_event_at"),
+        last_checkin_at=fields.get("last_checkin_at"),
+        last_craving=fields.get("last_craving"),
+        consecutive_unexcused_misses=fields.get("consecutive_unexcused_misses", 0),
+        this_week=fields.get("this_week"),
+        risk=fields.get("risk"),
         live_alerts=[_summary(a) for a in alerts],
     )
 

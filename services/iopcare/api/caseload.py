@@ -18,6 +18,7 @@ import asyncpg
 
 from iopcare.api.tokens import Principal
 from iopcare.store.alerts import Connection
+from iopcare.store.patients import CASE_SUMMARY_COLUMNS
 
 SEVERITY_ORDER = "ARRAY['critical','high','medium','low','info']"
 
@@ -155,12 +156,13 @@ async def alert_with_caseload(
 async def patient_with_caseload(
     connection: Connection, principal: Principal, patient_id: str
 ) -> tuple[asyncpg.Record | None, bool]:
-    """(the patient's state row if the caller may see it, whether the patient exists)."""
+    """(the patient's case summary row if the caller may see it, whether the patient exists).
+    A patient known only by a held report has a state row but no summary yet (its columns NULL)."""
     row = await connection.fetchrow(
         f"""
-        SELECT p.patient_id, p.state::text AS state, p.state_version, p.counselor_id, p.supervisor_id,
-               {in_caseload(principal, "$2")} AS visible
-        FROM patient_state p WHERE p.patient_id = $1
+        SELECT p.patient_id, p.counselor_id, p.supervisor_id, s.patient_id IS NOT NULL AS summarized,
+               {CASE_SUMMARY_COLUMNS}, {in_caseload(principal, "$2")} AS visible
+        FROM patient_state p LEFT JOIN patient_summary s USING (patient_id) WHERE p.patient_id = $1
         """,
         patient_id,
         principal.subject,

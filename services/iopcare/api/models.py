@@ -139,11 +139,13 @@ class WeekView(ApiModel):
 
 
 class PatientSummary(ApiModel):
-    """A patient's engagement at a glance."""
+    """A patient's engagement at a glance, as of ``as_of`` (the processor judges it when the
+    patient's course moves: an event, a week close, a check that fell due)."""
 
     patient_id: str
     counselor_id: str | None
     supervisor_id: str | None
+    as_of: datetime | None
     level_of_care: str | None
     program_start: date | None
     discharged: bool

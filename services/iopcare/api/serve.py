@@ -26,7 +26,6 @@ async def serve(settings: Settings, endpoints: Endpoints, *, ready: asyncio.Even
         pack=pack,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         events_topic=settings.events_topic,
-        clock=settings.clock,
     )
     runner = web.AppRunner(service.application(), access_log=None, shutdown_timeout=10)
     await runner.setup()

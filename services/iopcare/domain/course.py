@@ -53,6 +53,7 @@ from iopcare.domain.risk import risk_score
 from iopcare.domain.rules.events import evaluate_event
 from iopcare.domain.rules.pack import RulePack
 from iopcare.domain.signals import Finding, Signal
+from iopcare.domain.summary import CaseSummary, summarize
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,10 @@ class PatientCourse:
         if alert_due is None or check.due_at < alert_due:
             return check.due_at
         return alert_due
+
+    def summary(self, as_of: datetime | None = None) -> CaseSummary:
+        """The case summary (what the API shows) judged at ``as_of``, by default the latest event."""
+        return summarize(self.state, self.state.high_water if as_of is None else as_of, self.pack)
 
     def risk_score(self) -> int | None:
         """The relapse-risk score as of the latest event (None before any)."""

@@ -40,6 +40,11 @@ PROCESSING_FAILURES = Counter(
     "Valid events whose processing raised, dead-lettered as processing_failed (unlabelled so that it "
     "exists at 0 from the start and its first increase is seen).",
 )
+SWEEP_PATIENT_FAILURES = Counter(
+    "iopcare_sweep_patient_failures_total",
+    "Patients whose due checks or escalations raised while being decided (a defect); each is set "
+    "aside for 5 minutes and tried again, the other patients are swept (unlabelled, as above).",
+)
 STORE_RETRIES = Counter(
     "iopcare_store_retries_total", "Batch commits retried: Postgres unreachable or the commit failed."
 )

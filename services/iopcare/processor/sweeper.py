@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from iopcare.processor import metrics
-from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS
+from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS, failure_detail
 from iopcare.store.engagement import Clock, EngagementStore, SweepOutcome
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class Sweeper:
 
     @staticmethod
     def _observe(outcome: SweepOutcome) -> None:
+        for exc in outcome.failed:
+            metrics.SWEEP_PATIENT_FAILURES.inc()
+            log.error("sweep: advancing a patient raised %s; set aside for now", failure_detail(exc))
         for kind, signalled in outcome.fired:
             metrics.SWEEP_CHECKS.labels(kind, "true" if signalled else "false").inc()
         for change in outcome.alert_changes:

@@ -2,8 +2,8 @@
 
 A counselor's action and the processor's batches change the same alerts, so an action takes the
 patient's ``patient_state`` row lock, as a batch does: the two serialize, and neither overwrites the
-other. Inside the lock, whatever fell due by now happens first (an escalation that was due before the
-acknowledgement is recorded as such), then the action; both go through
+other. Inside the lock the domain decides (``domain/counselor.py``: what fell due by now first, then the
+action); the changes go through
 :func:`~iopcare.store.alerts.record_changes`, so the action is an alert row update, a transition naming
 the counselor, and an alert event on ``iop.alerts.v1``, in the caller's transaction.
 
@@ -16,40 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from iopcare.domain.alerts import Alert, AlertError, Change, Deadline
+from iopcare.domain.alerts import Alert, Change, Deadline
+from iopcare.domain.counselor import CounselorAction, act
 from iopcare.store.alerts import CareTeam, Connection, load_alerts, record_changes
 
 
 class AlertNotFound(LookupError):
     """No alert has this id."""
-
-
-@dataclass(frozen=True)
-class Acknowledge:
-    """Seen and being acted on: it stops escalating."""
-
-    by: str
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Snooze:
-    """Put aside until ``until``, with a reason; it reopens then."""
-
-    by: str
-    until: datetime
-    reason: str
-
-
-@dataclass(frozen=True)
-class Resolve:
-    """Closed by the counselor, with the reason."""
-
-    by: str
-    reason: str
-
-
-CounselorAction = Acknowledge | Snooze | Resolve
 
 
 @dataclass(frozen=True)
@@ -78,18 +51,9 @@ async def apply_action(
         "SELECT counselor_id, supervisor_id FROM patient_state WHERE patient_id = $1 FOR UPDATE", patient_id
     )
     team = CareTeam(team_row["counselor_id"], team_row["supervisor_id"]) if team_row else CareTeam(None, None)
+    # Live alerts only: an alert that exists but is resolved is refused by the domain.
     alerts = (await load_alerts(connection, [patient_id]))[patient_id]
-    if all(a.alert_id != alert_id for a in alerts.alerts.values()):
-        # load_alerts returns live alerts only: this one exists but is resolved.
-        raise AlertError("the alert is already resolved")
-    changes = alerts.due(now, deadline)
-    match action:
-        case Acknowledge(by=by, note=note):
-            changes.append(alerts.acknowledge(alert_id, by, now, note))
-        case Snooze(by=by, until=until, reason=reason):
-            changes.append(alerts.snooze(alert_id, by, until, reason, now))
-        case Resolve(by=by, reason=reason):
-            changes += alerts.resolve(alert_id, by, reason, now, deadline)
+    changes = act(alerts, alert_id, action, now=now, deadline=deadline)
     risk = await connection.fetchval(
         "SELECT risk_score FROM alerts WHERE patient_id = $1 ORDER BY updated_at DESC LIMIT 1", patient_id
     )
@@ -99,12 +63,8 @@ async def apply_action(
 
 
 __all__ = [
-    "Acknowledge",
     "ActionOutcome",
     "AlertNotFound",
-    "CounselorAction",
-    "Resolve",
-    "Snooze",
     "alert_patient",
     "apply_action",
 ]

@@ -24,7 +24,7 @@ then the patient's other rows.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,8 +39,15 @@ from iopcare.domain.course import PROGRAM_CHECK_KINDS, Effects, PatientCourse, d
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, third_party_of
 from iopcare.domain.rules import DEFAULT_PACK, RulePack
-from iopcare.domain.state_document import STATE_VERSION, dump_state, load_state
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
+from iopcare.store.patients import (
+    StateCache,
+    load_states,
+    lock_patient_states,
+    parse_state,
+    write_states,
+    write_summaries,
+)
 
 Clock = Literal["wall", "stream"]
 """The lifecycle's "now": the wall clock (live), or event time (replayed history; see sweeper)."""
@@ -104,124 +111,13 @@ class SweepOutcome:
     alert_changes: list[Change] = field(default_factory=list)
     patients: int = 0  # patients advanced
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
+    failed: list[Exception] = field(default_factory=list)  # advancing a patient raised (set aside)
 
 
 def _team(state: PatientState) -> CareTeam:
     if state.enrollment is None:
         return CareTeam(None, None)
     return CareTeam(state.enrollment.counselor_id, state.enrollment.supervisor_id)
-
-
-class StateCache:
-    """The states this worker wrote last, by patient, with the row version they were written as.
-
-    A patient's events all go to one partition, owned by one worker at a time, so the worker that
-    writes a state is nearly always the next to read it: the cache spares parsing the JSON document
-    again. Postgres stays the truth: an entry is used only if the row's ``xmin`` (which changes with
-    every rewrite, by any worker) still matches. Bounded, least recently used out first.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[str, tuple[str, PatientState]] = OrderedDict()
-
-    def get(self, patient_id: str, version: str) -> PatientState | None:
-        entry = self._entries.get(patient_id)
-        if entry is None or entry[0] != version:
-            return None
-        self._entries.move_to_end(patient_id)
-        return entry[1]
-
-    def put(self, patient_id: str, version: str, state: PatientState) -> None:
-        if self._size <= 0:
-            return
-        self._entries[patient_id] = (version, state)
-        self._entries.move_to_end(patient_id)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def forget(self, patient_ids: set[str]) -> None:
-        for patient_id in patient_ids:
-            self._entries.pop(patient_id, None)
-
-
-def parse_state(patient_id: str, document: str, version: int) -> PatientState:
-    """A ``patient_state`` row's state: ``'{}'`` is a row created but never written (its patient
-    has had only held reports), else a document of ``version`` (``domain/state_document.py``)."""
-    return PatientState(patient_id=patient_id) if document == "{}" else load_state(document, version)
-
-
-async def lock_patient_states(
-    connection: Connection, patient_ids: list[str], *, create: bool = True, cache: StateCache | None = None
-) -> dict[str, PatientState]:
-    """Lock the patients' ``patient_state`` rows (in id order) and read their states.
-
-    ``create``: insert the missing rows first, so that every state is read under a row lock (two
-    transactions that both "create" a patient would otherwise each start from empty and one would
-    lose); else patients without a row are left out. ``cache``: read the document only where the
-    cached copy is stale (``xmin`` changes whenever any transaction rewrites the row).
-    """
-    if create:
-        await connection.execute(
-            """
-            INSERT INTO patient_state (patient_id, state)
-            SELECT id, '{}'::jsonb FROM unnest($1::text[]) AS id
-            ON CONFLICT (patient_id) DO NOTHING
-            """,
-            patient_ids,
-        )
-    versions = await connection.fetch(
-        "SELECT patient_id, xmin::text AS version FROM patient_state "
-        "WHERE patient_id = ANY($1::text[]) ORDER BY patient_id FOR UPDATE",
-        patient_ids,
-    )
-    states: dict[str, PatientState] = {}
-    stale: list[str] = []
-    for row in versions:
-        cached = cache.get(row["patient_id"], row["version"]) if cache is not None else None
-        if cached is None:
-            stale.append(row["patient_id"])
-        else:
-            states[row["patient_id"]] = cached
-    if stale:
-        for row in await connection.fetch(
-            "SELECT patient_id, state::text AS state, state_version FROM patient_state "
-            "WHERE patient_id = ANY($1::text[])",
-            stale,
-        ):
-            states[row["patient_id"]] = parse_state(row["patient_id"], row["state"], row["state_version"])
-    return states
-
-
-async def write_states(connection: Connection, states: list[PatientState]) -> dict[str, str]:
-    """Write the states (their rows locked by the caller) in the current document version, with the
-    columns read without parsing it; returns each row's new version (``xmin``, for the cache)."""
-    rows = await connection.fetch(
-        """
-        UPDATE patient_state AS p SET
-            state = u.state, state_version = $10, counselor_id = u.counselor_id,
-            supervisor_id = u.supervisor_id, level_of_care = u.level_of_care, high_water = u.high_water,
-            last_checkin_at = u.last_checkin_at, events_applied = u.events_applied,
-            late_events = u.late_events, updated_at = now()
-        FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                    $7::timestamptz[], $8::bigint[], $9::bigint[])
-            AS u(patient_id, state, counselor_id, supervisor_id, level_of_care, high_water,
-                 last_checkin_at, events_applied, late_events)
-        WHERE p.patient_id = u.patient_id
-        RETURNING p.patient_id, p.xmin::text AS version
-        """,
-        [s.patient_id for s in states],
-        [dump_state(s) for s in states],
-        [s.enrollment.counselor_id if s.enrollment else None for s in states],
-        [s.enrollment.supervisor_id if s.enrollment else None for s in states],
-        [s.level_of_care for s in states],
-        [s.high_water for s in states],
-        [s.last_checkin_at for s in states],
-        [s.events_applied for s in states],
-        [s.late_events for s in states],
-        STATE_VERSION,
-    )
-    return {row["patient_id"]: row["version"] for row in rows}
 
 
 class EngagementStore:
@@ -238,8 +134,11 @@ class EngagementStore:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partitions: int | None = None,
         deadline: Deadline | None = None,
+        set_aside_seconds: float = 300.0,
     ) -> None:
         self._pool = pool
+        self._set_aside_seconds = set_aside_seconds
+        self._set_aside: dict[str, float] = {}  # patient -> monotonic time to try advancing again
         self._partitions = partitions
         self._pack = pack
         self._clock = clock
@@ -296,7 +195,7 @@ class EngagementStore:
         changed = [courses[pid].state for pid in patient_ids if effects[pid].state_changed]
         versions = await write_states(connection, changed) if changed else {}
         outcome.patients = len(patient_ids)
-        await self._write_effects(connection, courses, effects, outcome)
+        await self._write_effects(connection, courses, effects, outcome, as_of=wall)
         # Only rewritten rows have a new version; the others' cached copies stay valid as they are.
         return {pid: (versions[pid], courses[pid].state) for pid in versions}
 
@@ -349,9 +248,15 @@ class EngagementStore:
         effects: dict[str, Effects],
         outcome: BatchOutcome | SweepOutcome,
         teams: dict[str, CareTeam] | None = None,
+        as_of: datetime | None = None,
     ) -> None:
-        """Make the courses' effects durable, one statement per table (the states are written apart).
-        ``teams``: the care teams as stored, where the caller read them (else from the states)."""
+        """Make the courses' effects durable, one statement per table (the states are written apart),
+        and the case summaries of the patients something happened to, judged at ``as_of`` (default:
+        each patient's latest event). ``teams``: the care teams as stored, where the caller read
+        them (else from the states)."""
+        summaries = [courses[pid].summary(as_of) for pid, e in effects.items() if e]
+        if summaries:
+            await write_summaries(connection, summaries)
         held = [h for e in effects.values() for h in e.held]
         released = [r for e in effects.values() for r in e.released]
         # Holds first: a report held and released within this batch gets both rows written.
@@ -519,22 +424,32 @@ class EngagementStore:
 
         Patients whose row a batch holds are skipped (``SKIP LOCKED``) and swept next time, so the
         sweep never slows the stream and two workers sweeping at once never fire a check twice.
+
+        A patient whose course raises while advancing (a defect in a rule) is left as stored, counted
+        in ``failed`` and set aside for ``set_aside_seconds`` (then tried again, so a fixed rule pack
+        catches up on its own): the other patients' checks and escalations go on.
         """
         outcome = SweepOutcome()
+        clock = time.monotonic()
+        self._set_aside = {pid: at for pid, at in self._set_aside.items() if at > clock}
         async with self._pool.acquire() as connection, connection.transaction():
             due = await connection.fetch(
                 """
                 SELECT DISTINCT patient_id FROM (
                     (SELECT patient_id FROM absence_checks
-                     WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2)
+                     WHERE fired_at IS NULL AND due_at <= $1 AND patient_id <> ALL($3::text[])
+                     ORDER BY due_at LIMIT $2)
                     UNION ALL
-                    (SELECT patient_id FROM alerts WHERE state = 'open' AND escalate_at <= $1 LIMIT $2)
+                    (SELECT patient_id FROM alerts WHERE state = 'open' AND escalate_at <= $1
+                     AND patient_id <> ALL($3::text[]) LIMIT $2)
                     UNION ALL
-                    (SELECT patient_id FROM alerts WHERE state = 'snoozed' AND snoozed_until <= $1 LIMIT $2)
+                    (SELECT patient_id FROM alerts WHERE state = 'snoozed' AND snoozed_until <= $1
+                     AND patient_id <> ALL($3::text[]) LIMIT $2)
                 ) AS d LIMIT $2
                 """,
                 now,
                 limit,
+                sorted(self._set_aside),
             )
             if not due:
                 return outcome
@@ -550,9 +465,16 @@ class EngagementStore:
             }
             teams = {row["patient_id"]: CareTeam(row["counselor_id"], row["supervisor_id"]) for row in rows}
             courses = await self._courses(connection, states)
-            effects = {pid: course.advance(now) for pid, course in courses.items()}
+            effects: dict[str, Effects] = {}
+            for pid, course in courses.items():
+                try:
+                    effects[pid] = course.advance(now)
+                except Exception as exc:
+                    outcome.failed.append(exc)
+                    self._set_aside[pid] = clock + self._set_aside_seconds
+            courses = {pid: course for pid, course in courses.items() if pid in effects}
             outcome.patients = len(courses)
-            await self._write_effects(connection, courses, effects, outcome, teams)
+            await self._write_effects(connection, courses, effects, outcome, teams, as_of=now)
         return outcome
 
     async def _insert_events(
@@ -600,20 +522,9 @@ class EngagementStore:
         return int(result.rsplit(" ", 1)[1])
 
     async def load_states(self, patient_ids: Sequence[str] | None = None) -> dict[str, PatientState]:
-        """Current states (all, or the given patients), for tests, the API and replays' comparisons."""
+        """Current states (all, or the given patients), for tests and replays' comparisons."""
         async with self._pool.acquire() as connection:
-            if patient_ids is None:
-                rows = await connection.fetch(
-                    "SELECT patient_id, state::text AS state, state_version FROM patient_state"
-                )
-            else:
-                rows = await connection.fetch(
-                    "SELECT patient_id, state::text AS state, state_version FROM patient_state "
-                    "WHERE patient_id = ANY($1::text[])",
-                    list(patient_ids),
-                )
-        # A row still '{}' is a patient the course has seen but not changed (only a held report).
-        return {r["patient_id"]: parse_state(r["patient_id"], r["state"], r["state_version"]) for r in rows}
+            return await load_states(connection, patient_ids)
 
 
 __all__ = [
@@ -622,7 +533,4 @@ __all__ = [
     "EngagementStore",
     "RejectedRecord",
     "SweepOutcome",
-    "lock_patient_states",
-    "parse_state",
-    "write_states",
 ]

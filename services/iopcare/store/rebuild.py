@@ -4,7 +4,9 @@ The event log holds every event the processor accepted, once; the state is a fol
 (``domain/intake.py``), so it can always be computed again. :func:`rebuild_states` does that per
 patient, under the patient's row lock (a batch for the same patient waits, and is then applied to the
 repaired state), compares the result with the stored state field by field, and with ``apply``
-writes the rebuilt state in the same transaction. It decides nothing itself: the fold is the
+writes the rebuilt state in the same transaction. The read model (``patient_summary``) is checked the
+same way: the rebuilt state's summary, judged at the stored summary's time, must be what is stored.
+It decides nothing itself: the fold is the
 domain's, and the events are taken in the order the processor took them (the order they were
 committed: ``received_at``, then partition and offset), so arrival-dependent counts (late events)
 come out as they did live.
@@ -15,15 +17,20 @@ What it reports names patients (pseudonymous ids) and state fields, never a fiel
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+from pydantic_core import to_json
 
 from iopcare.contract import decode_event
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import replay
-from iopcare.store.engagement import lock_patient_states, write_states
+from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.summary import CaseSummary, summarize
+from iopcare.store.patients import lock_patient_states, read_summaries, write_states, write_summaries
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,8 @@ class StateDifference:
     """One patient whose stored state is not what its events fold to."""
 
     patient_id: str
-    fields: tuple[str, ...]  # the state fields that differ ("(missing)": no stored state at all)
+    fields: tuple[str, ...]  # the state fields that differ ("(missing)": no stored state at all),
+    # and "summary.<field>" for the read model's ("summary.(missing)": no summary stored)
     repaired: bool
 
 
@@ -51,17 +59,27 @@ def differing_fields(stored: PatientState | None, rebuilt: PatientState) -> tupl
     )
 
 
+def differing_summary_fields(stored: dict[str, object] | None, rebuilt: CaseSummary) -> tuple[str, ...]:
+    """The read model's fields where the stored summary and the rebuilt one differ, as JSON values."""
+    if stored is None:
+        return ("summary.(missing)",)
+    mine = json.loads(to_json(rebuilt))
+    theirs = json.loads(to_json(stored))
+    return tuple(f"summary.{name}" for name in theirs if theirs[name] != mine[name])
+
+
 async def rebuild_states(
     pool: asyncpg.Pool,
     *,
     patient_ids: Sequence[str] | None = None,
     apply: bool = False,
     tuning: Tuning = DEFAULT_TUNING,
+    pack: RulePack = DEFAULT_PACK,
     chunk: int = 50,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildReport:
     """Rebuild the states of ``patient_ids`` (default: every patient in the event log), ``chunk``
-    patients per transaction; with ``apply``, write each rebuilt state that differs."""
+    patients per transaction; with ``apply``, write each rebuilt state (and summary) that differs."""
     report = RebuildReport()
     async with pool.acquire() as connection:
         if patient_ids is None:
@@ -72,6 +90,7 @@ async def rebuild_states(
         part = ids[start : start + chunk]
         async with pool.acquire() as connection, connection.transaction():
             stored = await lock_patient_states(connection, part, create=False)
+            summaries = await read_summaries(connection, part)
             events = await connection.fetch(
                 "SELECT payload::text AS payload FROM event_log WHERE patient_id = ANY($1::text[]) "
                 "ORDER BY received_at, kafka_partition, kafka_offset, source, event_id",
@@ -80,6 +99,7 @@ async def rebuild_states(
             report.events += len(events)
             rebuilt = replay((decode_event(row["payload"].encode()) for row in events), tuning)
             repair: list[PatientState] = []
+            resummarize: list[CaseSummary] = []
             for patient_id in part:
                 state = rebuilt.get(patient_id)
                 if state is None:
@@ -87,16 +107,33 @@ async def rebuild_states(
                 report.patients += 1
                 fields = differing_fields(stored.get(patient_id), state)
                 if fields:
-                    report.differences.append(StateDifference(patient_id, fields, repaired=apply))
                     repair.append(state)
+                was = summaries.get(patient_id)
+                as_of = was["as_of"] if was is not None else state.high_water
+                summary = summarize(state, as_of if isinstance(as_of, datetime) else None, pack)
+                summary_fields = differing_summary_fields(was, summary)
+                if summary_fields:
+                    resummarize.append(summary)
+                if fields or summary_fields:
+                    report.differences.append(
+                        StateDifference(patient_id, fields + summary_fields, repaired=apply)
+                    )
             if apply and repair:
                 missing = [s.patient_id for s in repair if s.patient_id not in stored]
                 if missing:
                     await lock_patient_states(connection, missing, create=True)
                 await write_states(connection, repair)
+            if apply and resummarize:
+                await write_summaries(connection, resummarize)
         if progress is not None:
             progress(min(start + chunk, len(ids)), len(ids))
     return report
 
 
-__all__ = ["RebuildReport", "StateDifference", "differing_fields", "rebuild_states"]
+__all__ = [
+    "RebuildReport",
+    "StateDifference",
+    "differing_fields",
+    "differing_summary_fields",
+    "rebuild_states",
+]
