@@ -338,8 +338,8 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
     from pydantic import TypeAdapter, ValidationError
 
     from iopcare.contract import AlertEventKind, StaffId
-    from iopcare.dispatcher.webhooks import DEFAULT_EVENT_KINDS, check_url, origin
-    from iopcare.store.webhooks import add_endpoint
+    from iopcare.dispatcher.webhooks.policy import DEFAULT_EVENT_KINDS, check_url, origin
+    from iopcare.dispatcher.webhooks.store import add_endpoint
 
     if (counselor is None) == (team is None):
         raise click.UsageError("give exactly one of --counselor STAFF_ID or --team SUPERVISOR_ID")
@@ -376,8 +376,8 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
 @webhooks.command("list")
 def webhooks_list() -> None:
     """Every endpoint with its health (secrets and URL paths are never shown)."""
-    from iopcare.dispatcher.webhooks import origin
-    from iopcare.store.webhooks import list_endpoints
+    from iopcare.dispatcher.webhooks.policy import origin
+    from iopcare.dispatcher.webhooks.store import list_endpoints
 
     endpoints = _with_connection(list_endpoints)
     if not endpoints:
@@ -399,7 +399,7 @@ def webhooks_list() -> None:
 @click.argument("endpoint_id", type=int)
 def webhooks_enable(endpoint_id: int) -> None:
     """Enable an endpoint again (its failure count starts from zero)."""
-    from iopcare.store.webhooks import enable_endpoint
+    from iopcare.dispatcher.webhooks.store import enable_endpoint
 
     if not _with_connection(lambda c: enable_endpoint(c, endpoint_id)):
         _echo_err(f"no webhook endpoint {endpoint_id}")
@@ -411,7 +411,7 @@ def webhooks_enable(endpoint_id: int) -> None:
 @click.argument("endpoint_id", type=int)
 def webhooks_disable(endpoint_id: int) -> None:
     """Disable an endpoint; its pending deliveries are dropped (the inbox still has the alerts)."""
-    from iopcare.store.webhooks import disable_endpoint, endpoint_exists
+    from iopcare.dispatcher.webhooks.store import disable_endpoint, endpoint_exists
 
     async def disable(connection: Any) -> tuple[bool, bool]:
         if not await endpoint_exists(connection, endpoint_id):
@@ -648,8 +648,9 @@ def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None
     The same rules and alert lifecycle as the processor, on the events' own clock. Use --compare to
     see what a threshold change would do to the alert volume before deploying it.
     """
-    from iopcare.domain.rules import DEFAULT_PACK, RulePackError, load_pack
+    from iopcare.domain.rules import RulePackError
     from iopcare.replay import render, replay_file
+    from iopcare.rulepacks import DEFAULT_PACK, load_pack
 
     settings = get_settings()
     try:

@@ -35,7 +35,13 @@ from kafka import KafkaProducer
 from iopcare.api.tokens import create_token
 from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
-from iopcare.dispatcher.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, verify_signature
+from iopcare.dispatcher.webhooks.policy import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    InvalidSignature,
+    verify_signature,
+)
+from iopcare.dispatcher.webhooks.store import add_endpoint, disable_endpoint, list_endpoints
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import (
     ProgramCalendar,
@@ -48,7 +54,6 @@ from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.patients import parse_state
-from iopcare.store.webhooks import add_endpoint, disable_endpoint, list_endpoints
 
 Say = Callable[[str], None]
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from iopcare.api.app import ApiService
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import create_token
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.endpoints import Endpoints
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
 from iopcare.store.engagement import AcceptedEvent, EngagementStore
 from tests.unit.domain.rules.clinic import Patient, at

@@ -31,9 +31,9 @@ from playwright.async_api import Page, async_playwright, expect
 
 from iopcare.api.app import ApiService
 from iopcare.contract import CheckInSubmitted, PatientEnrolled, new_event
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
 from tests.integration.workers import WorkerProcess, wait_for_count
 

@@ -15,9 +15,9 @@ from kafka.partitioner.default import murmur2
 from iopcare.cohort import generate_cohort
 from iopcare.contract import encode_event
 from iopcare.domain.backtest import run_backtest
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
 from tests.comparisons import ALERT_FIELDS
 from tests.integration.workers import WorkerProcess, wait_for_count

@@ -16,9 +16,9 @@ import pytest
 from iopcare.contract import InboundEvent
 from iopcare.contract.examples import example_event
 from iopcare.domain.intake import replay
-from iopcare.domain.rules import DEFAULT_PACK_PATH
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
+from iopcare.rulepacks import DEFAULT_PACK_PATH
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from tests.conftest import PROJECT_ROOT

@@ -17,17 +17,17 @@ from prometheus_client import REGISTRY
 
 from iopcare.contract import AlertEvent
 from iopcare.dispatcher.service import Dispatcher
-from iopcare.dispatcher.webhooks import (
+from iopcare.dispatcher.webhooks.policy import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     verify_signature,
 )
+from iopcare.dispatcher.webhooks.store import add_endpoint
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
-from iopcare.store.webhooks import add_endpoint
 from tests.integration.webhook_receiver import Receiver, eventually, produce
 from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, TITLE, alert
 

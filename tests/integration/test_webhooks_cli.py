@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from iopcare.dispatcher.service import Dispatcher
-from iopcare.dispatcher.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from iopcare.dispatcher.webhooks.policy import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings

@@ -31,8 +31,8 @@ from iopcare.domain.alerts import Alert
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.publish import EventPublisher
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from tests.comparisons import ALERT_FIELDS, state_differences

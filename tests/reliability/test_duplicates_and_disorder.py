@@ -58,7 +58,7 @@ from iopcare.contract import ConsentGranted, InboundEvent, decode_event, encode_
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState
 from iopcare.domain.intake import Held, replay
-from iopcare.domain.rules import DEFAULT_PACK
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.store.engagement import AcceptedEvent, EngagementStore
 from tests.unit.domain.rules.clinic import Patient, at
 

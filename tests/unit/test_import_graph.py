@@ -123,6 +123,8 @@ FORBIDDEN = {
         "iopcare.dispatcher",
     ),
     "iopcare.domain": (
+        "iopcare.rulepacks",  # the domain is given a parsed pack; reading files is the loader's
+        "iopcare.simulation",
         "iopcare.store",
         "iopcare.api",
         "iopcare.processor",

@@ -9,9 +9,9 @@ import signal
 from aiohttp import web
 
 from iopcare.api.app import ApiService
-from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool
+from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 
 log = logging.getLogger(__name__)

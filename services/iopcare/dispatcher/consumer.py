@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from iopcare.contract import DEFAULT_MAX_BYTES, AlertEvent
 from iopcare.dispatcher import metrics
 from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER
-from iopcare.dispatcher.webhooks import Routed, notice_of, plan_deliveries, recipients
-from iopcare.store.webhooks import apply_plan, lock_deliveries, subscriptions
+from iopcare.dispatcher.webhooks.policy import Routed, notice_of, plan_deliveries, recipients
+from iopcare.dispatcher.webhooks.store import apply_plan, lock_deliveries, subscriptions
 
 log = logging.getLogger(__name__)
 

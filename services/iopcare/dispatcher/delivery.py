@@ -1,7 +1,7 @@
 """The webhook sender: POSTs due deliveries, signed, and records what happened.
 
 Each pass claims up to ``batch_size`` due deliveries (``FOR UPDATE SKIP LOCKED`` plus a lease, see
-:func:`iopcare.store.webhooks.claim_due`), POSTs them concurrently with a timeout, then closes each
+:func:`iopcare.dispatcher.webhooks.store.claim_due`), POSTs them concurrently with a timeout, then closes each
 as delivered (any 2xx) or schedules its retry with backoff and jitter, giving up after the last
 attempt. Redirects are not followed: a 3xx is a failure, so a webhook never lands on a URL nobody
 registered. An endpoint whose failures pass the :class:`~iopcare.dispatcher.webhooks.DisablePolicy`
@@ -20,8 +20,14 @@ import aiohttp
 import asyncpg
 
 from iopcare.dispatcher import metrics
-from iopcare.dispatcher.webhooks import DisablePolicy, RetryPolicy, notification_body, origin, signed_headers
-from iopcare.store.webhooks import (
+from iopcare.dispatcher.webhooks.policy import (
+    DisablePolicy,
+    RetryPolicy,
+    notification_body,
+    origin,
+    signed_headers,
+)
+from iopcare.dispatcher.webhooks.store import (
     DueDelivery,
     claim_due,
     disable_endpoint,

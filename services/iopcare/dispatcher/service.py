@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.dispatcher.consumer import AlertEventConsumer, AlertIntake
 from iopcare.dispatcher.delivery import WebhookSender
-from iopcare.dispatcher.webhooks import DisablePolicy, RetryPolicy
+from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool, readiness
 from iopcare.settings import Settings

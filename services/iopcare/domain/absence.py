@@ -25,7 +25,7 @@ from typing import Literal
 from iopcare.contract import CheckInSubmitted, PatientDischarged, PatientEnrolled
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import ProgramCalendar
-from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.rules import RulePack
 from iopcare.domain.rules.events import week_closed
 from iopcare.domain.rules.household import family_not_booked
 from iopcare.domain.rules.silence import silence, silence_anchor
@@ -116,7 +116,7 @@ def silence_checks(state: PatientState, pack: RulePack) -> tuple[AbsenceCheck, .
     )
 
 
-def due_checks(state: PatientState, pack: RulePack = DEFAULT_PACK) -> set[AbsenceCheck]:
+def due_checks(state: PatientState, pack: RulePack) -> set[AbsenceCheck]:
     """Every check this state expects to be swept: none before enrollment or after discharge."""
     checks = set(program_checks(state, pack))
     checks.update(silence_checks(state, pack))
@@ -132,7 +132,7 @@ def _expects(state: PatientState, check: AbsenceCheck, pack: RulePack) -> bool:
     return check in program_checks(state, pack)
 
 
-def observe(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_PACK) -> list[Finding]:
+def observe(state: PatientState, check: AbsenceCheck, pack: RulePack) -> list[Finding]:
     """At (or after) ``check.due_at``: what the time rules find, or nothing if the state moved on (a
     check-in came, the patient was discharged or re-enrolled). Deterministic, like the event rules."""
     if not _expects(state, check, pack):
@@ -140,7 +140,7 @@ def observe(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_P
     return findings_at(state, check, pack)
 
 
-def findings_at(state: PatientState, check: AbsenceCheck, pack: RulePack = DEFAULT_PACK) -> list[Finding]:
+def findings_at(state: PatientState, check: AbsenceCheck, pack: RulePack) -> list[Finding]:
     """:func:`observe` for a check the caller already knows the state expects (a backtest keeps
     each patient's due checks as they change, so asking again would only repeat the work)."""
     if check.kind == "checkin_silence":

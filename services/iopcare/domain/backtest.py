@@ -26,7 +26,7 @@ from iopcare.contract import InboundEvent
 from iopcare.domain.alerts import Alert
 from iopcare.domain.course import Effects, Found, PatientCourse, deadlines_of
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
-from iopcare.domain.rules.pack import DEFAULT_PACK, RulePack
+from iopcare.domain.rules.pack import RulePack
 
 WEEK = timedelta(days=7)
 SHORTEST_OBSERVATION = timedelta(days=1)  # a patient seen once still counts for a day
@@ -44,7 +44,7 @@ class StreamReplay:
     """Courses of every patient in a stream, on the stream's own clock."""
 
     def __init__(
-        self, pack: RulePack = DEFAULT_PACK, tuning: Tuning = DEFAULT_TUNING, *, until: datetime | None = None
+        self, pack: RulePack, tuning: Tuning = DEFAULT_TUNING, *, until: datetime | None = None
     ) -> None:
         """``until``: nothing falls due after it, however far the events go (the processor's stream
         clock stops at the least advanced partition; a replay compared with it stops there too)."""
@@ -107,7 +107,7 @@ class StreamReplay:
 
 def findings_over(
     events: Iterable[InboundEvent | Tick],
-    pack: RulePack = DEFAULT_PACK,
+    pack: RulePack,
     tuning: Tuning = DEFAULT_TUNING,
     *,
     until: datetime | None = None,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from iopcare.domain.engagement import CheckInRecord, PatientState, SessionRecord
-from iopcare.domain.rules.pack import DEFAULT_PACK, RulePack
+from iopcare.domain.rules.pack import RulePack
 from iopcare.domain.rules.weeks import week_against_plan
 from iopcare.domain.rules.wording import count, day
 
@@ -271,13 +271,13 @@ _FACTORS: tuple[Factor, ...] = (
 )
 
 
-def risk_score(state: PatientState, as_of: datetime, pack: RulePack = DEFAULT_PACK) -> RiskScore:
+def risk_score(state: PatientState, as_of: datetime, pack: RulePack) -> RiskScore:
     """The relapse-risk score as of ``as_of`` from the facts known by then (0-100, capped)."""
     factors = tuple(f for f in (factor(state, as_of, pack) for factor in _FACTORS) if f is not None)
     return RiskScore(min(MAX_SCORE, sum(f.points for f in factors)), as_of, factors)
 
 
-def risk_trend(state: PatientState, as_of: datetime, pack: RulePack = DEFAULT_PACK) -> RiskTrend:
+def risk_trend(state: PatientState, as_of: datetime, pack: RulePack) -> RiskTrend:
     """The score as of ``as_of`` against ``risk.trend_days`` earlier (by event time)."""
     now = risk_score(state, as_of, pack)
     before = risk_score(state, as_of - timedelta(days=pack.risk.trend_days), pack)

@@ -21,13 +21,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.contract import DEFAULT_MAX_BYTES, DeadLetterHeaders, InvalidEvent
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
-from iopcare.domain.rules import DEFAULT_PACK, load_pack
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool, readiness
 from iopcare.processor import metrics
 from iopcare.processor.lag import Applied, LagTracker
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
+from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore, RejectedRecord
 

@@ -38,7 +38,8 @@ from iopcare.domain.alerts import Change, Deadline
 from iopcare.domain.course import PROGRAM_CHECK_KINDS, Effects, PatientCourse, deadlines_of
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import Held, third_party_of
-from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.rules import RulePack
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
 from iopcare.store.patients import (
     StateCache,

@@ -28,8 +28,9 @@ from pydantic_core import to_json
 from iopcare.contract import decode_event
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
 from iopcare.domain.intake import replay
-from iopcare.domain.rules import DEFAULT_PACK, RulePack
+from iopcare.domain.rules import RulePack
 from iopcare.domain.summary import CaseSummary, summarize
+from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.store.patients import lock_patient_states, read_summaries, write_states, write_summaries
 
 

@@ -12,7 +12,7 @@ from tests.unit.dispatcher.factories import ACTION, COUNSELOR, EXPLANATION, PATI
 from iopcare.contract import encode_event
 from iopcare.dispatcher.consumer import AlertRecord, NotAnAlertEvent, decode_alert_record
 from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER
-from iopcare.dispatcher.webhooks import (
+from iopcare.dispatcher.webhooks.policy import (
     DEFAULT_EVENT_KINDS,
     ExistingDelivery,
     Notice,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iopcare.dispatcher.webhooks import DisablePolicy, RetryPolicy, check_url, origin
+from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy, check_url, origin
 
 T0 = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iopcare.dispatcher.webhooks import (
+from iopcare.dispatcher.webhooks.policy import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     InvalidSignature,

@@ -16,6 +16,7 @@ from iopcare.contract import (
 from iopcare.contract.examples import EXAMPLE_DATA
 from iopcare.domain.absence import AbsenceCheck, due_checks, observe
 from iopcare.domain.intake import replay
+from iopcare.rulepacks import DEFAULT_PACK
 
 PATIENT = "pt-absence01"
 START = date(2026, 3, 2)  # a Monday
@@ -46,7 +47,7 @@ def _silence(checks: set[AbsenceCheck]) -> list[AbsenceCheck]:
 
 def test_silence_counts_from_enrollment_until_the_first_checkin() -> None:
     state = replay([enrolled()])[PATIENT]
-    assert [c.due_at for c in _silence(due_checks(state))] == [
+    assert [c.due_at for c in _silence(due_checks(state, DEFAULT_PACK))] == [
         T0 + timedelta(hours=48),
         T0 + timedelta(hours=72),
     ]
@@ -54,18 +55,18 @@ def test_silence_counts_from_enrollment_until_the_first_checkin() -> None:
 
 def test_a_new_checkin_replaces_the_silence_checks() -> None:
     events = [enrolled(), checkin(T0 + timedelta(hours=20))]
-    before = due_checks(replay(events[:1])[PATIENT])
+    before = due_checks(replay(events[:1])[PATIENT], DEFAULT_PACK)
     state = replay(events)[PATIENT]
-    after = due_checks(state)
+    after = due_checks(state, DEFAULT_PACK)
     assert [c.due_at for c in _silence(after)] == [T0 + timedelta(hours=68), T0 + timedelta(hours=92)]
     # The superseded checks, if swept anyway, find nothing: the patient did check in.
     for stale in _silence(before):
-        assert observe(state, stale) == []
+        assert observe(state, stale, DEFAULT_PACK) == []
 
 
 def test_week_closes_are_scheduled_for_every_program_week_after_the_grace() -> None:
     state = replay([enrolled()])[PATIENT]
-    closes = sorted(c for c in due_checks(state) if c.kind == "week_close")
+    closes = sorted(c for c in due_checks(state, DEFAULT_PACK) if c.kind == "week_close")
     assert [c.due_at for c in closes] == [
         datetime(2026, 3, 9, 12, tzinfo=UTC) + timedelta(days=7 * w) for w in range(4)
     ]
@@ -73,7 +74,7 @@ def test_week_closes_are_scheduled_for_every_program_week_after_the_grace() -> N
 
 def test_a_discharged_patient_expects_no_checks_and_pending_ones_find_nothing() -> None:
     events = [enrolled()]
-    pending = due_checks(replay(events)[PATIENT])
+    pending = due_checks(replay(events)[PATIENT], DEFAULT_PACK)
     events.append(
         _event(
             PatientDischarged,
@@ -82,5 +83,5 @@ def test_a_discharged_patient_expects_no_checks_and_pending_ones_find_nothing() 
         )
     )
     state = replay(events)[PATIENT]
-    assert due_checks(state) == set()
-    assert all(observe(state, check) == [] for check in pending)
+    assert due_checks(state, DEFAULT_PACK) == set()
+    assert all(observe(state, check, DEFAULT_PACK) == [] for check in pending)

@@ -11,7 +11,8 @@ from iopcare.domain.alerts import PatientAlerts, fixed_deadlines
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import take_in
-from iopcare.domain.rules import DEFAULT_PACK, evaluate_event
+from iopcare.domain.rules import evaluate_event
+from iopcare.rulepacks import DEFAULT_PACK
 
 DEADLINE = fixed_deadlines(
     DEFAULT_PACK.response_targets_by_severity(), DEFAULT_PACK.response_targets.business_day_starts_at_hour

@@ -1,7 +1,7 @@
 """The clinical rules: what a patient's engagement state says a counselor should know. Pure.
 
 Each rule is one small function in the module of its clinical concern, carrying its own explanation
-and evidence; every number comes from the :class:`RulePack` (``rulepacks/default.toml`` by default).
+and evidence; every number comes from the :class:`RulePack` it is given (``iopcare.rulepacks`` loads them).
 
 - :func:`evaluate_event`: the findings an event leads to, after it was applied to the state;
 - time rules (silence, week close, family therapy by day 21) run through
@@ -12,27 +12,15 @@ docs/rules.md describes every rule, its numbers and its episodes.
 """
 
 from iopcare.domain.rules.events import EVENT_RULES, evaluate_event, week_closed
-from iopcare.domain.rules.pack import (
-    DEFAULT_PACK,
-    DEFAULT_PACK_PATH,
-    RULE_IDS,
-    LevelCatalogue,
-    RulePack,
-    RulePackError,
-    load_pack,
-    parse_pack,
-)
+from iopcare.domain.rules.pack import RULE_IDS, LevelCatalogue, RulePack, RulePackError, validate_pack
 
 __all__ = [
-    "DEFAULT_PACK",
-    "DEFAULT_PACK_PATH",
     "EVENT_RULES",
     "RULE_IDS",
     "LevelCatalogue",
     "RulePack",
     "RulePackError",
     "evaluate_event",
-    "load_pack",
-    "parse_pack",
+    "validate_pack",
     "week_closed",
 ]

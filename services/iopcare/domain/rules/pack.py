@@ -1,10 +1,12 @@
 """The rule pack: every threshold, window, severity and response target of the rules, as configuration.
 
 A clinic's rules are a TOML file (the default is ``iopcare/rulepacks/default.toml``, which implements
-the default clinical table of docs/rules.md). :func:`load_pack` reads and validates one; every problem is
-reported with where it is (``rules.craving_high.at_least``) and what is wrong with it, so a clinic
-can fix its pack without reading code. The pack is complete on purpose: every rule and every number
-is written out, nothing falls back to a default hidden in code.
+the default clinical table of docs/rules.md). This module is the pack's model, pure: reading a file
+and importing a pack's local rule modules are ``iopcare.rulepacks``'s. :func:`validate_pack` checks
+a document read from TOML; every problem is reported with where it is
+(``rules.craving_high.at_least``) and what is wrong with it, so a clinic can fix its pack without
+reading code. The pack is complete on purpose: every rule and every number is written out, nothing
+falls back to a default hidden in code.
 
 The level-of-care catalogue lives here too (ASAM 3rd edition by default), so a clinic on the 4th
 edition changes a table, not the rules.
@@ -12,14 +14,10 @@ edition changes a table, not the rules.
 
 from __future__ import annotations
 
-import importlib
 import re
-import tomllib
 from collections.abc import Mapping
 from datetime import UTC, timedelta, tzinfo
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,21 +34,18 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from iopcare.contract import EVENT_TYPES, Severity
+from iopcare.contract import Severity
 from iopcare.domain.engagement import DEFAULT_TUNING, EARLY_SESSIONS_KEPT
 from iopcare.domain.measures import ProgramCalendar
 
 __all__ = [
-    "DEFAULT_PACK",
-    "DEFAULT_PACK_PATH",
     "RULE_IDS",
     "Level",
     "LevelCatalogue",
     "LocalRules",
     "RulePack",
     "RulePackError",
-    "load_pack",
-    "parse_pack",
+    "validate_pack",
 ]
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
@@ -511,8 +506,12 @@ class RulePack(_PackModel):
 
     @property
     def local_event_rules(self) -> Mapping[type, tuple[Any, ...]]:
-        """The ``local_rules`` modules' rules by event class (imported when the pack was parsed)."""
+        """The ``local_rules`` modules' rules by event class (imported when the pack was loaded)."""
         return self._local_event_rules
+
+    def attach_local_event_rules(self, rules: Mapping[type, tuple[Any, ...]]) -> None:
+        """Give the pack the rules its ``local_rules`` modules define (the loader imported them)."""
+        self._local_event_rules = dict(rules)
 
     @property
     def version(self) -> str:
@@ -592,69 +591,10 @@ def _problem(error: ErrorDetails) -> str:
     return f"{where}: {error['msg']}"
 
 
-def parse_pack(document: Mapping[str, Any], source: str = "<rule pack>") -> RulePack:
-    """Validate a pack already read from TOML; raises :class:`RulePackError` naming every problem."""
+def validate_pack(document: Mapping[str, Any], source: str = "<rule pack>") -> RulePack:
+    """Validate a pack already read (from TOML); raises :class:`RulePackError` naming every problem.
+    Its ``local_rules`` modules are not imported here: ``iopcare.rulepacks`` does that on loading."""
     try:
-        pack = RulePack.model_validate(document)
+        return RulePack.model_validate(document)
     except ValidationError as exc:
         raise RulePackError(source, [_problem(error) for error in exc.errors()]) from None
-    if pack.local_rules is not None:
-        pack._local_event_rules = _import_local_rules(pack.local_rules, source)
-    return pack
-
-
-def _import_local_rules(local: LocalRules, source: str) -> dict[type, tuple[Any, ...]]:
-    """Import the ``local_rules`` modules and gather their ``EVENT_RULES``, or name every problem."""
-    event_classes = set(EVENT_TYPES.values())
-    gathered: dict[type, tuple[Any, ...]] = {}
-    problems: list[str] = []
-    for index, name in enumerate(local.modules):
-        where = f"local_rules.modules[{index}]"
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            problems.append(f"{where}: cannot import {name!r}: {type(exc).__name__}: {exc}")
-            continue
-        rules = getattr(module, "EVENT_RULES", None)
-        if not isinstance(rules, Mapping):
-            problems.append(f"{where}: module {name!r} defines no EVENT_RULES mapping")
-            continue
-        for event_class, functions in rules.items():
-            if event_class not in event_classes:
-                problems.append(f"{where}: EVENT_RULES key {event_class!r} is not a contract event class")
-            elif not isinstance(functions, tuple) or not all(callable(f) for f in functions):
-                problems.append(f"{where}: EVENT_RULES[{event_class.__name__}] is not a tuple of rules")
-            else:
-                gathered[event_class] = gathered.get(event_class, ()) + functions
-    if problems:
-        raise RulePackError(source, problems)
-    return gathered
-
-
-def load_pack(path: str | Path) -> RulePack:
-    """Read and validate a rule pack file (TOML).
-
-    Raises :class:`RulePackError` with every problem and its location: a TOML syntax error, an
-    unknown rule or field, a missing field, a bad threshold, an unknown severity or level.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as stream:
-            document = tomllib.load(stream)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulePackError(str(path), [f"not valid TOML: {exc}"]) from None
-    except OSError as exc:
-        raise RulePackError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
-    return parse_pack(document, str(path))
-
-
-# Package data next to the migrations (pyproject: package-data), not a Python package of its own.
-_DEFAULT = resources.files("iopcare").joinpath("rulepacks/default.toml")
-
-DEFAULT_PACK_PATH = Path(str(_DEFAULT))
-"""Where the packaged default pack is (a template for a clinic's own)."""
-
-DEFAULT_PACK: RulePack = parse_pack(
-    tomllib.loads(_DEFAULT.read_text("utf-8")), "iopcare/rulepacks/default.toml"
-)
-"""The packaged default: the default clinical table of docs/rules.md."""

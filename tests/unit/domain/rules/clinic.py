@@ -36,8 +36,9 @@ from iopcare.domain.backtest import Found
 from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay, take_in
-from iopcare.domain.rules import DEFAULT_PACK, RulePack, evaluate_event
+from iopcare.domain.rules import RulePack, evaluate_event
 from iopcare.domain.signals import Clearance, Finding, Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 START = date(2026, 3, 2)  # a Monday: program week 1 is Mon 2 Mar - Sun 8 Mar
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

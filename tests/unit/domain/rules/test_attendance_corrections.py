@@ -16,7 +16,7 @@ from iopcare.contract import InboundEvent, SessionAttended, SessionMissed, new_e
 from iopcare.domain.alerts import Alert
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING
-from iopcare.domain.rules import DEFAULT_PACK
+from iopcare.rulepacks import DEFAULT_PACK
 
 MISSES_RULES = ("missed_in_a_row", "missed_often", "early_disengagement")
 PROGRAM = "program-2026-03-02"

@@ -16,8 +16,9 @@ from iopcare.domain.backtest import Found
 from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import take_in
-from iopcare.domain.rules import DEFAULT_PACK, evaluate_event
+from iopcare.domain.rules import evaluate_event
 from iopcare.domain.signals import Clearance, Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 COHORT_START = date(2026, 3, 2)
 
@@ -25,7 +26,7 @@ COHORT_START = date(2026, 3, 2)
 @cache
 def _cohort(archetype: str, patients: int = 12, seed: int = 7) -> tuple[list, list[Found]]:
     events = generate_cohort(patients, seed=seed, start=COHORT_START, archetype_mix={archetype: 1.0})
-    return events, list(backtest(events))
+    return events, list(backtest(events, DEFAULT_PACK))
 
 
 def _by_patient(found: list[Found]) -> dict[str, list[Found]]:
@@ -158,7 +159,7 @@ def test_every_signal_of_the_cohort_fits_the_alert_contract() -> None:
     events = generate_cohort(40, seed=3, start=COHORT_START)
     roster = {p.patient_id: p for p in cohort_roster(40, seed=3)}
     checked = 0
-    for item in backtest(events):
+    for item in backtest(events, DEFAULT_PACK):
         if not isinstance(item.finding, Signal):
             continue
         signal, patient = item.finding, roster[item.patient_id]
@@ -187,4 +188,4 @@ def test_every_signal_of_the_cohort_fits_the_alert_contract() -> None:
 
 def test_the_backtest_is_deterministic() -> None:
     events = generate_cohort(8, seed=5, start=COHORT_START)
-    assert list(backtest(events)) == list(backtest(events))
+    assert list(backtest(events, DEFAULT_PACK)) == list(backtest(events, DEFAULT_PACK))

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from tests.unit.domain.rules.clinic import START, T0, Patient, at, brief, findings_after, state_of
 
-from iopcare.domain.rules import DEFAULT_PACK, evaluate_event
+from iopcare.domain.rules import evaluate_event
 from iopcare.domain.signals import Clearance, Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 PROGRAM = f"program-{START.isoformat()}"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from tests.unit.domain.rules.clinic import START, Patient, at, brief, findings_after, state_of
 
 from iopcare.domain.absence import due_checks, observe
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.domain.signals import Clearance, Finding, Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 SUPERSEDES = (
     "reported_use",
@@ -27,8 +27,10 @@ def _signal(findings: list[Finding], rule_id: str) -> Signal:
 
 def _week_close(patient: Patient, week: int) -> list[Finding]:
     state = state_of(patient.events)
-    (check,) = [c for c in due_checks(state) if c.key == f"week_close:{START.isoformat()}:{week}"]
-    return observe(state, check)
+    (check,) = [
+        c for c in due_checks(state, DEFAULT_PACK) if c.key == f"week_close:{START.isoformat()}:{week}"
+    ]
+    return observe(state, check, DEFAULT_PACK)
 
 
 def _attending(weeks: int = 2) -> Patient:

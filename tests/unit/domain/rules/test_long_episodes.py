@@ -17,7 +17,7 @@ from tests.unit.domain.rules.clinic import Patient, at
 from iopcare.domain.alerts import Alert
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING
-from iopcare.domain.rules import DEFAULT_PACK
+from iopcare.rulepacks import DEFAULT_PACK
 
 GROUP_DAYS = (0, 1, 3, 5)  # Mon, Tue, Thu, Sat
 

@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from iopcare.domain.rules import (
-    DEFAULT_PACK,
-    DEFAULT_PACK_PATH,
-    RULE_IDS,
-    RulePackError,
-    load_pack,
-    parse_pack,
-)
+from iopcare.domain.rules import RULE_IDS, RulePackError
+from iopcare.rulepacks import DEFAULT_PACK, DEFAULT_PACK_PATH, load_pack, parse_pack
 
 
 def _default() -> dict[str, Any]:

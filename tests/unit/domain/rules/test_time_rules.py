@@ -11,6 +11,7 @@ from tests.unit.domain.rules.clinic import START, T0, Patient, at, brief, course
 
 from iopcare.domain.absence import AbsenceCheck, due_checks, observe
 from iopcare.domain.signals import Clearance, Finding, Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 WEEK_1 = f"{START.isoformat()}/week-1"
 
@@ -18,8 +19,8 @@ WEEK_1 = f"{START.isoformat()}/week-1"
 def _check(events: list, key: str) -> tuple[AbsenceCheck, list[Finding]]:
     """The due check with this key (or this key then ``:``...), and what observing it finds."""
     state = state_of(events)
-    (check,) = [c for c in due_checks(state) if c.key == key or c.key.startswith(key + ":")]
-    return check, observe(state, check)
+    (check,) = [c for c in due_checks(state, DEFAULT_PACK) if c.key == key or c.key.startswith(key + ":")]
+    return check, observe(state, check, DEFAULT_PACK)
 
 
 def _week(events: list, week: int) -> list[Finding]:
@@ -81,11 +82,11 @@ def test_a_checkin_before_the_deadline_supersedes_the_silence_check() -> None:
     patient = Patient()
     patient.enrolled()
     first = patient.checkin(at(0, 20))
-    stale = [c for c in due_checks(state_of(patient.events)) if c.kind == "checkin_silence"]
+    stale = [c for c in due_checks(state_of(patient.events), DEFAULT_PACK) if c.kind == "checkin_silence"]
     patient.checkin(at(1, 20))
     state = state_of(patient.events)
-    assert all(observe(state, check) == [] for check in stale)
-    assert all(first.id not in c.key for c in due_checks(state))
+    assert all(observe(state, check, DEFAULT_PACK) == [] for check in stale)
+    assert all(first.id not in c.key for c in due_checks(state, DEFAULT_PACK))
 
 
 # --- the week close --------------------------------------------------------------------------------
@@ -193,18 +194,18 @@ def test_an_in_house_family_session_counts_as_booked() -> None:
 def test_each_check_is_keyed_by_its_episode_and_discharge_cancels_them() -> None:
     patient = Patient()
     enrolled = patient.enrolled(days=28)
-    keys = sorted(c.key for c in due_checks(state_of(patient.events)))
+    keys = sorted(c.key for c in due_checks(state_of(patient.events), DEFAULT_PACK))
     assert keys == [
         f"checkin_silence:48h:{enrolled.id}",
         f"checkin_silence:72h:{enrolled.id}",
         f"family_therapy_due:{START.isoformat()}",
         *(f"week_close:{START.isoformat()}:{week}" for week in (1, 2, 3, 4)),
     ]
-    pending = due_checks(state_of(patient.events))
+    pending = due_checks(state_of(patient.events), DEFAULT_PACK)
     patient.discharged(at(3, 11))
     state = state_of(patient.events)
-    assert due_checks(state) == set()
-    assert all(observe(state, check) == [] for check in pending)
+    assert due_checks(state, DEFAULT_PACK) == set()
+    assert all(observe(state, check, DEFAULT_PACK) == [] for check in pending)
 
 
 def test_an_ended_run_of_misses_clears_even_when_a_new_run_has_begun() -> None:

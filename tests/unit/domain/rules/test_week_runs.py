@@ -18,9 +18,9 @@ from iopcare.domain.alerts import DEFAULT_DEADLINES, Alert, Change, PatientAlert
 from iopcare.domain.backtest import Found, run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, Tuning
 from iopcare.domain.intake import replay
-from iopcare.domain.rules import DEFAULT_PACK
 from iopcare.domain.rules.weeks import first_week_kept, weeks_against_plan
 from iopcare.domain.signals import Signal
+from iopcare.rulepacks import DEFAULT_PACK
 
 PLAN = "weekly_plan_shortfall"
 FELLOWSHIP = "fellowship_shortfall"

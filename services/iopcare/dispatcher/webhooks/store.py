@@ -4,7 +4,7 @@ A delivery row is the unit of work: written when an alert event is taken in from
 (before the consumer commits its offset), claimed by a sender with ``FOR UPDATE SKIP LOCKED`` and a
 lease (so two dispatchers never POST the same row at once, and a row whose sender died is tried again
 when the lease runs out), and closed as delivered or failed. Decisions (routing, coalescing, backoff,
-disabling) come from the pure :mod:`iopcare.dispatcher.webhooks`; this module only reads and writes.
+disabling) come from the pure :mod:`iopcare.dispatcher.webhooks.policy`; this module only reads and writes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from iopcare.dispatcher.webhooks import (
+from iopcare.dispatcher.webhooks.policy import (
     DEFAULT_EVENT_KINDS,
     DeliveryPlan,
     ExistingDelivery,
