@@ -90,6 +90,12 @@ bench-replay: $(STAMP)
 bench-state: $(STAMP)
 	$(BIN)/python -m tests.bench.state_writes
 
+## bench-batch: end-to-end batch time (store + domain, real Postgres) of this checkout against the
+## commit before the patient-course work, side by side in one run (~10 min)
+.PHONY: bench-batch
+bench-batch: $(STAMP)
+	$(BIN)/python -m tests.bench.batch_time
+
 ## reliability: the reliability suite (issue 6, ~30 min): crash, rebalance, Postgres outage, 10 min of
 ## load at 500 events/s, and the pytest scenarios of tests/reliability (-m reliability); prints a table
 ## of figures and rewrites it in docs/reliability.md; exits non-zero if any scenario failed

@@ -238,7 +238,7 @@ def dispatcher(web_port: int | None) -> None:
 )
 def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
     """Start the embedded runtime and stream a synthetic cohort through a real worker and the API."""
-    from iopcare.demo import fresh_runtime, run_demo
+    from iopcare.embedded.demo import fresh_runtime, run_demo
     from iopcare.endpoints import Endpoints
 
     settings = get_settings()
@@ -278,7 +278,7 @@ def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
 )
 def cohort(patients: int, seed: int, days: int, start: datetime, out: Path) -> None:
     """Write a deterministic synthetic cohort (patient archetypes over a program) as NDJSON."""
-    from iopcare.cohort import iter_cohort, write_ndjson
+    from iopcare.simulation import iter_cohort, write_ndjson
 
     events = iter_cohort(patients, seed=seed, start=start.date(), days=days)
     if str(out) == "-":
@@ -496,7 +496,7 @@ def state_rebuild(patients: tuple[str, ...], apply: bool, demo: bool) -> None:
     settings = get_settings()
     runtime = None
     if demo:
-        from iopcare.demo import demo_runtime
+        from iopcare.embedded.demo import demo_runtime
 
         runtime = demo_runtime(settings)
         if not runtime.has_data():

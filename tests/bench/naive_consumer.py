@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 from iopcare.contract import InvalidEvent, decode_event, encode_event
 from iopcare.domain.engagement import PatientState, apply_event
+from iopcare.domain.state_document import dump_state, load_state
 from iopcare.settings import get_settings
-from iopcare.store.engagement import dump_state, load_state
 
 _INSERT_EVENT = """
     INSERT INTO event_log

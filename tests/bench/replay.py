@@ -24,12 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from iopcare.cohort import iter_cohort, write_ndjson
 from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.intake import replay as fold_all
 from iopcare.replay import default_jobs, read_events, replay_file
 from iopcare.rulepacks import DEFAULT_PACK
+from iopcare.simulation import iter_cohort, write_ndjson
 from tests.bench.environment import Machine, host
 from tests.bench.processes import machine_busy_seconds
 

@@ -29,7 +29,8 @@ import asyncpg
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
-from iopcare.store.engagement import EngagementStore, RejectedRecord
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import RejectedRecord
 from tests.bench import workload as wl
 from tests.bench.environment import BenchEnvironment
 from tests.bench.processes import (

@@ -23,10 +23,10 @@ from datetime import date, timedelta
 
 from pydantic import TypeAdapter
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import Held, take_in
 from iopcare.domain.state_document import dump_state
+from iopcare.simulation import generate_cohort
 
 VERSION_1 = TypeAdapter(PatientState)
 

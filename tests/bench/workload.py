@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import encode_event
 from iopcare.publish import EventPublisher
+from iopcare.simulation import generate_cohort
 
-EVENTS_PER_PATIENT_90_DAYS = 250  # a 90-day course is ~256 events (iopcare.cohort)
+EVENTS_PER_PATIENT_90_DAYS = 250  # a 90-day course is ~256 events (iopcare.simulation)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from iopcare.api.tokens import create_token
 from iopcare.endpoints import Endpoints
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.rules.clinic import Patient, at
 
 NOW = at(3, 20)  # shortly after the seeded events

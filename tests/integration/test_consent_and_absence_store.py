@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from iopcare.contract import InboundEvent
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.test_absence import PATIENT as ABSENT
 from tests.unit.domain.test_absence import T0 as ENROLLED_AT
 from tests.unit.domain.test_absence import checkin, enrolled

@@ -12,13 +12,14 @@ import asyncpg
 import pytest
 from kafka.partitioner.default import murmur2
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import encode_event
-from iopcare.domain.backtest import run_backtest
+from iopcare.domain.alerts import Change
+from iopcare.domain.backtest import StreamReplay
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
+from iopcare.simulation import generate_cohort
 from tests.comparisons import ALERT_FIELDS
 from tests.integration.workers import WorkerProcess, wait_for_count
 
@@ -81,15 +82,20 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
         try:
             rows = await connection.fetch("SELECT * FROM alerts")
             transitions = await connection.fetch(
-                "SELECT a.dedup_key, t.kind, t.at, t.reason FROM alert_transitions t JOIN alerts a "
-                "USING (alert_id) ORDER BY t.id"
+                "SELECT a.dedup_key, t.kind, t.actor, t.at, t.from_state, t.to_state, t.reason "
+                "FROM alert_transitions t JOIN alerts a USING (alert_id) ORDER BY t.id"
             )
         finally:
             await connection.close()
     finally:
         assert worker.stop() in (0, -15), worker.log()[-3000:]
 
-    replayed = run_backtest(events, DEFAULT_PACK, until=until).alerts
+    replay = StreamReplay(DEFAULT_PACK, until=until)
+    replayed_changes: list[Change] = []
+    for event in events:
+        replayed_changes += [c for _, effects in replay.feed(event) for c in effects.changes]
+    replayed_changes += [c for _, effects in replay.finish() for c in effects.changes]
+    replayed = {a.dedup_key: a for course in replay.courses.values() for a in course.alerts.alerts.values()}
     live = {
         row["dedup_key"]: {f: row[f] for f in ALERT_FIELDS} | {"event_ids": tuple(row["event_ids"])}
         for row in rows
@@ -105,3 +111,27 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
         (key, {f: (live[key][f], expected[key][f]) for f in live[key] if live[key][f] != expected[key][f]})
         for key in differing[:5]
     ] + [(t["kind"], t["at"], t["reason"]) for t in transitions if t["dedup_key"] in differing[:1]]
+
+    # Every transition of every alert, in order, with its time, actor, states and reason.
+    def by_alert(rows: list[tuple[str, tuple[object, ...]]]) -> dict[str, list[tuple[object, ...]]]:
+        grouped: dict[str, list[tuple[object, ...]]] = {}
+        for key, transition in rows:
+            grouped.setdefault(key, []).append(transition)
+        return grouped
+
+    live_transitions = by_alert(
+        [
+            (t["dedup_key"], (t["kind"], t["actor"], t["at"], t["from_state"], t["to_state"], t["reason"]))
+            for t in transitions
+        ]
+    )
+    replayed_transitions = by_alert(
+        [
+            (c.alert.dedup_key, (c.kind, c.actor, c.at, c.from_state, c.alert.state, c.reason))
+            for c in replayed_changes
+        ]
+    )
+    assert sum(map(len, replayed_transitions.values())) > len(expected), "more transitions than alerts"
+    assert sorted(live_transitions) == sorted(replayed_transitions)
+    unequal = [key for key in replayed_transitions if live_transitions[key] != replayed_transitions[key]]
+    assert not unequal, [(key, live_transitions[key], replayed_transitions[key]) for key in unequal[:3]]

@@ -24,13 +24,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from kafka import KafkaProducer
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import InboundEvent, encode_event
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState
 from iopcare.domain.intake import replay
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
+from iopcare.simulation import generate_cohort
 from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.comparisons import state_differences

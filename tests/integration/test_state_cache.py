@@ -8,9 +8,10 @@ from datetime import date, timedelta
 import asyncpg
 import pytest
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.intake import replay
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from iopcare.simulation import generate_cohort
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import AcceptedEvent
 
 pytestmark = pytest.mark.integration
 

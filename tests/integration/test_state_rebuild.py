@@ -10,10 +10,11 @@ from datetime import date
 import asyncpg
 import pytest
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.intake import replay
 from iopcare.domain.state_document import STATE_VERSION, dump_state
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from iopcare.simulation import generate_cohort
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import AcceptedEvent
 from iopcare.store.rebuild import rebuild_states
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,6 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import InboundEvent, decode_event, encode_event
 from iopcare.domain.alerts import Alert
 from iopcare.domain.backtest import run_backtest
@@ -34,6 +33,7 @@ from iopcare.domain.intake import replay
 from iopcare.publish import EventPublisher
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
+from iopcare.simulation import generate_cohort
 from iopcare.store.engagement import EngagementStore
 from tests.comparisons import ALERT_FIELDS, state_differences
 from tests.integration.workers import WorkerProcess

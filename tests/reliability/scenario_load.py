@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import encode_event
+from iopcare.simulation import generate_cohort
 from tests.bench.processes import memory_mib
 from tests.reliability.exactness import Fleet, PacedStream, counts, healthy, until
 from tests.reliability.harness import Env, Outcome

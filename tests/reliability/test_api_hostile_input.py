@@ -27,10 +27,10 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from iopcare.api.ratelimit import FailedAuthLimiter
-from iopcare.cohort import generate_cohort
 from iopcare.contract import InboundEvent, encode_event
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
+from iopcare.simulation import generate_cohort
 from tests.integration.clinic import Clinic
 from tests.reliability.hostile import Bad, bad_messages
 

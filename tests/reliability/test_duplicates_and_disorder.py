@@ -53,13 +53,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import ConsentGranted, InboundEvent, decode_event, encode_event
 from iopcare.domain.backtest import run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState
 from iopcare.domain.intake import Held, replay
 from iopcare.rulepacks import DEFAULT_PACK
-from iopcare.store.engagement import AcceptedEvent, EngagementStore
+from iopcare.simulation import generate_cohort
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.rules.clinic import Patient, at
 
 # The state as plain data: dicts compare whatever order they were filled in.

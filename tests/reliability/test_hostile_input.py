@@ -25,12 +25,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from pydantic import TypeAdapter
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import InboundEvent, encode_event
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
+from iopcare.simulation import generate_cohort
 from iopcare.store.engagement import EngagementStore
 from iopcare.topics import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for_count

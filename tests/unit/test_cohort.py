@@ -13,14 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from iopcare.cohort import (
-    ARCHETYPES,
-    CohortPatient,
-    cohort_roster,
-    generate_cohort,
-    iter_cohort,
-    write_ndjson,
-)
 from iopcare.contract import (
     CheckInSubmitted,
     CloudEvent,
@@ -40,6 +32,14 @@ from iopcare.contract import (
     ToxicologyResulted,
     decode_event,
     encode_event,
+)
+from iopcare.simulation import (
+    ARCHETYPES,
+    CohortPatient,
+    cohort_roster,
+    generate_cohort,
+    iter_cohort,
+    write_ndjson,
 )
 
 SEED = 20250303

@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from iopcare.cli import main
-from iopcare.cohort import generate_cohort, write_ndjson
 from iopcare.domain.backtest import run_backtest
 from iopcare.rulepacks import DEFAULT_PACK, DEFAULT_PACK_PATH, load_pack
+from iopcare.simulation import generate_cohort, write_ndjson
 
 EVENTS = sorted(generate_cohort(12, seed=21, start=date(2026, 1, 5)), key=lambda e: (e.time, e.id))
 

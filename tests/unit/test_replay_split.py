@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from iopcare.cohort import generate_cohort, write_ndjson
 from iopcare.contract import encode_event
 from iopcare.domain.backtest import Tick, merged, run_backtest
 from iopcare.replay import replay_file, shard_of
 from iopcare.rulepacks import DEFAULT_PACK
+from iopcare.simulation import generate_cohort, write_ndjson
 
 EVENTS = sorted(generate_cohort(24, seed=5, start=date(2026, 1, 5)), key=lambda e: (e.time, e.id))
 

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "EVENT_TYPES",
     "INBOUND_EVENT_ADAPTER",
+    "MAX_CLOCK_SKEW",
     "CheckInSubmitted",
     "CheckInSubmittedData",
     "ConsentData",

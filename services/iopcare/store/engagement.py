@@ -1,5 +1,7 @@
-"""Postgres persistence of the processor: event log, patient state, quarantine, absence checks,
-alerts and dead letters.
+"""The processor's transactions: a batch of events, a sweep. Each loads the patients' courses, lets them
+decide, and writes what they returned through the repositories (``events.py``: event log, dead
+letters, stream progress; ``patients.py``: state and the read model; ``checks.py``; ``consent.py``;
+``alerts.py``), in one transaction.
 
 The exactly-once *effect* lives here. For a batch of records from one Kafka poll:
 
@@ -11,8 +13,9 @@ The exactly-once *effect* lives here. For a batch of records from one Kafka poll
    alerts; ``domain/course.py``) and let it take the new events in arrival order. The course decides
    everything; this module only loads and writes;
 3. write back set-based (one statement per table for the batch) what the courses returned: the
-   states that changed, held and released reports, absence checks scheduled, cancelled and fired,
-   the alert lifecycle's changes (alerts, transitions and alert events in the outbox), dead letters.
+   states that changed and the case summaries of the patients something happened to, held and
+   released reports, absence checks scheduled, cancelled and fired, the alert lifecycle's changes
+   (alerts, transitions and alert events in the outbox), dead letters.
 
 The caller commits Kafka offsets only after this transaction commits.
 
@@ -32,15 +35,24 @@ from typing import Literal
 
 import asyncpg
 
-from iopcare.contract import ConsentGranted, DeadLetterReason, InboundEvent, decode_event, encode_event
-from iopcare.domain.absence import AbsenceCheck
+from iopcare.contract import ConsentGranted, InboundEvent
 from iopcare.domain.alerts import Change, Deadline
-from iopcare.domain.course import PROGRAM_CHECK_KINDS, Effects, PatientCourse, deadlines_of
+from iopcare.domain.course import Effects, PatientCourse, deadlines_of
 from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
-from iopcare.domain.intake import Held, third_party_of
+from iopcare.domain.intake import Held
 from iopcare.domain.rules import RulePack
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.store.alerts import CareTeam, load_alerts, record_changes
+from iopcare.store.checks import load_checks, write_checks
+from iopcare.store.consent import hold, load_held, release
+from iopcare.store.events import (
+    AcceptedEvent,
+    RejectedRecord,
+    advance_progress,
+    insert_dead_letters,
+    insert_events,
+    stream_clock,
+)
 from iopcare.store.patients import (
     StateCache,
     load_states,
@@ -55,28 +67,6 @@ Clock = Literal["wall", "stream"]
 
 # A pooled connection or a plain one: repository methods accept either.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
-@dataclass(frozen=True)
-class AcceptedEvent:
-    """A valid inbound event and where it came from in Kafka."""
-
-    event: InboundEvent
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class RejectedRecord:
-    """A Kafka record that is not a valid event, with the reason."""
-
-    reason: DeadLetterReason
-    detail: str
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    payload: bytes
 
 
 @dataclass
@@ -163,16 +153,16 @@ class EngagementStore:
         written: dict[str, tuple[str, PatientState]] = {}
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                inserted = await self._insert_events(connection, ordered)
+                inserted = await insert_events(connection, ordered)
                 outcome.duplicates += len(ordered) - len(inserted)
                 # `unique` holds each key's first occurrence, in arrival order.
                 fresh = [item.event for key, item in unique.items() if key in inserted]
                 if fresh:
                     written = await self._take_in(connection, fresh, outcome)
                 if accepted:
-                    await self._advance_progress(connection, accepted)
+                    await advance_progress(connection, accepted)
                 if rejected:
-                    outcome.dead_lettered = await self._insert_dead_letters(connection, rejected)
+                    outcome.dead_lettered = await insert_dead_letters(connection, rejected)
         except BaseException:
             # The fold changed cached states in place, and this transaction did not commit.
             self._cache.forget({item.event.subject for item in accepted})
@@ -206,9 +196,9 @@ class EngagementStore:
         """The patients' courses as stored (their rows locked by the caller): state, pending and
         fired checks, live alerts and the keys of resolved ones, held reports of ``with_held``."""
         patient_ids = sorted(states)
-        checks = await self._checks(connection, patient_ids)
+        checks = await load_checks(connection, patient_ids)
         alerts = await load_alerts(connection, patient_ids, closed_keys=True)
-        held = await self._load_quarantine(connection, list(with_held)) if with_held else {}
+        held = await load_held(connection, list(with_held)) if with_held else {}
         return {
             pid: PatientCourse(
                 states[pid],
@@ -222,25 +212,6 @@ class EngagementStore:
             )
             for pid in patient_ids
         }
-
-    async def _checks(
-        self, connection: Connection, patient_ids: list[str]
-    ) -> dict[str, tuple[list[AbsenceCheck], list[str]]]:
-        """Per patient: the checks scheduled and not fired, and the keys of fired program checks."""
-        rows = await connection.fetch(
-            "SELECT patient_id, check_key, kind, due_at, fired_at IS NOT NULL AS fired FROM absence_checks "
-            "WHERE patient_id = ANY($1::text[]) AND (fired_at IS NULL OR kind = ANY($2::text[]))",
-            patient_ids,
-            sorted(PROGRAM_CHECK_KINDS),
-        )
-        checks: dict[str, tuple[list[AbsenceCheck], list[str]]] = {}
-        for row in rows:
-            pending, fired = checks.setdefault(row["patient_id"], ([], []))
-            if row["fired"]:
-                fired.append(row["check_key"])
-            else:
-                pending.append(AbsenceCheck(row["due_at"], row["check_key"], row["kind"]))
-        return checks
 
     async def _write_effects(
         self,
@@ -262,10 +233,10 @@ class EngagementStore:
         released = [r for e in effects.values() for r in e.released]
         # Holds first: a report held and released within this batch gets both rows written.
         if held:
-            await self._hold(connection, held)
+            await hold(connection, held)
         if released:
-            await self._release(connection, [h for h, _ in released], [by for _, by in released])
-        await self._reschedule(
+            await release(connection, [h for h, _ in released], [by for _, by in released])
+        await write_checks(
             connection,
             [(pid, c) for pid, e in effects.items() for c in e.scheduled],
             [(pid, c) for pid, e in effects.items() for c in e.cancelled],
@@ -287,121 +258,6 @@ class EngagementStore:
         else:
             outcome.fired = [(c.kind, signalled) for e in effects.values() for c, signalled in e.fired]
 
-    async def _load_quarantine(self, connection: Connection, patient_ids: list[str]) -> dict[str, list[Held]]:
-        rows = await connection.fetch(
-            """
-            SELECT q.patient_id, q.reason, q.hold_until, e.payload::text AS payload
-            FROM quarantined_events q JOIN event_log e USING (source, event_id)
-            WHERE q.patient_id = ANY($1::text[]) AND q.released_at IS NULL
-            """,
-            patient_ids,
-        )
-        waiting: dict[str, list[Held]] = {}
-        for row in rows:
-            event = decode_event(row["payload"].encode())
-            party = third_party_of(event)
-            assert party is not None, "only third-party events are quarantined"
-            waiting.setdefault(row["patient_id"], []).append(
-                Held(event, party, row["reason"], row["hold_until"])
-            )
-        return waiting
-
-    async def _hold(self, connection: Connection, held: Sequence[Held]) -> None:
-        await connection.execute(
-            """
-            INSERT INTO quarantined_events
-                (source, event_id, patient_id, event_type, event_time,
-                 party_kind, party_id, reason, hold_until)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                                 $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-            ON CONFLICT (source, event_id) DO NOTHING
-            """,
-            [h.event.source for h in held],
-            [h.event.id for h in held],
-            [h.event.subject for h in held],
-            [h.event.type for h in held],
-            [h.event.time for h in held],
-            [h.party.kind for h in held],
-            [h.party.id for h in held],
-            [h.reason for h in held],
-            [h.hold_until for h in held],
-        )
-
-    async def _release(self, connection: Connection, released: Sequence[Held], by: Sequence[str]) -> None:
-        await connection.execute(
-            """
-            UPDATE quarantined_events AS q SET released_at = now(), released_by = r.released_by
-            FROM unnest($1::text[], $2::text[], $3::text[]) AS r(source, event_id, released_by)
-            WHERE q.source = r.source AND q.event_id = r.event_id
-            """,
-            [h.event.source for h in released],
-            [h.event.id for h in released],
-            list(by),
-        )
-
-    async def _reschedule(
-        self,
-        connection: Connection,
-        added: list[tuple[str, AbsenceCheck]],
-        dropped: list[tuple[str, AbsenceCheck]],
-        fired: list[tuple[str, AbsenceCheck, bool]],
-    ) -> None:
-        """Add the checks the courses scheduled, mark those fired, and drop the unfired ones they
-        cancelled (a check-in supersedes the pending silence checks)."""
-        if added:
-            await connection.execute(
-                """
-                INSERT INTO absence_checks (patient_id, check_key, kind, due_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                ON CONFLICT (patient_id, check_key) DO NOTHING
-                """,
-                [pid for pid, _ in added],
-                [c.key for _, c in added],
-                [c.kind for _, c in added],
-                [c.due_at for _, c in added],
-            )
-        if fired:
-            await self._mark_fired(connection, [(pid, c.key, signalled) for pid, c, signalled in fired])
-        if dropped:
-            await connection.execute(
-                """
-                DELETE FROM absence_checks AS a
-                USING unnest($1::text[], $2::text[]) AS d(patient_id, check_key)
-                WHERE a.patient_id = d.patient_id AND a.check_key = d.check_key AND a.fired_at IS NULL
-                """,
-                [pid for pid, _ in dropped],
-                [c.key for _, c in dropped],
-            )
-
-    async def _mark_fired(self, connection: Connection, fired: list[tuple[str, str, bool]]) -> None:
-        await connection.execute(
-            """
-            UPDATE absence_checks AS a SET fired_at = now(), signalled = f.signalled
-            FROM unnest($1::text[], $2::text[], $3::boolean[]) AS f(patient_id, check_key, signalled)
-            WHERE a.patient_id = f.patient_id AND a.check_key = f.check_key
-            """,
-            [pid for pid, _, _ in fired],
-            [key for _, key, _ in fired],
-            [signalled for _, _, signalled in fired],
-        )
-
-    async def _advance_progress(self, connection: Connection, accepted: Sequence[AcceptedEvent]) -> None:
-        high: dict[int, datetime] = {}
-        for item in accepted:
-            if item.partition not in high or item.event.time > high[item.partition]:
-                high[item.partition] = item.event.time
-        await connection.execute(
-            """
-            INSERT INTO stream_progress (kafka_partition, event_time_high)
-            SELECT * FROM unnest($1::int[], $2::timestamptz[])
-            ON CONFLICT (kafka_partition) DO UPDATE SET
-                event_time_high = greatest(stream_progress.event_time_high, EXCLUDED.event_time_high),
-                updated_at = now()
-            """,
-            list(high),
-            list(high.values()),
-        )
-
     async def stream_clock(self) -> datetime | None:
         """The event-time watermark: the least, over partitions, of the latest event time committed.
         "Now" for sweeps over replayed history (None before any event).
@@ -413,11 +269,7 @@ class EngagementStore:
         their check-ins are read (found by the reliability suite's crash scenario).
         """
         async with self._pool.acquire() as connection:
-            value: datetime | None = await connection.fetchval(
-                "SELECT CASE WHEN count(*) >= $1 THEN min(event_time_high) END FROM stream_progress",
-                self._partitions or 0,
-            )
-        return value
+            return await stream_clock(connection, self._partitions or 0)
 
     async def sweep(self, now: datetime, limit: int = 200) -> SweepOutcome:
         """Advance the courses that have something due by ``now`` (absence checks, escalations,
@@ -478,60 +330,10 @@ class EngagementStore:
             await self._write_effects(connection, courses, effects, outcome, teams, as_of=now)
         return outcome
 
-    async def _insert_events(
-        self, connection: Connection, items: Sequence[AcceptedEvent]
-    ) -> set[tuple[str, str]]:
-        if not items:
-            return set()
-        rows = await connection.fetch(
-            """
-            INSERT INTO event_log
-                (source, event_id, patient_id, event_type, event_time, kafka_partition, kafka_offset, payload)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                                 $6::int[], $7::bigint[], $8::jsonb[])
-            ON CONFLICT (source, event_id) DO NOTHING
-            RETURNING source, event_id
-            """,
-            [i.event.source for i in items],
-            [i.event.id for i in items],
-            [i.event.subject for i in items],
-            [i.event.type for i in items],
-            [i.event.time for i in items],
-            [i.partition for i in items],
-            [i.offset for i in items],
-            [encode_event(i.event).decode() for i in items],
-        )
-        return {(row["source"], row["event_id"]) for row in rows}
-
-    async def _insert_dead_letters(self, connection: Connection, rejected: Sequence[RejectedRecord]) -> int:
-        result = await connection.execute(
-            """
-            INSERT INTO dead_letters
-                (reason, detail, source_topic, source_partition, source_offset, record_key, payload)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[],
-                                 $6::bytea[], $7::bytea[])
-            ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
-            """,
-            [r.reason for r in rejected],
-            [r.detail for r in rejected],
-            [r.topic for r in rejected],
-            [r.partition for r in rejected],
-            [r.offset for r in rejected],
-            [r.key for r in rejected],
-            [r.payload for r in rejected],
-        )
-        return int(result.rsplit(" ", 1)[1])
-
     async def load_states(self, patient_ids: Sequence[str] | None = None) -> dict[str, PatientState]:
         """Current states (all, or the given patients), for tests and replays' comparisons."""
         async with self._pool.acquire() as connection:
             return await load_states(connection, patient_ids)
 
 
-__all__ = [
-    "AcceptedEvent",
-    "BatchOutcome",
-    "EngagementStore",
-    "RejectedRecord",
-    "SweepOutcome",
-]
+__all__ = ["BatchOutcome", "Clock", "EngagementStore", "SweepOutcome"]

@@ -52,10 +52,21 @@ def test_render_has_one_schema_per_event_type_plus_alerts_dlq_asyncapi_and_opena
         "alerts/alert-event.schema.json",
         "dead-letter-headers.schema.json",
         "asyncapi.yaml",
+        "events.md",
     }
     assert set(render()) == expected
     # The API's document is the API's to build; `iopcare schemas export` publishes it alongside.
     assert set(render({"openapi.json": openapi()})) == expected | {"openapi.json"}
+
+
+def test_the_event_reference_lists_every_type_and_every_data_field() -> None:
+    reference = render()["events.md"]
+    for event_type, cls in EVENT_TYPES.items():
+        section = reference.split(f"## `{event_type}`\n", 1)[1].split("\n## ", 1)[0]
+        data_model = cls.model_fields["data"].annotation
+        for name in data_model.model_fields:
+            assert f"| `{name}` |" in section, (event_type, name)
+    assert "| `craving` | integer 0-10 | yes | Craving, 0 (none) to 10 (strongest). |" in reference
 
 
 @pytest.mark.parametrize("event_type", list(EVENT_TYPES))

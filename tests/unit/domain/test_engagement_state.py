@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iopcare.cohort import generate_cohort
 from iopcare.contract import SessionAttended, SessionMissed, SessionScheduled, new_event
 from iopcare.domain.engagement import PatientState, apply_event
 from iopcare.domain.intake import replay
 from iopcare.domain.measures import consecutive_unexcused_misses
+from iopcare.simulation import generate_cohort
 
 COHORT = generate_cohort(6, seed=11, start=date(2026, 1, 5))
 

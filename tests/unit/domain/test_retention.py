@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.engagement import DEFAULT_TUNING, EARLY_SESSIONS_KEPT, PatientState, Tuning
 from iopcare.domain.intake import replay
+from iopcare.simulation import generate_cohort
 
 COHORT = generate_cohort(6, seed=5, start=date(2026, 1, 5), days=120)
 KEEP_ALL = Tuning(lateness=DEFAULT_TUNING.lateness, retention=timedelta(days=3650))

@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 from pydantic import TypeAdapter
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay
 from iopcare.domain.state_document import STATE_VERSION, StateVersionError, dump_state, load_state
+from iopcare.simulation import generate_cohort
 
 STATES = replay(sorted(generate_cohort(8, seed=4, start=date(2026, 1, 5)), key=lambda e: (e.time, e.id)))
 
@@ -40,3 +40,18 @@ def test_the_compact_form_is_smaller() -> None:
 def test_a_version_this_code_cannot_read_is_refused(version: int) -> None:
     with pytest.raises(StateVersionError, match=f"format version {version}"):
         load_state(dump_state(PatientState(patient_id="p-1")), version)
+
+
+def test_every_record_collection_is_a_table_and_a_document_without_one_loads_its_default() -> None:
+    """A collection added to PatientState is compact without a line in state_document.py, and the
+    documents stored before it existed still load (with the field's default)."""
+    state = max(STATES.values(), key=lambda s: len(s.fellowship))
+    document = json.loads(dump_state(state))
+    for name in ("level_changes", "checkins", "use_signals", "house_incidents", "fellowship"):
+        assert set(document[name]) == {"columns", "rows"}, name
+    for name in ("sessions", "family_bookings"):
+        assert set(document[name]) == {"keys", "columns", "rows"}, name
+    assert state.fellowship
+    del document["fellowship"]
+    loaded = load_state(json.dumps(document))
+    assert loaded.fellowship == [] and loaded.checkins == state.checkins

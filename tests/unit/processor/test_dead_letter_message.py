@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from iopcare.contract import DEFAULT_MAX_BYTES, DeadLetterHeaders
 from iopcare.processor.app import dead_letter_message
-from iopcare.store.engagement import RejectedRecord
+from iopcare.store.events import RejectedRecord
 
 
 def _rejected(payload: bytes) -> RejectedRecord:

@@ -10,7 +10,6 @@ from functools import cache
 
 from tests.unit.domain.rules.clinic import START, Alerts, Patient, at, course, signals
 
-from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import AlertEventData, CheckInSubmitted, LevelOfCareChanged
 from iopcare.domain.backtest import Found
 from iopcare.domain.backtest import findings_over as backtest
@@ -19,6 +18,7 @@ from iopcare.domain.intake import take_in
 from iopcare.domain.rules import evaluate_event
 from iopcare.domain.signals import Clearance, Signal
 from iopcare.rulepacks import DEFAULT_PACK
+from iopcare.simulation import cohort_roster, generate_cohort
 
 COHORT_START = date(2026, 3, 2)
 

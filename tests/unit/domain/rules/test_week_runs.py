@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta
 
 from tests.unit.domain.rules.clinic import START, Patient, at, course
 
-from iopcare.cohort import generate_cohort
 from iopcare.domain.alerts import DEFAULT_DEADLINES, Alert, Change, PatientAlerts
 from iopcare.domain.backtest import Found, run_backtest
 from iopcare.domain.engagement import DEFAULT_TUNING, Tuning
@@ -21,6 +20,7 @@ from iopcare.domain.intake import replay
 from iopcare.domain.rules.weeks import first_week_kept, weeks_against_plan
 from iopcare.domain.signals import Signal
 from iopcare.rulepacks import DEFAULT_PACK
+from iopcare.simulation import generate_cohort
 
 PLAN = "weekly_plan_shortfall"
 FELLOWSHIP = "fellowship_shortfall"

@@ -33,7 +33,6 @@ import asyncpg
 from kafka import KafkaProducer
 
 from iopcare.api.tokens import create_token
-from iopcare.cohort import cohort_roster, generate_cohort
 from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
 from iopcare.dispatcher.webhooks.policy import (
     SIGNATURE_HEADER,
@@ -53,6 +52,7 @@ from iopcare.embedded.runtime import EmbeddedRuntime, free_port
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
+from iopcare.simulation import cohort_roster, generate_cohort
 from iopcare.store.patients import parse_state
 
 Say = Callable[[str], None]
