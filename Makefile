@@ -91,7 +91,7 @@ bench-state: $(STAMP)
 	$(BIN)/python -m tests.bench.state_writes
 
 ## bench-batch: end-to-end batch time (store + domain, real Postgres) of this checkout against the
-## commit before the patient-course work, side by side in one run (~10 min)
+## commit before the patient-course work, side by side in one run (~2 min)
 .PHONY: bench-batch
 bench-batch: $(STAMP)
 	$(BIN)/python -m tests.bench.batch_time

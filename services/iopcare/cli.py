@@ -494,6 +494,9 @@ def state_rebuild(patients: tuple[str, ...], apply: bool, demo: bool) -> None:
     from iopcare.store.rebuild import rebuild_states
 
     settings = get_settings()
+    from iopcare.rulepacks import DEFAULT_PACK, load_pack
+
+    pack = load_pack(settings.rule_pack) if settings.rule_pack else DEFAULT_PACK
     runtime = None
     if demo:
         from iopcare.embedded.demo import demo_runtime
@@ -519,7 +522,7 @@ def state_rebuild(patients: tuple[str, ...], apply: bool, demo: bool) -> None:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         try:
             return await rebuild_states(
-                pool, patient_ids=list(patients) or None, apply=apply, progress=progress
+                pool, patient_ids=list(patients) or None, apply=apply, progress=progress, pack=pack
             )
         finally:
             await pool.close()

@@ -4,6 +4,7 @@ the API's integration tests and the reliability suite's security and hostile-inp
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,6 +101,13 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
     )
     client = TestClient(TestServer(service.application()))
     await client.start_server()
+    # The API connects its producer in the background (it serves reads while the broker is away);
+    # ingest tests need it connected, which on a loaded machine can take more than their first request.
+    for _ in range(300):
+        if service.producer is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert service.producer is not None, "the API's producer did not connect to the broker in 30 s"
     house_report = patients["pt-a1"].events[-1]
     try:
         yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id)

@@ -80,3 +80,19 @@ def test_replay_benchmark_times_every_stage_and_writes_its_own_section(tmp_path:
     assert len(rows) == 6, rows  # decode, fold, rules, lifecycle, whole command on 1 and on 2 processes
     assert all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), rows
     assert "`iopcare replay --jobs 2`" in written
+
+
+def test_the_batch_time_benchmark_runs_a_tree_on_a_fresh_database(endpoints: Endpoints) -> None:
+    """`make bench-batch`'s contender run, on this checkout and a tiny cohort (the before/after
+    comparison itself needs a git worktree and minutes: it stays behind its make target)."""
+    from tests.bench.batch_time import _run
+    from tests.bench.processes import PROJECT_ROOT
+
+    result = _run(PROJECT_ROOT, endpoints.database_url, "smoke", patients=3, batch=100)
+    assert result["code"] == str(PROJECT_ROOT / "services" / "iopcare" / "__init__.py")
+    times = result["times"]
+    assert (
+        isinstance(times, list)
+        and len(times) == -(-int(result["events"]) // 100)
+        and all(t > 0 for t in times)
+    )  # type: ignore[call-overload]

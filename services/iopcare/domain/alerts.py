@@ -113,7 +113,13 @@ class PatientAlerts:
         return min(open_critical, key=lambda a: (a.raised_at, a.alert_id)) if open_critical else None
 
     def take(
-        self, findings: Iterable[Finding], *, pack_version: str, now: datetime, deadline: Deadline
+        self,
+        findings: Iterable[Finding],
+        *,
+        pack_version: str,
+        now: datetime,
+        deadline: Deadline,
+        inhibit: bool = True,
     ) -> list[Change]:
         """Apply what the rules found (in order) and return the changes."""
         changes: list[Change] = []
@@ -121,10 +127,12 @@ class PatientAlerts:
             if isinstance(finding, Clearance):
                 changes.extend(self._clear(finding, now, deadline))
             else:
-                changes.extend(self._signal(finding, pack_version, now, deadline))
+                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit))
         return changes
 
-    def _signal(self, signal: Signal, pack_version: str, now: datetime, deadline: Deadline) -> list[Change]:
+    def _signal(
+        self, signal: Signal, pack_version: str, now: datetime, deadline: Deadline, inhibit: bool
+    ) -> list[Change]:
         key = signal.dedup_key(self.patient_id)
         current = self.alerts.get(key)
         closed = current is None and key in self.closed
@@ -136,7 +144,7 @@ class PatientAlerts:
         if closed:
             pass  # a resolved episode stays resolved
         elif current is None:
-            critical = self._critical_open()
+            critical = self._critical_open() if inhibit else None
             inhibited_by = (
                 critical.alert_id
                 if critical is not None and SEVERITY_RANK[signal.severity] > SEVERITY_RANK["critical"]
@@ -165,7 +173,7 @@ class PatientAlerts:
             )
             self.alerts[key] = alert
             changes.append(Change("created", alert, SYSTEM, now, None))
-            if signal.severity == "critical":
+            if signal.severity == "critical" and inhibit:
                 changes.extend(self._inhibit_lesser(alert, now))
         elif current.live:
             rises = SEVERITY_RANK[signal.severity] < SEVERITY_RANK[current.severity]

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from iopcare.contract import InboundEvent
 from iopcare.domain.alerts import Alert
 from iopcare.domain.course import Effects, Found, PatientCourse, deadlines_of
-from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
+from iopcare.domain.engagement import PatientState, Tuning
 from iopcare.domain.rules.pack import RulePack
 
 WEEK = timedelta(days=7)
@@ -44,13 +44,13 @@ class StreamReplay:
     """Courses of every patient in a stream, on the stream's own clock."""
 
     def __init__(
-        self, pack: RulePack, tuning: Tuning = DEFAULT_TUNING, *, until: datetime | None = None
+        self, pack: RulePack, tuning: Tuning | None = None, *, until: datetime | None = None
     ) -> None:
         """``until``: nothing falls due after it, however far the events go (the processor's stream
         clock stops at the least advanced partition; a replay compared with it stops there too)."""
         self.pack = pack
         self.until = until
-        self.tuning = tuning
+        self.tuning = pack.tuning if tuning is None else tuning
         self.deadline = deadlines_of(pack)
         self.courses: dict[str, PatientCourse] = {}
         self.clock: datetime | None = None
@@ -108,7 +108,7 @@ class StreamReplay:
 def findings_over(
     events: Iterable[InboundEvent | Tick],
     pack: RulePack,
-    tuning: Tuning = DEFAULT_TUNING,
+    tuning: Tuning | None = None,
     *,
     until: datetime | None = None,
     states: dict[str, PatientState] | None = None,
@@ -152,7 +152,7 @@ class BacktestResult:
 def run_backtest(
     events: Iterable[InboundEvent | Tick],
     pack: RulePack,
-    tuning: Tuning = DEFAULT_TUNING,
+    tuning: Tuning | None = None,
     *,
     until: datetime | None = None,
     on_event: Callable[[InboundEvent], None] | None = None,

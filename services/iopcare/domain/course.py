@@ -47,7 +47,7 @@ from iopcare.domain.absence import (
     silence_checks,
 )
 from iopcare.domain.alerts import Change, Deadline, PatientAlerts, fixed_deadlines
-from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
+from iopcare.domain.engagement import PatientState, Tuning
 from iopcare.domain.intake import Held, take_in
 from iopcare.domain.risk import risk_score
 from iopcare.domain.rules.events import evaluate_event
@@ -141,7 +141,7 @@ class PatientCourse:
         self,
         state: PatientState,
         pack: RulePack,
-        tuning: Tuning = DEFAULT_TUNING,
+        tuning: Tuning | None = None,
         *,
         deadline: Deadline | None = None,
         alerts: PatientAlerts | None = None,
@@ -157,7 +157,7 @@ class PatientCourse:
         """
         self.state = state
         self.pack = pack
-        self.tuning = tuning
+        self.tuning = pack.tuning if tuning is None else tuning
         self.deadline = deadline if deadline is not None else deadlines_of(pack)
         self.alerts = alerts if alerts is not None else PatientAlerts(state.patient_id)
         self.held = list(held)
@@ -168,7 +168,7 @@ class PatientCourse:
         self._next_check = min(self.pending.values(), default=None)
 
     @classmethod
-    def new(cls, patient_id: str, pack: RulePack, tuning: Tuning = DEFAULT_TUNING) -> PatientCourse:
+    def new(cls, patient_id: str, pack: RulePack, tuning: Tuning | None = None) -> PatientCourse:
         """The course of a patient nothing is known about yet."""
         return cls(PatientState(patient_id=patient_id), pack, tuning)
 
@@ -237,7 +237,11 @@ class PatientCourse:
         effects.findings.extend(Found(patient_id, finding, cause, at) for finding in found)
         self._escalate(now, effects)
         effects.changes += self.alerts.take(
-            found, pack_version=self.pack.version, now=now, deadline=self.deadline
+            found,
+            pack_version=self.pack.version,
+            now=now,
+            deadline=self.deadline,
+            inhibit=self.pack.lifecycle.critical_inhibits_lesser,
         )
 
     def _escalate(self, now: datetime, effects: Effects) -> None:

@@ -38,7 +38,7 @@ import asyncpg
 from iopcare.contract import ConsentGranted, InboundEvent
 from iopcare.domain.alerts import Change, Deadline
 from iopcare.domain.course import Effects, PatientCourse, deadlines_of
-from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
+from iopcare.domain.engagement import PatientState, Tuning
 from iopcare.domain.intake import Held
 from iopcare.domain.rules import RulePack
 from iopcare.rulepacks import DEFAULT_PACK
@@ -120,7 +120,7 @@ class EngagementStore:
         pack: RulePack = DEFAULT_PACK,
         *,
         clock: Clock = "wall",
-        tuning: Tuning = DEFAULT_TUNING,
+        tuning: Tuning | None = None,
         state_cache_size: int = 1000,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partitions: int | None = None,
@@ -133,7 +133,7 @@ class EngagementStore:
         self._partitions = partitions
         self._pack = pack
         self._clock = clock
-        self._tuning = tuning
+        self._tuning = pack.tuning if tuning is None else tuning
         self._cache = StateCache(state_cache_size)
         self._wall_clock = wall_clock
         self.deadline: Deadline = deadlines_of(pack) if deadline is None else deadline

@@ -26,7 +26,7 @@ import asyncpg
 from pydantic_core import to_json
 
 from iopcare.contract import decode_event
-from iopcare.domain.engagement import DEFAULT_TUNING, PatientState, Tuning
+from iopcare.domain.engagement import PatientState, Tuning
 from iopcare.domain.intake import replay
 from iopcare.domain.rules import RulePack
 from iopcare.domain.summary import CaseSummary, summarize
@@ -74,7 +74,7 @@ async def rebuild_states(
     *,
     patient_ids: Sequence[str] | None = None,
     apply: bool = False,
-    tuning: Tuning = DEFAULT_TUNING,
+    tuning: Tuning | None = None,
     pack: RulePack = DEFAULT_PACK,
     chunk: int = 50,
     progress: Callable[[int, int], None] | None = None,
@@ -98,7 +98,10 @@ async def rebuild_states(
                 part,
             )
             report.events += len(events)
-            rebuilt = replay((decode_event(row["payload"].encode()) for row in events), tuning)
+            rebuilt = replay(
+                (decode_event(row["payload"].encode()) for row in events),
+                pack.tuning if tuning is None else tuning,
+            )
             repair: list[PatientState] = []
             resummarize: list[CaseSummary] = []
             for patient_id in part:

@@ -58,6 +58,22 @@ def test_a_new_episode_of_the_same_rule_is_a_new_alert() -> None:
     assert len(alerts.alerts) == 2
 
 
+def test_a_pack_that_turns_inhibition_off_lets_lesser_alerts_notify_and_escalate() -> None:
+    """``[lifecycle] critical_inhibits_lesser = false``: a critical alert leaves the others alone."""
+    alerts = PatientAlerts(PATIENT)
+    alerts.take(
+        [signal("craving_high")], pack_version="x", now=NOW, deadline=DEFAULT_DEADLINES, inhibit=False
+    )
+    changes = alerts.take(
+        [signal("safety", "critical")], pack_version="x", now=NOW, deadline=DEFAULT_DEADLINES, inhibit=False
+    )
+    assert [(c.kind, c.alert.rule_id) for c in changes] == [("created", "safety")]
+    [later] = alerts.take(
+        [signal("reported_use", "high")], pack_version="x", now=NOW, deadline=DEFAULT_DEADLINES, inhibit=False
+    )
+    assert later.alert.inhibited_by is None and later.alert.escalate_at == NOW + timedelta(hours=4)
+
+
 def test_alert_ids_come_from_the_dedup_key_so_replays_agree() -> None:
     first, second = PatientAlerts(PATIENT), PatientAlerts(PATIENT)
     [a] = take(first, signal("craving_high"))

@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from iopcare.contract import Severity
-from iopcare.domain.engagement import DEFAULT_TUNING, EARLY_SESSIONS_KEPT
+from iopcare.domain.engagement import EARLY_SESSIONS_KEPT, Tuning
 from iopcare.domain.measures import ProgramCalendar
 
 __all__ = [
@@ -56,23 +56,39 @@ LevelCode = Annotated[str, StringConstraints(pattern=r"^\d(\.\d)?$")]
 RESPONSE_TARGET = re.compile(r"^(?P<amount>\d+)\s*(?P<unit>m|min|h|d)$")
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days"}
 
-_RETENTION_DAYS = DEFAULT_TUNING.retention.days
+
+class _Lookback:
+    """Marks a field as a look-back window (in ``unit``): it may not reach further back than the
+    history the patient state keeps (``history.retention_days``), checked on the whole pack."""
+
+    def __init__(self, unit: Literal["days", "hours"]) -> None:
+        self.unit = unit
 
 
-def _within_retention(days: int) -> int:
-    # A window longer than the history the state keeps would silently count too little.
-    if days > _RETENTION_DAYS:
-        raise PydanticCustomError(
-            "window_too_long",
-            "{days} days is longer than the {kept} days of history the patient state keeps "
-            "(engagement.Tuning.retention)",
-            {"days": days, "kept": _RETENTION_DAYS},
-        )
-    return days
-
-
-WindowDays = Annotated[int, Field(ge=1), AfterValidator(_within_retention)]
+WindowDays = Annotated[int, Field(ge=1), _Lookback("days")]
 """A look-back window in days: at least 1, at most what the state remembers."""
+WindowHours = Annotated[int, Field(ge=1), _Lookback("hours")]
+"""A look-back window in hours: at least 1, at most what the state remembers."""
+
+
+def _lookbacks(model: BaseModel, path: str) -> list[tuple[str, int, str]]:
+    """(dotted path, value, unit) of every look-back window in ``model`` and its sub-models."""
+    found: list[tuple[str, int, str]] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        marks = [m for m in info.metadata if isinstance(m, _Lookback)]
+        if marks:
+            found.append((f"{path}.{name}", value, marks[0].unit))
+        elif isinstance(value, BaseModel):
+            found += _lookbacks(value, f"{path}.{name}")
+        elif isinstance(value, list | tuple):
+            found += [
+                hit
+                for index, item in enumerate(value)
+                if isinstance(item, BaseModel)
+                for hit in _lookbacks(item, f"{path}.{name}[{index}]")
+            ]
+    return found
 
 
 class _PackModel(BaseModel):
@@ -160,7 +176,7 @@ class FellowshipShortfall(SeverityRule):
 
 
 class SilenceStep(_PackModel):
-    hours: int = Field(ge=1, le=24 * _RETENTION_DAYS)
+    hours: WindowHours
     severity: Severity
 
     @cached_property
@@ -439,7 +455,7 @@ class InARowPoints(Points):
 
 
 class SilencePoints(Points):
-    hours: int = Field(ge=1, le=24 * _RETENTION_DAYS)
+    hours: WindowHours
 
 
 class AttendancePoints(Points):
@@ -492,12 +508,41 @@ class LocalRules(_PackModel):
     modules: list[ModulePath] = Field(min_length=1, max_length=20)
 
 
+class History(_PackModel):
+    """How much of a patient's history the state keeps, and how long late or held facts wait."""
+
+    lateness_days: int = Field(ge=0, le=60)
+    """An event older than this behind the patient's latest is *late* (still applied, and counted)."""
+    retention_days: int = Field(ge=7, le=366)
+    """Facts older than this behind the latest event are dropped; every rule window must fit in it."""
+    consent_hold_days: int = Field(ge=1, le=90)
+    """How long a third-party report waits for a consent that covers it before it expires."""
+
+    @property
+    def tuning(self) -> Tuning:
+        return Tuning(
+            lateness=timedelta(days=self.lateness_days),
+            retention=timedelta(days=self.retention_days),
+            consent_hold=timedelta(days=self.consent_hold_days),
+        )
+
+
+class Lifecycle(_PackModel):
+    """How alerts relate to each other."""
+
+    critical_inhibits_lesser: bool
+    """While a critical alert is open, the patient's other alerts are raised and shown but neither
+    notify nor escalate (they resume when it is resolved): the counselor's attention goes to it."""
+
+
 class RulePack(_PackModel):
     """A clinic's complete rule configuration (see ``rulepacks/default.toml``)."""
 
     pack: PackInfo
     calendar: Calendar
     response_targets: ResponseTargets
+    history: History
+    lifecycle: Lifecycle
     levels: LevelCatalogue
     rules: Rules
     risk: Risk
@@ -512,6 +557,26 @@ class RulePack(_PackModel):
     def attach_local_event_rules(self, rules: Mapping[type, tuple[Any, ...]]) -> None:
         """Give the pack the rules its ``local_rules`` modules define (the loader imported them)."""
         self._local_event_rules = dict(rules)
+
+    @model_validator(mode="after")
+    def _windows_fit_the_history(self) -> RulePack:
+        # A window longer than the history the state keeps would silently count too little.
+        kept = self.history.retention_days
+        for path, value, unit in _lookbacks(self.rules, "rules") + _lookbacks(self.risk, "risk"):
+            days = value if unit == "days" else value / 24
+            if days > kept:
+                raise PydanticCustomError(
+                    "window_too_long",
+                    "{value} {unit} is longer than the {kept} days of history the patient state keeps "
+                    "(history.retention_days)",
+                    {"path": path, "value": value, "unit": unit, "kept": kept},
+                )
+        return self
+
+    @property
+    def tuning(self) -> Tuning:
+        """The state's history settings (``[history]``), as the fold takes them."""
+        return self.history.tuning
 
     @property
     def version(self) -> str:
@@ -586,7 +651,10 @@ def _problem(error: ErrorDetails) -> str:
         return f"{_where(loc[:-1])}: unknown house report kind; {error['msg'].lower()}"
     if kind == "literal_error" and loc and (loc[-1] == "severity" or "severity_by_kind" in loc):
         return f"{where}: unknown severity {error.get('input')!r}; expected one of {', '.join(SEVERITIES)}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "window_too_long"):
+    if kind == "window_too_long":  # found on the whole pack: the context says where
+        context = error.get("ctx", {})
+        return f"{context['path']}: bad threshold {context['value']}: {error['msg']}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{where}: bad threshold {error.get('input')!r}: {error['msg']}"
     return f"{where}: {error['msg']}"
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from iopcare.domain.engagement import (
-    DEFAULT_TUNING,
     FellowshipMeeting,
     PatientState,
     SessionRecord,
@@ -38,8 +37,9 @@ FELLOWSHIP_ACTION = (
 
 WEEK = timedelta(days=7)
 DAY = timedelta(days=1)
-KEPT_WEEKS = DEFAULT_TUNING.retention // WEEK
-"""The program weeks of history the patient state keeps (6): how far back a week close can look."""
+KEPT_WEEKS = 6
+"""How far back a week close looks at most (6 program weeks: the default 42 days of history); it
+never counts a week the state no longer holds in full (:func:`first_week_kept`)."""
 RUN_CONTINUES_WITHIN = WEEK + DAY
 """Week closes come a week apart: a short week closing within this of the run's alert's last one
 continues that alert (``Signal.continues_within``), also once the run's first weeks have left the
@@ -227,7 +227,7 @@ def first_week_kept(state: PatientState, at: datetime, pack: RulePack) -> int:
     in, so ``at`` bounds that latest event; a later one (a direct call) moves the bound with it."""
     assert state.enrollment is not None
     latest = at if state.high_water is None or state.high_water < at else state.high_water
-    horizon = retention_horizon(latest)
+    horizon = retention_horizon(latest, pack.tuning)
     calendar, program_start = pack.program_calendar, state.enrollment.program_start
     week = calendar.week_number(program_start, horizon)
     return week if calendar.week_bounds(program_start, week)[0] >= horizon else week + 1
@@ -284,7 +284,7 @@ def _run_words(run: RunOfShortWeeks, plan: str, pack: RulePack) -> str:
     if not run.first_known:
         return (
             f" It is at least the {in_a_row} week in a row below {plan}: every week since {since} was, "
-            f"and the {DEFAULT_TUNING.retention.days} days of history kept go back no further."
+            f"and the {pack.history.retention_days} days of history kept go back no further."
         )
     if len(run.weeks) == 1:
         return ""

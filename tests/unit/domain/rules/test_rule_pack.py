@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from iopcare.domain.engagement import DEFAULT_TUNING
 from iopcare.domain.rules import RULE_IDS, RulePackError
 from iopcare.rulepacks import DEFAULT_PACK, DEFAULT_PACK_PATH, load_pack, parse_pack
 
@@ -162,8 +163,26 @@ def test_a_window_longer_than_the_state_remembers_is_refused() -> None:
     document["rules"]["missed_often"]["days"] = 60
     assert _problems(document) == [
         "rules.missed_often.days: bad threshold 60: 60 days is longer than the 42 days of history the "
-        "patient state keeps (engagement.Tuning.retention)"
+        "patient state keeps (history.retention_days)"
     ]
+    document["rules"]["missed_often"]["days"] = 14
+    document["rules"]["silence"]["after"][1]["hours"] = 43 * 24
+    assert _problems(document) == [
+        "rules.silence.after[1].hours: bad threshold 1032: 1032 hours is longer than the 42 days of "
+        "history the patient state keeps (history.retention_days)"
+    ]
+
+
+def test_the_history_kept_is_the_packs_and_longer_windows_fit_a_longer_history() -> None:
+    document = _default()
+    document["history"]["retention_days"] = 90
+    document["rules"]["missed_often"]["days"] = 60
+    pack = parse_pack(document)
+    assert pack.rules.missed_often.days == 60
+    assert pack.tuning.retention == timedelta(days=90) and pack.tuning.lateness == timedelta(days=7)
+    assert DEFAULT_PACK.tuning == DEFAULT_TUNING  # the default pack writes out the code's defaults
+    del document["history"]
+    assert _problems(document) == ["history: missing field"]
 
 
 def test_an_unknown_severity_is_named_with_the_known_ones() -> None:
