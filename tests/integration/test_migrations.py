@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from iopcare.endpoints import Endpoints
-from iopcare.store.migrate import Migration, MigrationError, load_migrations, migrate
+from iopcare.store.migrate import REWORDED, Migration, MigrationError, load_migrations, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,30 @@ async def test_an_edited_released_migration_is_refused(empty_database: str) -> N
         migrations = load_migrations()
         await migrate(connection, migrations)
         edited = [Migration(migrations[0].version, migrations[0].name, migrations[0].sql + "\n-- edit")]
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            await migrate(connection, edited)
+    finally:
+        await connection.close()
+
+
+async def test_a_database_that_applied_a_reworded_migration_as_released_migrates_on(
+    empty_database: str,
+) -> None:
+    """0007 and 0009 had comments reworded after release: a database that recorded their released
+    checksums is accepted, and then records the current ones; any other edit is still refused."""
+    connection = await asyncpg.connect(empty_database)
+    try:
+        migrations = load_migrations()
+        await migrate(connection, migrations)
+        for version, released in REWORDED.items():
+            await connection.execute(
+                "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", version, next(iter(released))
+            )
+        assert await migrate(connection, migrations) == []
+        recorded = dict(await connection.fetch("SELECT version, checksum FROM schema_migrations"))
+        assert all(recorded[m.version] == m.checksum for m in migrations)
+        edited = [m for m in migrations if m.version == 7]
+        edited = [Migration(7, edited[0].name, edited[0].sql + "\n-- edit")]
         with pytest.raises(MigrationError, match="changed after it was applied"):
             await migrate(connection, edited)
     finally:

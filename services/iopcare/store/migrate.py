@@ -1,7 +1,9 @@
 """Versioned SQL migrations, applied in order and recorded in ``schema_migrations``.
 
 Files live in ``store/migrations`` as ``NNNN_what_it_does.sql``; one file per schema change, never
-edited once released (a checksum guards that). A session-level advisory lock serializes
+edited once released (a checksum guards that). The one exception is :data:`REWORDED`: a comment of
+a released file reworded (never a statement), whose released checksum is still accepted, and
+replaced by the current one the first time a database is checked. A session-level advisory lock serializes
 concurrent migrators, so two workers starting at once are safe: the second waits, then finds
 nothing left to do.
 """
@@ -20,6 +22,13 @@ import asyncpg
 MIGRATION_LOCK_ID = 0x696F7063617265
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+REWORDED: dict[int, frozenset[str]] = {
+    # Comments that pointed outside the repository now point to docs/rules.md (statements unchanged).
+    7: frozenset({"da013d97af87da96a98b69ba0717edb15383dc60d297470812cdd52b64b2c3e5"}),
+    9: frozenset({"21852c288b54ed829a6e15ac0b1c09b164533e14d6703a4f8b785d3ed8a15f13"}),
+}
+"""Released checksums still accepted for a migration whose comments (only) were reworded since."""
 
 
 class MigrationError(RuntimeError):
@@ -82,7 +91,14 @@ async def migrate(
         done: list[Migration] = []
         for migration in migrations:
             if migration.version in applied:
-                if applied[migration.version] != migration.checksum:
+                recorded = applied[migration.version]
+                if recorded in REWORDED.get(migration.version, frozenset()):
+                    await connection.execute(
+                        "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                        migration.version,
+                        migration.checksum,
+                    )
+                elif recorded != migration.checksum:
                     raise MigrationError(
                         f"migration {migration.version:04d}_{migration.name} was changed after it was "
                         "applied; add a new migration instead of editing a released one"

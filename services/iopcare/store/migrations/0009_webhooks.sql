@@ -11,7 +11,7 @@ CREATE TABLE webhook_endpoints (
     url                  text        NOT NULL,
     secret               text        NOT NULL,
     -- Alert event kinds this endpoint is told about. Repeat triggers ('updated') are left out by
-    -- default: a repeat must not page again (alert fatigue, CLINICAL.md).
+    -- default: a repeat must not page again (alert fatigue: docs/rules.md).
     event_kinds          text[]      NOT NULL
         DEFAULT '{created,acknowledged,snoozed,escalated,resolved}',
     enabled              boolean     NOT NULL DEFAULT true,
