@@ -1,4 +1,4 @@
-"""The rule pack: the packaged default implements CLINICAL.md's table; a clinic's pack is validated with
+"""The rule pack: the packaged default implements the default clinical table of docs/rules.md; a clinic's pack is validated with
 errors that say where the problem is."""
 
 from __future__ import annotations
