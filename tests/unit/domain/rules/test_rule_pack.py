@@ -1,5 +1,5 @@
-"""The rule pack: the packaged default implements the default clinical table of docs/rules.md; a clinic's pack is validated with
-errors that say where the problem is."""
+"""The rule pack: the packaged default implements the default clinical table of docs/rules.md; a
+clinic's pack is validated with errors that say where the problem is."""
 
 from __future__ import annotations
 
