@@ -15,14 +15,19 @@ def with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-async def create_migrated(server_url: str, name: str) -> str:
-    """Create database ``name`` on the server of ``server_url``, apply every migration, return its URL."""
+async def create(server_url: str, name: str) -> str:
+    """Create the empty database ``name`` on the server of ``server_url``; return its URL."""
     admin = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = with_database(server_url, name)
+    return with_database(server_url, name)
+
+
+async def create_migrated(server_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``server_url``, apply every migration, return its URL."""
+    url = await create(server_url, name)
     connection = await asyncpg.connect(url)
     try:
         await migrate(connection)

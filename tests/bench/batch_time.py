@@ -25,10 +25,9 @@ import textwrap
 import uuid
 from pathlib import Path
 
-import asyncpg
-
 from tests.bench.environment import BENCH_STATE_DIR
 from tests.bench.processes import PROJECT_ROOT
+from tests.databases import create, drop
 
 BEFORE = "88b54f0"  # main before the patient-course work (issue: one patient process)
 
@@ -83,26 +82,9 @@ def _worktree(commit: str) -> Path:
     return place
 
 
-async def _database(server_url: str, label: str) -> str:
-    name = f"iopcare_batch_{label}_{uuid.uuid4().hex[:6]}"
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server_url.rsplit("/", 1)[0] + "/" + name
-
-
-async def _drop(server_url: str, url: str) -> None:
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"')
-    finally:
-        await connection.close()
-
-
 def _run(tree: Path, server_url: str, label: str, patients: int, batch: int) -> dict[str, object]:
-    url = asyncio.run(_database(server_url, label))
+    name = f"iopcare_batch_{label}_{uuid.uuid4().hex[:6]}"
+    url = asyncio.run(create(server_url, name))  # migrated in the child, by that tree's migrations
     try:
         env = dict(os.environ, PYTHONPATH=str(tree / "services") + os.pathsep + str(PROJECT_ROOT))
         done = subprocess.run(
@@ -118,7 +100,7 @@ def _run(tree: Path, server_url: str, label: str, patients: int, batch: int) -> 
         result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
     finally:
-        asyncio.run(_drop(server_url, url))
+        asyncio.run(drop(server_url, name))
 
 
 def main() -> None:
