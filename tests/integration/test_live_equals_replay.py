@@ -81,11 +81,6 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
         connection = await asyncpg.connect(clean_db)
         try:
             rows = await connection.fetch("SELECT * FROM alerts")
-            left_open = await connection.fetch(
-                "SELECT a.rule_id, a.escalated FROM alerts a JOIN patient_summary s USING (patient_id) "
-                "WHERE s.discharged AND a.state <> 'resolved'"
-            )
-            discharged = await connection.fetchval("SELECT count(*) FROM patient_summary WHERE discharged")
             transitions = await connection.fetch(
                 "SELECT a.dedup_key, t.kind, t.actor, t.at, t.from_state, t.to_state, t.reason "
                 "FROM alert_transitions t JOIN alerts a USING (alert_id) ORDER BY t.id"
@@ -94,10 +89,6 @@ async def test_the_live_processor_and_replay_raise_the_same_alerts(
             await connection.close()
     finally:
         assert worker.stop() in (0, -15), worker.log()[-3000:]
-
-    # A discharged patient keeps no engagement alert; a safety alert is handed to the supervisor.
-    assert discharged > 10
-    assert all(r["rule_id"] == "safety" and r["escalated"] for r in left_open), left_open
 
     replay = StreamReplay(DEFAULT_PACK, until=until)
     replayed_changes: list[Change] = []

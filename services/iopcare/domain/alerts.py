@@ -32,7 +32,6 @@ from iopcare.contract import AlertEventKind, AlertState, Severity
 from iopcare.domain.signals import SEVERITY_RANK, Clearance, FactValue, Finding, Signal
 
 SYSTEM = "system"
-SAFETY_RULE = "safety"  # its alerts are never closed by the program, only by a person
 """The actor of changes nobody made by hand (triggers, automatic resolution, escalation)."""
 
 _ALERT_IDS = uuid.UUID("6b1c1f3e-92a4-4c55-8f0e-4b7f3d3c2a10")  # namespace of alert ids
@@ -297,35 +296,6 @@ class PatientAlerts:
         if not alert.live:
             raise AlertError("the alert is already resolved")
         return self._resolve(alert, by, reason, now, deadline)
-
-    # --- what the program does -------------------------------------------------------------------
-
-    def discharged(self, now: datetime, disposition: str) -> list[Change]:
-        """The patient left the program: every engagement alert is resolved with the reason; a live
-        safety alert is never closed by it, but handed to the supervisor (escalated, a snooze
-        ended) with the reason, so somebody owns it."""
-        changes: list[Change] = []
-        reason = f"patient discharged ({disposition.replace('_', ' ')})"
-        live = sorted((a for a in self.alerts.values() if a.live), key=lambda a: (a.raised_at, a.alert_id))
-        for alert in live:
-            if alert.rule_id != SAFETY_RULE:
-                changes += self._resolve(alert, SYSTEM, reason, now)
-        for alert in live:
-            if alert.rule_id == SAFETY_RULE and not alert.escalated:
-                handed = replace(
-                    alert,
-                    state="open" if alert.state == "snoozed" else alert.state,
-                    escalated=True,
-                    escalate_at=None,
-                    snoozed_until=None,
-                )
-                self.alerts[alert.dedup_key] = handed
-                changes.append(
-                    Change(
-                        "escalated", handed, SYSTEM, now, alert.state, f"{reason}: handed to the supervisor"
-                    )
-                )
-        return changes
 
     # --- what time does ------------------------------------------------------------------------
 

@@ -5,9 +5,8 @@ Everything iopcare does about one patient is a sequence of two moves, made on th
 - :meth:`PatientCourse.take` an event: fire the absence checks that fell due before it (the next
   check-in must not erase a silence that had already happened), escalate what fell due by then, let
   the consent gate and the fold take the event in (``domain/intake.py``), run the event rules on the
-  new state, let the alert lifecycle take what they found (``domain/alerts.py``; a discharge ends the
-  program's alerts and hands a safety alert to the supervisor), and schedule or cancel the absence
-  checks the new state expects (``domain/absence.py``);
+  new state, let the alert lifecycle take what they found (``domain/alerts.py``), and schedule or
+  cancel the absence checks the new state expects (``domain/absence.py``);
 - :meth:`PatientCourse.advance` to a time: fire the checks due by then and escalate the alerts nobody
   acknowledged (and reopen ended snoozes), each dated when it fell due.
 
@@ -38,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from iopcare.contract import InboundEvent, PatientDischarged
+from iopcare.contract import InboundEvent
 from iopcare.domain.absence import (
     CHECKS_CHANGE_AFTER,
     PROGRAM_CHECKS_CHANGE_AFTER,
@@ -198,11 +197,6 @@ class PatientCourse:
             found = evaluate_event(self.state, applied, self.pack)
             if found:
                 self._decide(found, applied.id, applied.time, applied.time if now is None else now, effects)
-            if isinstance(applied, PatientDischarged) and self.state.discharge is not None:
-                # The program's alerts end with the program; a safety alert goes to the supervisor.
-                effects.changes += self.alerts.discharged(
-                    applied.time if now is None else now, applied.data.disposition
-                )
         if intake.applied and isinstance(event, CHECKS_CHANGE_AFTER):
             self._reschedule(isinstance(event, PROGRAM_CHECKS_CHANGE_AFTER), effects)
         return effects

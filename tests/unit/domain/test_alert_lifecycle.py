@@ -248,19 +248,3 @@ def test_low_severity_is_due_at_the_start_of_the_next_business_day() -> None:
     assert DEFAULT_DEADLINES("low", friday_afternoon) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
     assert DEFAULT_DEADLINES("low", NOW) == datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
     assert DEFAULT_DEADLINES("info", NOW) is None
-
-
-def test_discharge_resolves_engagement_alerts_and_hands_a_safety_alert_to_the_supervisor() -> None:
-    alerts = PatientAlerts(PATIENT)
-    take(alerts, signal("craving_high"), signal("missed_in_a_row", "high"))
-    [safety, *_] = take(alerts, signal("safety", "critical"))
-    later = NOW + timedelta(minutes=5)
-    changes = alerts.discharged(later, "left_against_advice")
-    assert [(c.kind, c.alert.rule_id, c.reason) for c in changes] == [
-        ("resolved", "craving_high", "patient discharged (left against advice)"),
-        ("resolved", "missed_in_a_row", "patient discharged (left against advice)"),
-        ("escalated", "safety", "patient discharged (left against advice): handed to the supervisor"),
-    ]
-    kept = alerts.alerts[safety.alert.dedup_key]
-    assert kept.live and kept.escalated and kept.escalate_at is None  # never closed by the program
-    assert alerts.discharged(later, "completed") == []  # nothing left to do a second time
