@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -276,16 +277,40 @@ def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="NDJSON file ('-': stdout)."
 )
-def cohort(patients: int, seed: int, days: int, start: datetime, out: Path) -> None:
-    """Write a deterministic synthetic cohort (patient archetypes over a program) as NDJSON."""
-    from iopcare.simulation import iter_cohort, write_ndjson
+@click.option(
+    "--outcomes",
+    "outcomes_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write what happened to each patient (lapses, dropout, crises: the ground truth "
+    "`iopcare evaluate` scores against) to this file, one JSON line per patient.",
+)
+def cohort(
+    patients: int, seed: int, days: int, start: datetime, out: Path, outcomes_file: Path | None
+) -> None:
+    """Write a deterministic synthetic cohort (patient archetypes over a program) as NDJSON.
+
+    Each patient's events are drawn from a hidden daily relapse risk (docs/cohort.md); with
+    --outcomes the lapses, dropouts and crises drawn from it are written beside the events.
+    """
+    from iopcare.evaluation.outcomes import write_outcomes
+    from iopcare.simulation import cohort_outcomes, iter_cohort, write_ndjson
 
     events = iter_cohort(patients, seed=seed, start=start.date(), days=days)
     if str(out) == "-":
         write_ndjson(events, sys.stdout.buffer)
-        return
-    written = write_ndjson(events, out)
-    click.echo(f"wrote {written:,} events for {patients} patients to {out}")
+    else:
+        written = write_ndjson(events, out)
+        click.echo(f"wrote {written:,} events for {patients} patients to {out}")
+    if outcomes_file is not None:
+        outcomes = cohort_outcomes(patients, seed=seed, start=start.date(), days=days)
+        write_outcomes(outcomes, outcomes_file)
+        lapses = sum(1 for o in outcomes for lapse in o.lapses if not lapse.before_intake)
+        dropouts = sum(1 for o in outcomes if o.dropout is not None)
+        _echo_err(
+            f"wrote the outcomes of {len(outcomes)} patients ({lapses} lapse episodes, "
+            f"{dropouts} dropouts) to {outcomes_file}"
+        )
 
 
 # -- db ---------------------------------------------------------------------------------------
@@ -680,6 +705,90 @@ def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None
 
         runs.append(replay_file(events_file, pack, progress, jobs))
         _echo_err("")
+    for line in render(runs):
+        click.echo(line)
+
+
+@main.command()
+@click.option(
+    "--events",
+    "events_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="NDJSON file of events, in the order they happened (e.g. from `iopcare cohort`).",
+)
+@click.option(
+    "--outcomes",
+    "outcomes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="What happened to each patient, one JSON line each (e.g. from `iopcare cohort --outcomes`).",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Rule pack (TOML). Default: IOPCARE_RULE_PACK, else the packaged default pack.",
+)
+@click.option(
+    "--compare",
+    "compare_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A second rule pack, scored over the same events and outcomes, side by side.",
+)
+@click.option("--json", "as_json_output", is_flag=True, help="Print one JSON object instead of the tables.")
+def evaluate(
+    events_file: Path,
+    outcomes_file: Path,
+    rules_file: Path | None,
+    compare_file: Path | None,
+    as_json_output: bool,
+) -> None:
+    """Score a rule pack against outcomes: precision, sensitivity, lead time, burden, risk AUC.
+
+    Replays the events as `iopcare replay` does and judges every alert against what happened
+    (docs/rules.md, "Judging a pack"): overall, per rule, per population and level of care.
+    """
+    from iopcare.domain.rules import RulePackError
+    from iopcare.evaluate import as_json, evaluate_files, render
+    from iopcare.evaluation.outcomes import OutcomesError
+    from iopcare.rulepacks import DEFAULT_PACK, load_pack
+
+    settings = get_settings()
+    try:
+        chosen = rules_file or settings.rule_pack
+        packs = [load_pack(chosen) if chosen is not None else DEFAULT_PACK]
+        if compare_file is not None:
+            packs.append(load_pack(compare_file))
+    except RulePackError as exc:
+        _echo_err(str(exc))
+        sys.exit(2)
+    runs = []
+    for pack in packs:
+        started = time.perf_counter()
+
+        def progress(
+            done: int, total: int, events: int, started: float = started, version: str = pack.version
+        ) -> None:
+            elapsed = time.perf_counter() - started
+            share = 100 * done / total if total else 100.0
+            rate = events / elapsed if elapsed else 0.0
+            click.echo(
+                f"\r  pack {version}: {share:5.1f}%  {events:,} events  {rate:,.0f}/s", err=True, nl=False
+            )
+
+        try:
+            runs.append(evaluate_files(events_file, outcomes_file, pack, progress))
+        except OutcomesError as exc:
+            _echo_err("")
+            _echo_err(str(exc))
+            sys.exit(2)
+        _echo_err("")
+    if as_json_output:
+        click.echo(json.dumps(as_json(runs), indent=2))
+        return
     for line in render(runs):
         click.echo(line)
 

@@ -1,4 +1,5 @@
-"""The synthetic cohort: deterministic, valid under the contract, and each archetype looks like itself."""
+"""The synthetic cohort: deterministic, valid under the contract, each archetype looks like itself, and
+what the events show agrees with the outcomes drawn beside them."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ from iopcare.contract import (
     decode_event,
     encode_event,
 )
+from iopcare.evaluation.outcomes import OutcomesError, PatientOutcome, read_outcomes, write_outcomes
 from iopcare.simulation import (
     ARCHETYPES,
     CohortPatient,
+    cohort_outcomes,
     cohort_roster,
     generate_cohort,
     iter_cohort,
@@ -56,6 +59,11 @@ def cohort() -> Events:
 @pytest.fixture(scope="module")
 def roster() -> list[CohortPatient]:
     return cohort_roster(PATIENTS, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, PatientOutcome]:
+    return {o.patient_id: o for o in cohort_outcomes(PATIENTS, seed=SEED, start=START)}
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +199,7 @@ def test_counts_are_plausible(cohort: Events, by_patient: dict[str, Events]) -> 
     types = Counter(type(e).__name__ for e in cohort)
     assert types["SessionScheduled"] == types["SessionAttended"] + types["SessionMissed"]
     assert 0.75 <= types["SessionAttended"] / types["SessionScheduled"] <= 0.95
-    assert 0.7 <= types["CheckInSubmitted"] / (PATIENTS * 90) <= 1.0
+    assert 0.6 <= types["CheckInSubmitted"] / (PATIENTS * 90) <= 1.0  # dropouts stop checking in
     assert types["PatientDischarged"] >= 1 and types["LevelOfCareChanged"] >= 1
 
 
@@ -261,24 +269,59 @@ def test_nothing_but_late_results_follow_a_discharge(by_patient: dict[str, Event
 # --- archetype signatures ----------------------------------------------------------------------
 
 
-def test_relapsing_patients_show_rising_craving_use_positive_screens_and_misses(
-    roster: list[CohortPatient], by_patient: dict[str, Events]
+def _first_lapse(outcome: PatientOutcome) -> int | None:
+    starts = [(lapse.start - START).days for lapse in outcome.lapses if not lapse.before_intake]
+    return min(starts) if starts else None
+
+
+def test_relapsing_patients_mostly_lapse_often_after_rising_craving_and_then_miss_sessions(
+    roster: list[CohortPatient], by_patient: dict[str, Events], outcomes: dict[str, PatientOutcome]
 ) -> None:
-    for patient in _of(roster, "relapsing"):
+    lapsed = rising = missing = 0
+    relapsing = _of(roster, "relapsing")
+    for patient in relapsing:
+        first = _first_lapse(outcomes[patient.patient_id])
+        if first is None:
+            continue
+        lapsed += 1
         events = by_patient[patient.patient_id]
-        checkins = _checkins(events)
-        assert any(c.data.substance_use_reported for c in checkins)
-        assert _unexpected_positives(events)
-        cravings = [c.data.craving for c in checkins]
-        assert any(later - earlier >= 3 for earlier, later in zip(cravings, cravings[2:], strict=False))
-        outcomes = sorted(
-            (e for e in events if isinstance(e, SessionAttended | SessionMissed)),
-            key=lambda e: e.data.starts_at,
-        )
-        unexcused = [isinstance(e, SessionMissed) and not e.data.excused for e in outcomes]
-        assert any(a and b for a, b in pairwise(unexcused))
-        if patient.house_id is not None:
-            assert any(isinstance(e, SoberLivingReported) and e.data.kind == "positive_test" for e in events)
+        # Craving in the five days before the lapse is well above the patient's first three weeks.
+        early = [c.data.craving for c in _checkins(events) if (c.time.date() - START).days < 21]
+        before = [
+            c.data.craving for c in _checkins(events) if first - 5 <= (c.time.date() - START).days < first
+        ]
+        rising += bool(early and before and sum(before) / len(before) >= sorted(early)[len(early) // 2] + 1.5)
+        after = [
+            e
+            for e in events
+            if isinstance(e, SessionMissed)
+            and not e.data.excused
+            and 0 <= (e.data.starts_at.date() - START).days - first <= 14
+        ]
+        missing += len(after) >= 1
+    assert lapsed >= 0.75 * len(relapsing)
+    # The latent risk climbs before a lapse, but check-ins thin out as it does: about half show it.
+    assert rising >= 0.5 * lapsed and missing >= 0.6 * lapsed, (lapsed, rising, missing)
+
+
+def test_use_shows_only_during_a_lapse_in_reports_and_screens(
+    by_patient: dict[str, Events], outcomes: dict[str, PatientOutcome]
+) -> None:
+    reported = screened = 0
+    for patient_id, events in by_patient.items():
+        lapses = outcomes[patient_id].lapses
+
+        def during(day: date, after: int = 0, lapses: Any = lapses) -> bool:
+            return any(lapse.start <= day <= lapse.end + timedelta(days=after) for lapse in lapses)
+
+        for c in _checkins(events):
+            if c.data.substance_use_reported:
+                reported += 1
+                assert during(c.time.date()), (patient_id, c.time)
+        for e in _unexpected_positives(events):
+            screened += 1
+            assert during(e.data.collected_at.date(), after=3), (patient_id, e.data.collected_at)
+    assert reported >= 10 and screened >= 10
 
 
 def test_positive_screens_leave_prescribed_substances_out() -> None:
@@ -289,12 +332,12 @@ def test_positive_screens_leave_prescribed_substances_out() -> None:
         assert "buprenorphine" not in e.data.unexpected_positives()
 
 
-def test_only_relapsing_patients_are_stepped_up(roster: list[CohortPatient], cohort: Events) -> None:
-    archetype = {p.patient_id: p.archetype for p in roster}
+def test_step_ups_follow_a_sustained_lapse(cohort: Events, outcomes: dict[str, PatientOutcome]) -> None:
     changes = [e for e in cohort if isinstance(e, LevelOfCareChanged)]
     assert changes
     for change in changes:
-        assert archetype[change.subject] == "relapsing"
+        long_lapses = [lapse for lapse in outcomes[change.subject].lapses if lapse.use_days >= 3]
+        assert long_lapses and long_lapses[0].start + timedelta(days=10) <= change.time.date()
         assert (change.data.from_level, change.data.to_level, change.data.reason_code) == (
             "2.1",
             "2.5",
@@ -303,10 +346,14 @@ def test_only_relapsing_patients_are_stepped_up(roster: list[CohortPatient], coh
 
 
 def test_crisis_patients_have_a_safety_checkin(
-    roster: list[CohortPatient], by_patient: dict[str, Events]
+    roster: list[CohortPatient], by_patient: dict[str, Events], outcomes: dict[str, PatientOutcome]
 ) -> None:
     for patient in _of(roster, "crisis"):
-        assert any(_safety_signal(c) for c in _checkins(by_patient[patient.patient_id]))
+        crises = outcomes[patient.patient_id].crises
+        checkins = [c for c in _checkins(by_patient[patient.patient_id]) if _safety_signal(c)]
+        assert bool(crises) == bool(checkins)
+        if crises:
+            assert checkins[0].time.date() == crises[0]
 
 
 def test_only_crisis_patients_raise_safety_signals(
@@ -317,25 +364,39 @@ def test_only_crisis_patients_raise_safety_signals(
             assert not any(_safety_signal(c) for c in _checkins(by_patient[patient.patient_id]))
 
 
-def test_steady_patients_attend_and_show_no_use(
-    roster: list[CohortPatient], by_patient: dict[str, Events]
+def test_steady_patients_attend_and_show_no_use_unless_they_lapse(
+    roster: list[CohortPatient], by_patient: dict[str, Events], outcomes: dict[str, PatientOutcome]
 ) -> None:
     attended = scheduled = 0
-    for patient in _of(roster, "steady"):
+    cravings: Counter[int] = Counter()
+    steady = _of(roster, "steady")
+    without = [p for p in steady if not outcomes[p.patient_id].lapses]
+    assert len(without) >= 0.75 * len(steady)  # about one steady patient in ten lapses
+    for patient in without:
         events = by_patient[patient.patient_id]
         assert not any(c.data.substance_use_reported for c in _checkins(events))
         assert not _unexpected_positives(events)
         assert not any(isinstance(e, SoberLivingReported) and e.data.kind == "positive_test" for e in events)
-        assert all(1 <= c.data.craving <= 4 for c in _checkins(events))
+        cravings.update(c.data.craving for c in _checkins(events))
         attended += sum(isinstance(e, SessionAttended) for e in events)
         scheduled += sum(isinstance(e, SessionScheduled) for e in events)
-    assert attended / scheduled >= 0.9
+    assert attended / scheduled >= 0.88
+    # Mostly 0-4, a 5 or 6 now and then (the ordinary noise a fixed-delta rule pages on), rarely more.
+    total = sum(cravings.values())
+    assert sum(n for c, n in cravings.items() if c <= 4) / total >= 0.9
+    assert sum(n for c, n in cravings.items() if c >= 7) / total <= 0.01
 
 
-def test_improving_patients_meet_the_plan_in_their_last_four_weeks(
-    roster: list[CohortPatient], by_patient: dict[str, Events]
+def test_improving_patients_who_stay_clean_meet_the_plan_in_their_last_four_weeks(
+    roster: list[CohortPatient], by_patient: dict[str, Events], outcomes: dict[str, PatientOutcome]
 ) -> None:
+    weeks = met = 0
     for patient in _of(roster, "improving"):
+        outcome = outcomes[patient.patient_id]
+        if outcome.dropout is not None or any(
+            not lapse.before_intake and (lapse.end - START).days >= 28 for lapse in outcome.lapses
+        ):
+            continue
         events = by_patient[patient.patient_id]
         last_weeks = range(_end_day(events) // 7 - 4, _end_day(events) // 7)
         for week in last_weeks:
@@ -347,16 +408,13 @@ def test_improving_patients_meet_the_plan_in_their_last_four_weeks(
             sessions = [e for e in this_week if isinstance(e, SessionAttended)]
             groups = sum(e.data.kind == "group" for e in sessions)
             individual = sum(e.data.kind == "individual" for e in sessions)
-            hours = sum(e.data.duration_minutes for e in sessions if e.data.kind != "family") / 60
             fellowship = sum(isinstance(e, FellowshipAttended) for e in this_week)
             checkins = _checkins(this_week)
-            assert groups >= 4 and individual >= 1 and hours >= 9 and fellowship >= 2, week
-            assert not any(isinstance(e, SessionMissed) and e.data.kind != "family" for e in this_week)
-            assert checkins and sum(c.data.craving for c in checkins) / len(checkins) <= 3
+            weeks += 1
+            met += groups >= 4 and individual >= 1 and fellowship >= 2
             assert not any(c.data.substance_use_reported for c in checkins)
             assert not _unexpected_positives(this_week)
-        # At most the intake screen (collected on day 0) was positive.
-        assert all(e.data.collected_at.date() == START for e in _unexpected_positives(events))
+    assert weeks >= 20 and met >= 0.7 * weeks, (weeks, met)
 
 
 def test_disengaging_patients_fade_and_fall_silent(
@@ -382,20 +440,37 @@ def test_disengaging_patients_fade_and_fall_silent(
     assert family_misses >= 3
 
 
-def test_left_against_advice_is_for_disengaging_patients_and_completion_is_on_the_last_day(
-    roster: list[CohortPatient], cohort: Events
+def test_left_against_advice_follows_a_dropout_and_completion_is_on_the_last_day(
+    cohort: Events, outcomes: dict[str, PatientOutcome]
 ) -> None:
-    archetype = {p.patient_id: p.archetype for p in roster}
     discharges = [e for e in cohort if isinstance(e, PatientDischarged)]
     dispositions = Counter(e.data.disposition for e in discharges)
     assert dispositions["completed"] >= 1 and dispositions["left_against_advice"] >= 1
     for e in discharges:
+        dropout = outcomes[e.subject].dropout
         if e.data.disposition == "left_against_advice":
-            assert archetype[e.subject] == "disengaging"
+            assert dropout is not None and 7 <= (e.data.discharged_on - dropout).days <= 14
         else:
-            assert e.data.disposition == "completed"
-            assert archetype[e.subject] in {"steady", "improving", "crisis"}
+            assert e.data.disposition == "completed" and dropout is None
             assert e.data.discharged_on == START + timedelta(days=89)
+
+
+def test_outcomes_are_drawn_at_rates_near_the_published_ones() -> None:
+    # docs/cohort.md: about 40-60 % lapse (NIDA), about a quarter drop out (TEDS IOP discharges).
+    outcomes = cohort_outcomes(500, seed=SEED, start=START)
+    lapsed = sum(any(not lapse.before_intake for lapse in o.lapses) for o in outcomes) / 500
+    dropped = sum(o.dropout is not None for o in outcomes) / 500
+    assert 0.35 <= lapsed <= 0.6 and 0.15 <= dropped <= 0.3, (lapsed, dropped)
+
+
+def test_outcomes_round_trip_through_their_file(tmp_path: Path) -> None:
+    outcomes = cohort_outcomes(20, seed=3, start=START)
+    path = tmp_path / "outcomes.jsonl"
+    assert write_outcomes(outcomes, path) == 20
+    assert list(read_outcomes(path)) == outcomes
+    path.write_text('{"patient_id": "p-1", "program_start": "2025-03-03", "observed_days": 0}\n')
+    with pytest.raises(OutcomesError, match=r"outcomes.jsonl:1: not a patient outcome \(observed_days"):
+        list(read_outcomes(path))
 
 
 def test_family_therapy_is_attended_by_most_patients(cohort: Events) -> None:

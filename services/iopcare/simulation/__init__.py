@@ -2,7 +2,7 @@
 archetypes): the program (:mod:`.program`), its patients (:mod:`.roster`), how each archetype's course
 goes (:mod:`.courses`) and a course turned into events (:mod:`.timeline`). Deterministic from a seed."""
 
-from iopcare.simulation.cohort import generate_cohort, iter_cohort, write_ndjson
+from iopcare.simulation.cohort import cohort_outcomes, generate_cohort, iter_cohort, write_ndjson
 from iopcare.simulation.program import ARCHETYPES, DEFAULT_ARCHETYPE_MIX, Archetype
 from iopcare.simulation.roster import CohortPatient, cohort_roster
 
@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_ARCHETYPE_MIX",
     "Archetype",
     "CohortPatient",
+    "cohort_outcomes",
     "cohort_roster",
     "generate_cohort",
     "iter_cohort",

@@ -40,6 +40,7 @@ from iopcare.contract import (
     CloudEvent,
     encode_event,
 )
+from iopcare.evaluation.outcomes import PatientOutcome
 from iopcare.simulation.program import PROGRAM_DAYS
 from iopcare.simulation.roster import cohort_roster
 from iopcare.simulation.timeline import _Timeline
@@ -93,6 +94,24 @@ def generate_cohort(
     A 200-patient, 90-day cohort is about 50,000 events.
     """
     return list(iter_cohort(patients, seed=seed, start=start, days=days, archetype_mix=archetype_mix))
+
+
+def cohort_outcomes(
+    patients: int,
+    *,
+    seed: int,
+    start: date | datetime,
+    days: int = PROGRAM_DAYS,
+    archetype_mix: Mapping[str, float] | None = None,
+) -> list[PatientOutcome]:
+    """What happened to each patient of the cohort ``iter_cohort`` builds with the same arguments:
+    lapse episodes, dropout and crises, drawn from the latent process (latent.py), in roster order.
+    The ground truth ``iopcare evaluate`` scores a rule pack against; never on the event topic."""
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    day0, start_at = _day_zero(start)
+    roster = cohort_roster(patients, seed=seed, archetype_mix=archetype_mix)
+    return [_Timeline(patient, day0, start_at, days).outcome() for patient in roster]
 
 
 def write_ndjson(

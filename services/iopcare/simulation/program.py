@@ -25,6 +25,8 @@ WEEKLY_PLAN: Final[Mapping[str, int | float]] = MappingProxyType(
 CASELOAD: Final = 12
 """Patients per counselor."""
 COUNSELORS_PER_SUPERVISOR: Final = 4
+ADOLESCENT_SHARE: Final = 0.15
+"""Share of adolescents (the enrolment's population; reported as a subgroup by ``iopcare evaluate``)."""
 SOBER_LIVING_SHARE: Final = 0.4
 """Share of patients who live in a sober-living house (and consent to its reports)."""
 OUTSIDE_FAMILY_THERAPY_SHARE: Final = 0.75

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from iopcare.contract import (
     Substance,
@@ -12,6 +13,7 @@ from iopcare.contract import (
 from iopcare.simulation.program import (
     _MOUD_SHARE,
     _SUBSTANCES,
+    ADOLESCENT_SHARE,
     ARCHETYPES,
     CASELOAD,
     COUNSELORS_PER_SUPERVISOR,
@@ -37,6 +39,7 @@ class CohortPatient:
     house_id: str | None
     family_provider_id: str | None
     seed: int
+    population: Literal["adult", "adolescent"] = "adult"
 
 
 def cohort_roster(
@@ -71,6 +74,7 @@ def cohort_roster(
         on_moud = primary == "opioids" and rng.random() < _MOUD_SHARE
         in_house = rng.random() < SOBER_LIVING_SHARE
         outside_family = rng.random() < OUTSIDE_FAMILY_THERAPY_SHARE
+        adolescent = rng.random() < ADOLESCENT_SHARE
         roster.append(
             CohortPatient(
                 patient_id=patient_id,
@@ -84,6 +88,7 @@ def cohort_roster(
                 house_id=f"house-{rng.randrange(houses) + 1:02d}" if in_house else None,
                 family_provider_id=f"fam-{rng.randrange(providers) + 1:02d}" if outside_family else None,
                 seed=rng.getrandbits(64),
+                population="adolescent" if adolescent else "adult",
             )
         )
     return roster

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from operator import itemgetter
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from iopcare.contract import (
     ToxicologyResulted,
     new_event,
 )
+from iopcare.evaluation.outcomes import LapseEpisode, PatientOutcome
 from iopcare.simulation.courses import _COURSES
 from iopcare.simulation.program import (
     _CONSENT_DAYS,
@@ -73,13 +74,49 @@ class _Timeline:
         minutes_left = int((day0 + timedelta(days=1) - opens).total_seconds() // 60) - 1
         self.enrolled_at = opens + timedelta(minutes=rng.randint(0, max(0, min(180, minutes_left))))
         self.weekdays = [(day0 + timedelta(days=d)).weekday() for d in range(days)]
-        group_days = [d for d in range(days) if self.weekdays[d] in _GROUP_SLOTS]
-        self.course = _COURSES[patient.archetype](rng, days, group_days)
+        self.course = _COURSES[patient.archetype](rng, days)
+        self.course.draw(
+            rng, days, in_house=patient.house_id is not None, adolescent=patient.population == "adolescent"
+        )
         if not self.course.family_first_day:
             self.course.family_first_day = rng.randint(4, 10)
         self.end_day = self.course.discharge[0] if self.course.discharge else days
         self.drafts: list[_Draft] = []
         self.consented_at: dict[str, datetime] = {}  # recipient id -> when its consent was granted
+
+    def outcome(self) -> PatientOutcome:
+        """What happened to the patient over the observed days (the latent process's outcomes)."""
+        course, observed = self.course, self.end_day
+        on = self.day0.date
+
+        def day(offset: int) -> date:
+            return on() + timedelta(days=offset)
+
+        # Lapses less than a week apart are one episode, as a clinician would count a relapse.
+        spans: list[list[int]] = []  # [start, end, use days]
+        for lapse in course.latent.lapses:
+            uses = sum(d < observed for d in lapse.use_days)
+            if lapse.start >= observed or not uses:
+                continue
+            if spans and lapse.start - spans[-1][1] <= EPISODE_GAP_DAYS:
+                spans[-1][1:] = [min(lapse.end, observed - 1), spans[-1][2] + uses]
+            else:
+                spans.append([lapse.start, min(lapse.end, observed - 1), uses])
+        lapses = [LapseEpisode(start=day(a), end=day(b), use_days=n) for a, b, n in spans]
+        if course.intake_positive:
+            lapses.insert(0, LapseEpisode(start=day(-2), end=day(-1), use_days=1, before_intake=True))
+        dropout = course.latent.dropout
+        crisis = course.crisis_day
+        return PatientOutcome(
+            patient_id=self.patient.patient_id,
+            population=self.patient.population,
+            program_start=on(),
+            observed_days=observed,
+            lapses=tuple(lapses),
+            dropout=day(dropout) if dropout is not None and dropout < observed else None,
+            crises=(day(crisis),) if crisis is not None and crisis < observed else (),
+            archetype=self.patient.archetype,
+        )
 
     def at(self, day: int, hour: int, minutes: int = 0) -> datetime:
         return self.day0 + timedelta(days=day, hours=hour, minutes=minutes)
@@ -127,7 +164,7 @@ class _Timeline:
                 "weekly_plan": dict(WEEKLY_PLAN),
                 "counselor_id": p.counselor_id,
                 "supervisor_id": p.supervisor_id,
-                "population": "adult",
+                "population": p.population,
             },
         )
         # Third parties need their own Part 2 consent before they may report (or be told) anything.
@@ -177,7 +214,7 @@ class _Timeline:
                     "duration_minutes": minutes,
                 }
                 self.emit(scheduled_at, SessionScheduled, EHR_SOURCE, session)
-                chance = course.family_show[day] if kind == "family" else course.attend[day]
+                chance = course.chance(course.family_show if kind == "family" else course.attend, day)
                 if day not in course.missed and rng.random() < chance:
                     ends = starts_at + timedelta(minutes=minutes + rng.randint(2, 45))
                     self.emit(ends, SessionAttended, EHR_SOURCE, dict(session))
@@ -222,15 +259,15 @@ class _Timeline:
         crisis = course.crisis_day
         phq_week = -1
         for day in range(self.end_day):
-            forced = day in course.forced_checkins or day in course.use_reported or day == crisis
-            if not forced and (day in course.silent or rng.random() >= course.checkin[day]):
+            forced = day == crisis
+            if not forced and (day in course.silent or rng.random() >= course.chance(course.checkin, day)):
                 continue
             at = self.at(day, 19, rng.randint(0, 239)) + timedelta(seconds=rng.randint(0, 59))
-            craving = (
-                course.forced_checkins[day]
-                if day in course.forced_checkins
-                else rng.randint(*course.craving[day])
-            )
+            risk = course.risk(day)
+            craving = _scale(rng.gauss(course.craving_centre + 7 * risk, 0.8), 0, 10)
+            distressed = 4 if day in course.distress else 0
+            mood = _scale(rng.gauss(course.mood_centre - 6 * risk - distressed, 0.9), 0, 10)
+            sleep = course.sleep_centre - 3 * risk - distressed / 2
             phq9: int | None = None
             if day // 7 != phq_week:  # PHQ-9 item 9 is asked on the first check-in of each week
                 phq_week = day // 7
@@ -250,9 +287,9 @@ class _Timeline:
                 CHECKIN_SOURCE,
                 {
                     "craving": craving,
-                    "mood": rng.randint(*course.mood[day]),
-                    "sleep_hours": min(12.0, max(2.0, round(rng.gauss(course.sleep[day], 1.0) * 2) / 2)),
-                    "substance_use_reported": day in course.use_reported,
+                    "mood": mood,
+                    "sleep_hours": min(12.0, max(2.0, round(rng.gauss(sleep, 1.0) * 2) / 2)),
+                    "substance_use_reported": day in course.reported,
                     "safety_concern": safety,
                     "phq9_item9": phq9,
                     "cssrs_positive": cssrs,
@@ -270,16 +307,13 @@ class _Timeline:
         while day < self.end_day:
             collections.append((day, self.at(day, 10, rng.randint(0, 480)), True))
             day += rng.randint(3, 7)
-        reported = sorted(d for d in course.use_reported if d < self.end_day)
+        reported = sorted(d for d in course.reported if d < self.end_day)
         if reported and reported[0] + 1 < self.end_day:  # a for-cause screen after reported use
             collections.append((reported[0] + 1, self.at(reported[0] + 1, 9, rng.randint(0, 180)), False))
+        exposure = course.latent.use_days
         for day, collected, is_random in collections:
             positive = {s for s in p.prescribed if rng.random() < 0.95}
-            used = (
-                course.intake_positive
-                if day == 0
-                else any(d in course.exposure for d in range(day - 3, day + 1))
-            )
+            used = course.intake_positive if day == 0 else any(d in exposure for d in range(day - 3, day + 1))
             if used:
                 positive.update(p.lapse_substances[: rng.randint(1, len(p.lapse_substances))])
             self.emit(
@@ -298,7 +332,7 @@ class _Timeline:
     def _fellowship(self) -> None:
         course, rng = self.course, self.rng
         for day in range(self.end_day):
-            chance = course.fellowship[day]
+            chance = course.chance(course.fellowship, day)
             if self.weekdays[day] not in self.fellowship_weekdays:
                 chance *= 0.05  # the odd extra meeting
             if rng.random() < chance:
@@ -332,7 +366,7 @@ class _Timeline:
             self.emit(
                 booked_at, FamilyTherapyBooked, source, {**booking, "duration_minutes": _FAMILY_MINUTES}
             )
-            if rng.random() < course.family_show[day]:
+            if rng.random() < course.chance(course.family_show, day):
                 ends = starts_at + timedelta(minutes=_FAMILY_MINUTES + rng.randint(2, 30))
                 self.emit(ends, FamilyTherapyAttended, source, booking)
             elif rng.random() < course.family_cancel_share:
@@ -410,6 +444,14 @@ class _Timeline:
                 {"discharged_on": (self.day0 + timedelta(days=day)).date(), "disposition": disposition},
             )
 
+
+def _scale(value: float, low: int, high: int) -> int:
+    """A drawn value as a whole point on a rating scale."""
+    return min(high, max(low, round(value)))
+
+
+EPISODE_GAP_DAYS: Final = 7
+"""Lapses no more than this many days apart are recorded as one episode in the outcomes."""
 
 # When in the day a house notices each kind of incident (hour, minute).
 _HOUSE_HOURS: Final[dict[str, tuple[int, int]]] = {

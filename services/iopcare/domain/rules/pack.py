@@ -39,12 +39,15 @@ from iopcare.domain.engagement import EARLY_SESSIONS_KEPT, Tuning
 from iopcare.domain.measures import ProgramCalendar
 
 __all__ = [
+    "ALWAYS_PAGE",
     "RULE_IDS",
+    "TIERS",
     "Level",
     "LevelCatalogue",
     "LocalRules",
     "RulePack",
     "RulePackError",
+    "Tier",
     "validate_pack",
 ]
 
@@ -99,11 +102,24 @@ class _PackModel(BaseModel):
 # --- rules ---------------------------------------------------------------------------------------
 
 
+Tier = Literal["page", "inbox", "digest"]
+TIERS: tuple[Tier, ...] = ("page", "inbox", "digest")
+ALWAYS_PAGE: tuple[str, ...] = ("safety", "reported_use", "positive_screen")
+"""Rules whose alerts always page: a safety signal, reported use and a positive screen are never
+tiered down."""
+
+
 class Rule(_PackModel):
-    """What every rule has: a version (goes into each alert) and a switch."""
+    """What every rule has: a version (goes into each alert), a switch, how its alerts reach the
+    counselor (``tier``) and how far ahead it looks (``horizon_days``: the alert was right if a
+    lapse, a dropout or a crisis followed within it; ``iopcare evaluate`` scores it so)."""
 
     version: Token
     enabled: bool = True
+    tier: Tier
+    """page: webhook and inbox at once, escalates when nobody acknowledges; inbox: shown, no push,
+    no escalation; digest: gathered into the counselor's daily summary."""
+    horizon_days: int = Field(ge=1, le=90)
     recommended_action: str | None = Field(default=None, min_length=1, max_length=500)
     """The clinic's own wording of the recommended action (its protocol); the rule's default otherwise."""
 
@@ -268,6 +284,18 @@ class Rules(_PackModel):
     fellowship_shortfall: FellowshipShortfall
     step_up: StepUp
     step_down: StepDown
+
+    @model_validator(mode="after")
+    def _never_tiered_down(self) -> Rules:
+        for name in ALWAYS_PAGE:
+            tier = getattr(self, name).tier
+            if tier != "page":
+                raise PydanticCustomError(
+                    "always_pages",
+                    "{name}.tier: a {name} alert always pages (tier 'page'), not '{tier}'",
+                    {"name": name, "tier": tier},
+                )
+        return self
 
     @model_validator(mode="after")
     def _supersedes_known_rules(self) -> Rules:
@@ -582,6 +610,17 @@ class RulePack(_PackModel):
     def version(self) -> str:
         """The pack's version: alerts carry it as ``rule_pack_version``."""
         return self.pack.version
+
+    def tier(self, rule_id: str) -> Tier:
+        """How the rule's alerts reach the counselor; a rule the pack does not know (a clinic's
+        local rule) is shown in the inbox."""
+        rule = getattr(self.rules, rule_id, None)
+        return rule.tier if isinstance(rule, Rule) else "inbox"
+
+    def horizon(self, rule_id: str) -> int:
+        """Days ahead the rule's alerts look (14 for a rule the pack does not know)."""
+        rule = getattr(self.rules, rule_id, None)
+        return rule.horizon_days if isinstance(rule, Rule) else 14
 
     @cached_property
     def enabled_rules(self) -> frozenset[str]:
