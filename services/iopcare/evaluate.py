@@ -213,15 +213,25 @@ def render(runs: list[Scored]) -> list[str]:
         rows.append([label, target, *(_cell(value(s), shape) for s in overall)])
     lines += ["", *_table(rows, left=2)]
     rules = sorted({rule for s in overall for rule in s["per_rule"]})
-    rows = [["rule", "tier", *(f"{v} alerts" for v in versions), *(f"{v} PPV" for v in versions)]]
+    rows = [
+        [
+            "rule",
+            "tier",
+            *(f"{v} alerts" for v in versions),
+            *(f"{v} PPV" for v in versions),
+            *(f"{v} on steady" for v in versions),
+        ]
+    ]
     for rule in rules:
-        entries = [s["per_rule"].get(rule, {"alerts": 0, "ppv": None, "tier": "-"}) for s in overall]
+        missing = {"alerts": 0, "ppv": None, "tier": "-", "steady_alerts": 0}
+        entries = [s["per_rule"].get(rule, missing) for s in overall]
         rows.append(
             [
                 rule,
                 entries[-1]["tier"],
                 *(f"{e['alerts']:,}" for e in entries),
                 *(_cell(e["ppv"], ".2f") for e in entries),
+                *(f"{e['steady_alerts']:,}" for e in entries),
             ]
         )
     lines += ["", *_table(rows, left=2)]

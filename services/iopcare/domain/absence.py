@@ -9,7 +9,8 @@ whose day 21 it is), so rescheduling is idempotent and each check fires once.
 
 The time rules of the rule pack run through these checks:
 
-- ``checkin_silence:<hours>h:<anchor event id>``: silence (48 h medium, then 72 h high; one alert);
+- ``checkin_silence:<hours>h:<anchor event id>``: silence (48 h medium, then 72 h high, both later
+  for a patient whose own rhythm has longer gaps; one alert);
 - ``week_close:<program start>:<week>``: weekly plan shortfall, fellowship shortfall, step up (low
   attendance with use), step down, and the end of an episode of frequent misses;
 - ``family_therapy_due:<program start>``: family therapy not booked by day 21.
@@ -28,7 +29,7 @@ from iopcare.domain.measures import ProgramCalendar
 from iopcare.domain.rules import RulePack
 from iopcare.domain.rules.events import week_closed
 from iopcare.domain.rules.household import family_not_booked
-from iopcare.domain.rules.silence import silence, silence_anchor
+from iopcare.domain.rules.silence import rhythm_before, silence, silence_anchor, silence_delay
 from iopcare.domain.signals import Finding
 
 CheckKind = Literal["checkin_silence", "week_close", "family_therapy_due"]
@@ -109,9 +110,10 @@ def silence_checks(state: PatientState, pack: RulePack) -> tuple[AbsenceCheck, .
     anchor = silence_anchor(state)
     if anchor is None:
         return ()
-    anchor_at, anchor_id, _ = anchor
+    anchor_at, anchor_id, checked_in = anchor
+    delay = silence_delay(rhythm_before(state, anchor_at, pack), pack) if checked_in else timedelta(0)
     return tuple(
-        AbsenceCheck(anchor_at + step.after, _silence_key(step.hours, anchor_id), "checkin_silence")
+        AbsenceCheck(anchor_at + step.after + delay, _silence_key(step.hours, anchor_id), "checkin_silence")
         for step in pack.rules.silence.after
     )
 

@@ -10,7 +10,8 @@ not simply become an alert:
 - **Inhibition**: while a critical alert is open for a patient, lesser new alerts are recorded but
   marked inhibited: no notification, no escalation, until the critical one is resolved.
 - **Supersession**: a step-up recommendation summarizes the engagement alerts behind it: those are
-  resolved, with the reason, when it is raised.
+  resolved, with the reason, when it is raised, and while it is live those rules open no new alert
+  (a long run of misses renamed as its first miss ages out would otherwise page again and again).
 - **Escalation**: an alert nobody acknowledged by its severity's response deadline (critical 15 min,
   high 4 h, medium 24 h, low next business day) escalates to the supervisor, once.
 - **Snooze**: until a time, with a reason; it comes back open (with a fresh deadline) when that passes.
@@ -120,18 +121,31 @@ class PatientAlerts:
         now: datetime,
         deadline: Deadline,
         inhibit: bool = True,
+        summarized_by: Mapping[str, frozenset[str]] | None = None,
     ) -> list[Change]:
-        """Apply what the rules found (in order) and return the changes."""
+        """Apply what the rules found (in order) and return the changes. ``summarized_by``: for a
+        rule, the rules whose live alert already stands for it (a step-up recommendation summarizes
+        the engagement alerts behind it): while one is live, the rule opens no new alert."""
         changes: list[Change] = []
         for finding in findings:
             if isinstance(finding, Clearance):
                 changes.extend(self._clear(finding, now, deadline))
             else:
-                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit))
+                summary = (summarized_by or {}).get(finding.rule_id, frozenset())
+                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit, summary))
         return changes
 
+    def _summarized(self, by: frozenset[str]) -> bool:
+        return bool(by) and any(a.live and a.rule_id in by for a in self.alerts.values())
+
     def _signal(
-        self, signal: Signal, pack_version: str, now: datetime, deadline: Deadline, inhibit: bool
+        self,
+        signal: Signal,
+        pack_version: str,
+        now: datetime,
+        deadline: Deadline,
+        inhibit: bool,
+        summarized_by: frozenset[str] = frozenset(),
     ) -> list[Change]:
         key = signal.dedup_key(self.patient_id)
         current = self.alerts.get(key)
@@ -143,6 +157,8 @@ class PatientAlerts:
         changes: list[Change] = []
         if closed:
             pass  # a resolved episode stays resolved
+        elif current is None and self._summarized(summarized_by):
+            pass  # a live recommendation (step up) already stands for it: no new alert
         elif current is None:
             critical = self._critical_open() if inhibit else None
             inhibited_by = (

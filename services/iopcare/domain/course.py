@@ -242,6 +242,7 @@ class PatientCourse:
             now=now,
             deadline=self.deadline,
             inhibit=self.pack.lifecycle.critical_inhibits_lesser,
+            summarized_by=self.pack.summarized_by,
         )
 
     def _escalate(self, now: datetime, effects: Effects) -> None:

@@ -96,6 +96,7 @@ class RuleMeasures:
     alerts: int = 0
     hits: int = 0
     tier: Tier = "inbox"
+    steady_alerts: int = 0  # of them, alerts about steady patients
 
     @property
     def ppv(self) -> float | None:
@@ -147,7 +148,13 @@ class Measures:
             "risk_samples": self.risk_samples,
             "digests_per_counselor_day": _ratio(self.digests, self.counselor_days),
             "per_rule": {
-                rule: {"alerts": m.alerts, "hits": m.hits, "ppv": _round(m.ppv), "tier": m.tier}
+                rule: {
+                    "alerts": m.alerts,
+                    "hits": m.hits,
+                    "ppv": _round(m.ppv),
+                    "tier": m.tier,
+                    "steady_alerts": m.steady_alerts,
+                }
                 for rule, m in sorted(self.per_rule.items())
             },
         }
@@ -264,6 +271,7 @@ def score(
             rule = measures.per_rule.setdefault(alert.rule_id, RuleMeasures(tier=alert.tier))
             rule.alerts += 1
             rule.hits += hit
+            rule.steady_alerts += outcome.archetype == STEADY
             if alert.tier == "digest":
                 digest_days.add((patient.counselor_id, alert.on))
         for lapse in outcome.lapses:

@@ -3,7 +3,7 @@
 A fixed delta pages on ordinary noise: a rise from 1 to 4 of 10, one skipped daily check-in. The
 soft signals are judged instead against the patient's own last ``days`` (14 by default): a robust
 centre and spread of their craving (median and median absolute deviation, which one odd day does
-not move), and the longest gap between their check-ins. Until there are ``min_checkins`` check-ins
+not move), and on how many days they checked in. Until there are ``min_checkins`` check-ins
 in that window there is no baseline, and the rule pack's floors apply alone.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from iopcare.domain.engagement import CheckInRecord
 
@@ -62,23 +62,48 @@ def usual_craving(
 
 @dataclass(frozen=True)
 class UsualRhythm:
-    """How regularly the patient checks in: the longest gap between check-ins over a window."""
+    """How regularly the patient checks in: on how many of the last ``days`` days."""
 
-    longest_gap: timedelta
-    checkins: int
+    checkin_days: int
+    days: int
+
+    @property
+    def daily_rate(self) -> float:
+        """The chance of a check-in on a given day, smoothed (one check-in day and one silent day
+        added), so that a perfect record does not make a single skipped day look impossible."""
+        return (self.checkin_days + 1) / (self.days + 2)
+
+    def missed_days_unlikely_below(self, chance: float, longest: int = 30) -> int:
+        """The fewest days in a row without a check-in that this rhythm makes less likely than
+        ``chance``."""
+        missing = 1 - self.daily_rate
+        days = 1
+        while days < longest and missing**days >= chance:
+            days += 1
+        return days
 
 
 def usual_rhythm(
-    checkins: Sequence[CheckInRecord], until: datetime, *, days: int, min_checkins: int
+    checkins: Sequence[CheckInRecord],
+    until: datetime,
+    zone: tzinfo,
+    *,
+    days: int,
+    min_checkins: int,
+    first_day: date | None = None,
 ) -> UsualRhythm | None:
-    """The longest gap between consecutive check-ins of the ``days`` up to and including ``until``
-    (the check-in a silence counts from); None with fewer than ``min_checkins`` check-ins there."""
-    since = until - timedelta(days=days)
-    window = [c.at for c in checkins if since <= c.at <= until]
+    """On how many of the ``days`` days up to and including the (local) day of ``until`` (the
+    check-in a silence counts from) the patient checked in, counting no day before ``first_day``
+    (their enrollment); None with fewer than ``min_checkins`` check-ins in those days."""
+    last = until.astimezone(zone).date()
+    first = last - timedelta(days=days - 1)
+    if first_day is not None and first_day > first:
+        first = first_day
+    dates = {c.at.astimezone(zone).date() for c in checkins if c.at <= until}
+    window = {d for d in dates if first <= d <= last}
     if len(window) < min_checkins:
         return None
-    longest = max(later - earlier for earlier, later in zip(window, window[1:], strict=False))
-    return UsualRhythm(longest, len(window))
+    return UsualRhythm(len(window), (last - first).days + 1)
 
 
 __all__ = ["UsualCraving", "UsualRhythm", "usual_craving", "usual_rhythm"]

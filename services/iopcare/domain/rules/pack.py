@@ -157,6 +157,17 @@ class CravingHigh(_EpisodeGap):
 
 
 class CravingRising(_EpisodeGap):
+    """Craving above the patient's own usual range on the last ``sustained_checkins`` check-ins
+    (each at least ``at_least`` and ``above_usual_by`` points, or ``spread_multiplier`` spreads,
+    above the median of the ``baseline_days`` before); without enough check-ins for a baseline, a
+    rise of ``rise_at_least`` across the last ``checkins`` check-ins that ends at ``at_least`` or more."""
+
+    sustained_checkins: int = Field(ge=1, le=7)
+    at_least: int = Field(ge=0, le=10)
+    above_usual_by: int = Field(ge=1, le=10)
+    spread_multiplier: float = Field(ge=0, le=10)
+    baseline_days: WindowDays
+    baseline_min_checkins: int = Field(ge=2, le=60)
     rise_at_least: int = Field(ge=1, le=10)
     checkins: int = Field(ge=2, le=14)
 
@@ -185,6 +196,10 @@ class EarlyDisengagement(SeverityRule):
 class WeeklyPlanShortfall(SeverityRule):
     excused_lower_the_plan: bool
     """An excused miss lowers that week's expectation (sessions of its kind and its hours)."""
+    weeks_in_a_row: int = Field(ge=1, le=5)
+    """A run of short weeks alerts from this week of the run on (named after its first week) ..."""
+    unexcused_misses_at_once: int = Field(ge=1, le=20)
+    """... or at once, in a week with this many unexcused misses."""
 
 
 class FellowshipShortfall(SeverityRule):
@@ -201,7 +216,15 @@ class SilenceStep(_PackModel):
 
 
 class Silence(Rule):
+    """No check-in for the ``after`` steps' hours (the floors), and, once the patient has a rhythm
+    (``baseline_min_checkins`` check-ins in the ``baseline_days`` before), for as many days in a row
+    as their rate of check-ins makes less likely than ``unlikely_below``: every step moves out by
+    as much."""
+
     after: list[SilenceStep] = Field(min_length=1, max_length=5)
+    baseline_days: WindowDays
+    baseline_min_checkins: int = Field(ge=2, le=60)
+    unlikely_below: float = Field(gt=0, lt=1)
 
     @field_validator("after")
     @classmethod
@@ -621,6 +644,17 @@ class RulePack(_PackModel):
         """Days ahead the rule's alerts look (14 for a rule the pack does not know)."""
         rule = getattr(self.rules, rule_id, None)
         return rule.horizon_days if isinstance(rule, Rule) else 14
+
+    @cached_property
+    def summarized_by(self) -> dict[str, frozenset[str]]:
+        """For each rule, the rules whose live alert stands for it (``step_up.supersedes``): while
+        one is live, the lifecycle opens no new alert of the rule. Never for a rule that always
+        pages: a new use report or positive screen is always an alert of its own."""
+        if not self.rules.step_up.enabled:
+            return {}
+        return {
+            rule: frozenset({"step_up"}) for rule in self.rules.step_up.supersedes if rule not in ALWAYS_PAGE
+        }
 
     @cached_property
     def enabled_rules(self) -> frozenset[str]:

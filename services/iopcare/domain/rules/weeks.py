@@ -328,6 +328,12 @@ def weekly_plan_shortfall(
     run = run_of_short_weeks(
         state, week, at, known, lambda w: not w.sessions_short or _recorded_after_close(w, grace)
     )
+    if (
+        run.first_known
+        and len(run.weeks) < rule.weeks_in_a_row
+        and tally.missed_unexcused < rule.unexcused_misses_at_once
+    ):
+        return []  # one short week with a single miss is ordinary: the run alerts if it goes on
     excused = f", {tally.missed_excused} excused (not expected)" if tally.missed_excused else ""
     return [
         signal(

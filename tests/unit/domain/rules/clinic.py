@@ -37,6 +37,7 @@ from iopcare.domain.backtest import findings_over as backtest
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.intake import replay, take_in
 from iopcare.domain.rules import RulePack, evaluate_event
+from iopcare.domain.rules.pack import validate_pack
 from iopcare.domain.signals import Clearance, Finding, Signal
 from iopcare.rulepacks import DEFAULT_PACK
 
@@ -247,6 +248,32 @@ class Patient:
 
 
 # --- running the rules -----------------------------------------------------------------------------
+
+
+def pack_with(changes: dict[str, Any], pack: RulePack = DEFAULT_PACK) -> RulePack:
+    """The pack with some values changed, by dotted path (``"rules.silence.unlikely_below"``),
+    validated as a clinic's pack would be."""
+    document = pack.model_dump(mode="json", exclude_none=True)
+    for path, value in changes.items():
+        *parents, name = path.split(".")
+        table = document
+        for part in parents:
+            table = table[part]
+        table[name] = value
+    return validate_pack(document, "test pack")
+
+
+FIXED_THRESHOLDS = pack_with(
+    {
+        "rules.craving_rising.baseline_min_checkins": 60,  # never a baseline: the fixed rise alone
+        "rules.craving_rising.at_least": 0,
+        "rules.silence.baseline_min_checkins": 60,  # never a rhythm: the floors alone
+        "rules.weekly_plan_shortfall.weeks_in_a_row": 1,  # every short week alerts
+        "rules.weekly_plan_shortfall.unexcused_misses_at_once": 1,
+    }
+)
+"""The default pack with its personal baselines and tolerances off: the fixed numbers of the
+clinical table alone (pack default-2026.2's behaviour), for tests of the mechanics around them."""
 
 
 def findings_after(events: list[InboundEvent], pack: RulePack = DEFAULT_PACK) -> list[Finding]:

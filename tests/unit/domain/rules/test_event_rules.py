@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.unit.domain.rules.clinic import START, T0, Patient, at, brief, findings_after, state_of
+from tests.unit.domain.rules.clinic import (
+    FIXED_THRESHOLDS,
+    START,
+    T0,
+    Patient,
+    at,
+    brief,
+    findings_after,
+    pack_with,
+    state_of,
+)
+from tests.unit.domain.rules.clinic import findings_after as findings_of
 
 from iopcare.domain.rules import evaluate_event
 from iopcare.domain.signals import Clearance, Signal
@@ -159,7 +170,13 @@ def test_a_positive_screen_at_intake_says_what_it_means_for_completion() -> None
 # --- craving ---------------------------------------------------------------------------------------
 
 
+HIGH_ONLY = pack_with({"rules.craving_rising.enabled": False})
+
+
 def test_high_craving_alerts_once_per_episode_and_clears_after_a_week_below_8() -> None:
+    def findings_after(events: list) -> list:
+        return findings_of(events, HIGH_ONLY)
+
     patient = _enrolled(checkins_until=8)
     patient.checkin(at(8, 20), craving=7)
     patient.checkin(at(9, 20), craving=7)
@@ -189,6 +206,9 @@ def test_high_craving_alerts_once_per_episode_and_clears_after_a_week_below_8() 
 
 
 def test_craving_rising_3_points_over_3_checkins_is_one_episode_while_it_keeps_rising() -> None:
+    def findings_after(events: list) -> list:
+        return findings_of(events, FIXED_THRESHOLDS)  # the floor rule: a rise of 3 over 3 check-ins
+
     patient = _enrolled(checkins_until=9)
     patient.checkin(at(9, 20), craving=2)
     patient.checkin(at(10, 20), craving=2)
@@ -200,13 +220,17 @@ def test_craving_rising_3_points_over_3_checkins_is_one_episode_while_it_keeps_r
     assert brief(findings) == [("signal", "craving_rising", "medium", rise.id)]
     assert _only_signal(findings).explanation == (
         "Craving rose by 3 points over the last 3 check-ins (Fri 13 Mar: 3, Sat 14 Mar: 4 and "
-        "Sun 15 Mar: 6); a rise of 3 or more is an early warning of a lapse."
+        "Sun 15 Mar: 6) to 6; there are not yet 60 check-ins in 14 days to judge it against the "
+        "patient's own range, so the fixed floor applies (a rise of 3 or more ending at 0 or more)."
     )
     patient.checkin(at(14, 20), craving=7)
     assert _only_signal(findings_after(patient.events)).episode == rise.id
 
 
 def test_craving_rising_clears_at_the_first_checkin_over_a_week_after_its_last_rise() -> None:
+    def findings_after(events: list) -> list:
+        return findings_of(events, FIXED_THRESHOLDS)  # the floor rule: a rise of 3 over 3 check-ins
+
     patient = _enrolled(checkins_until=9)
     patient.checkin(at(9, 20), craving=2)
     patient.checkin(at(10, 20), craving=3)
@@ -222,7 +246,7 @@ def test_craving_rising_clears_at_the_first_checkin_over_a_week_after_its_last_r
     assert isinstance(cleared, Clearance)
     assert (cleared.rule_id, cleared.episode, cleared.at) == ("craving_rising", rise.id, eased.time)
     assert cleared.reason == (
-        "no further rise in craving for over 7 days since Sat 14 Mar (craving 6 on Sun 22 Mar)"
+        "no craving above the usual range for over 7 days since Sat 14 Mar (craving 6 on Sun 22 Mar)"
     )
     patient.checkin(at(21, 20), craving=3)  # 6 to 3: a fall
     assert findings_after(patient.events) == []  # cleared once

@@ -115,7 +115,7 @@ def test_a_clinic_pack_on_the_fourth_edition_loads_from_a_file(tmp_path: Path) -
     text = DEFAULT_PACK_PATH.read_text()
     levels_start, rules_start = text.index("[levels]"), text.index("# --- rules")
     text = text[:levels_start] + FOURTH_EDITION.lstrip() + text[rules_start:]
-    text = text.replace('version = "default-2026.2"', 'version = "clinic-7.2026.2"')
+    text = text.replace('version = "default-2026.3"', 'version = "clinic-7.2026.2"')
     path = tmp_path / "clinic.toml"
     path.write_text(text)
     pack = load_pack(path)
@@ -257,3 +257,37 @@ def test_a_clinic_can_switch_a_rule_off() -> None:
     pack = parse_pack(document)
     assert "craving_rising" not in pack.enabled_rules
     assert "craving_high" in pack.enabled_rules
+
+
+def test_every_rule_declares_its_tier_and_safety_use_and_screens_always_page() -> None:
+    tiers = {rule: DEFAULT_PACK.tier(rule) for rule in RULE_IDS}
+    assert {rule for rule, tier in tiers.items() if tier == "page"} == {
+        "safety",
+        "reported_use",
+        "positive_screen",
+        "missed_often",
+        "step_up",
+    }
+    assert {rule for rule, tier in tiers.items() if tier == "digest"} == {
+        "early_disengagement",
+        "family_no_show",
+        "family_cancellations",
+        "family_not_booked",
+        "fellowship_shortfall",
+        "step_down",
+    }
+    assert DEFAULT_PACK.horizon("craving_rising") == 14 and DEFAULT_PACK.horizon("step_down") == 28
+    assert DEFAULT_PACK.tier("a_clinic_local_rule") == "inbox"
+    for rule in ("safety", "reported_use", "positive_screen"):
+        document = _default()
+        document["rules"][rule]["tier"] = "digest"
+        assert _problems(document) == [
+            f"rules: {rule}.tier: a {rule} alert always pages (tier 'page'), not 'digest'"
+        ]
+    document = _default()
+    del document["rules"]["silence"]["tier"]
+    document["rules"]["craving_rising"]["tier"] = "pager"
+    assert _problems(document) == [
+        "rules.craving_rising.tier: Input should be 'page', 'inbox' or 'digest'",
+        "rules.silence.tier: missing field",
+    ]

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.unit.domain.rules.clinic import START, T0, Patient, at, brief, course, state_of
+from tests.unit.domain.rules.clinic import FIXED_THRESHOLDS, START, T0, Patient, at, brief, course, state_of
 
 from iopcare.domain.absence import AbsenceCheck, due_checks, observe
+from iopcare.domain.rules import RulePack
 from iopcare.domain.signals import Clearance, Finding, Signal
 from iopcare.rulepacks import DEFAULT_PACK
 
 WEEK_1 = f"{START.isoformat()}/week-1"
 
 
-def _check(events: list, key: str) -> tuple[AbsenceCheck, list[Finding]]:
+def _check(events: list, key: str, pack: RulePack = DEFAULT_PACK) -> tuple[AbsenceCheck, list[Finding]]:
     """The due check with this key (or this key then ``:``...), and what observing it finds."""
     state = state_of(events)
-    (check,) = [c for c in due_checks(state, DEFAULT_PACK) if c.key == key or c.key.startswith(key + ":")]
-    return check, observe(state, check, DEFAULT_PACK)
+    (check,) = [c for c in due_checks(state, pack) if c.key == key or c.key.startswith(key + ":")]
+    return check, observe(state, check, pack)
 
 
 def _week(events: list, week: int) -> list[Finding]:
@@ -60,6 +61,9 @@ def test_silence_is_one_alert_that_rises_from_48_to_72_hours_and_clears_at_the_n
     assert high.facts == {
         "hours_without_checkin": 72,
         "threshold_hours": 72,
+        "floor_hours": 72,
+        "usual_checkin_days": None,  # one check-in: no rhythm yet, the floors alone
+        "baseline_days": None,
         "since": last.time.isoformat(),
         "since_what": "last check-in",
     }
@@ -97,7 +101,7 @@ def test_a_week_below_plan_raises_a_shortfall_naming_what_fell_short() -> None:
     patient.enrolled(fellowship=0)
     monday = patient.session(at(0, 18))
     tuesday = patient.session(at(1, 18))
-    check, findings = _check(patient.events, f"week_close:{START.isoformat()}:1")
+    check, findings = _check(patient.events, f"week_close:{START.isoformat()}:1", FIXED_THRESHOLDS)
     assert check.due_at == datetime(2026, 3, 9, 12, tzinfo=UTC)  # Sunday's end plus 12 hours
     assert brief(findings) == [("signal", "weekly_plan_shortfall", "medium", WEEK_1)]
     signal = _signal(findings, "weekly_plan_shortfall")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime, timedelta
 
-from tests.unit.domain.rules.clinic import START, Patient, at, course
+from tests.unit.domain.rules.clinic import FIXED_THRESHOLDS, START, Patient, at, course
 
 from iopcare.domain.alerts import DEFAULT_DEADLINES, Alert, Change, PatientAlerts
 from iopcare.domain.backtest import Found, run_backtest
@@ -49,7 +49,7 @@ def _short_week(patient: Patient, week: int, groups: int, individual: bool = Fal
 def _alerts(patient: Patient, until: datetime, rule: str = PLAN) -> dict[str, Alert]:
     """The rule's alerts after the whole decision chain (rules, then lifecycle) ran to ``until``."""
     events = sorted(patient.events, key=lambda e: e.time)
-    result = run_backtest(events, DEFAULT_PACK, until=until)
+    result = run_backtest(events, FIXED_THRESHOLDS, until=until)
     return {key: alert for key, alert in result.alerts.items() if alert.rule_id == rule}
 
 
@@ -131,7 +131,9 @@ def test_an_acknowledged_shortfall_is_updated_not_raised_again_by_the_next_short
     patient.enrolled(fellowship=0)
     _short_week(patient, 1, groups=2)
     _short_week(patient, 2, groups=3, individual=True)
-    week_1, week_2 = [f for f in course(patient.events, until=_closed(2)) if f.finding.rule_id == PLAN]
+    week_1, week_2 = [
+        f for f in course(patient.events, FIXED_THRESHOLDS, until=_closed(2)) if f.finding.rule_id == PLAN
+    ]
     alerts = PatientAlerts(PATIENT)
 
     def take(found: Found) -> list[Change]:
@@ -274,7 +276,7 @@ def test_through_a_cohort_a_run_is_one_live_alert_that_its_later_weeks_update() 
     events = generate_cohort(24, seed=4, start=START)
     alerts: dict[str, PatientAlerts] = {}
     later_weeks: Counter[str] = Counter()
-    for found in course(events, until=at(98, 12)):
+    for found in course(events, FIXED_THRESHOLDS, until=at(98, 12)):
         patient = alerts.setdefault(found.patient_id, PatientAlerts(found.patient_id))
         changes = patient.take([found.finding], pack_version="test", now=found.at, deadline=DEFAULT_DEADLINES)
         finding = found.finding

@@ -1,0 +1,176 @@
+"""Personal baselines (pack default-2026.3): craving judged against the patient's own range, silence
+against their own rhythm, a short week by how unusual it is, and a live step-up recommendation that
+stands for the engagement alerts behind it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from tests.unit.domain.rules.clinic import START, Patient, at, brief, course, findings_after, state_of
+
+from iopcare.domain.absence import due_checks
+from iopcare.domain.backtest import run_backtest
+from iopcare.domain.rules.baseline import UsualRhythm
+from iopcare.rulepacks import DEFAULT_PACK
+
+
+def _rising(events: list) -> list:
+    return [f for f in findings_after(events) if f.rule_id == "craving_rising"]
+
+
+def _usual_patient(craving: int, days: int = 14) -> Patient:
+    patient = Patient()
+    patient.enrolled()
+    for day in range(days):
+        patient.checkin(at(day, 20), craving + (day % 3 == 0))  # e.g. 2, 2, 3, 2, 2, 3 ...
+    return patient
+
+
+# --- craving ---------------------------------------------------------------------------------------
+
+
+def test_craving_above_the_patients_own_range_on_two_checkins_alerts_and_says_what_is_usual() -> None:
+    patient = _usual_patient(2)
+    patient.checkin(at(14, 20), 6)
+    assert _rising(patient.events) == []  # one high check-in is not sustained
+    second = patient.checkin(at(15, 20), 7)
+    (signal,) = _rising(patient.events)
+    # The episode is named after its first trigger: the second high check-in, which made it sustained.
+    assert brief([signal]) == [("signal", "craving_rising", "medium", second.id)]
+    assert signal.title == "Craving above the usual range: 6 and 7"
+    assert signal.explanation == (
+        "Craving 6 on Mon 16 Mar and 7 on Tue 17 Mar, each above the patient's usual range: over the "
+        "14 days before, craving was usually 2-3 (median 2, 14 check-ins). A sustained rise above "
+        "one's own range is an early warning of a lapse."
+    )
+    assert signal.facts["threshold"] == 6 and signal.facts["usual_high"] == 3
+    assert signal.event_ids == (second.id, patient.events[-2].id)
+
+
+def test_the_same_cravings_are_usual_for_a_patient_whose_range_is_higher() -> None:
+    patient = _usual_patient(5)  # usually 5-6: the line is at 5 + 2 = 7 ...
+    patient.checkin(at(14, 20), 6)
+    patient.checkin(at(15, 20), 7)
+    assert _rising(patient.events) == []
+    patient.checkin(at(16, 20), 8)  # ... 7 and 8 are both above it
+    assert [s.rule_id for s in _rising(patient.events)] == ["craving_rising"]
+
+
+def test_a_rise_from_1_to_4_is_ordinary_noise_with_or_without_a_baseline() -> None:
+    patient = _usual_patient(1)
+    for day, craving in enumerate((1, 2, 4, 4), start=14):
+        patient.checkin(at(day, 20), craving)
+        assert _rising(patient.events) == []
+    new = Patient()
+    new.enrolled()
+    for day, craving in enumerate((1, 2, 4)):  # no baseline yet: the floor needs 3 points up to 6
+        new.checkin(at(day, 20), craving)
+        assert _rising(new.events) == []
+    new.checkin(at(3, 20), 6)
+    assert [s.rule_id for s in _rising(new.events)] == ["craving_rising"]
+
+
+# --- silence ---------------------------------------------------------------------------------------
+
+
+def _silence_due(patient: Patient) -> list[timedelta]:
+    state = state_of(patient.events)
+    last = state.checkins[-1].at
+    return sorted(c.due_at - last for c in due_checks(state, DEFAULT_PACK) if c.kind == "checkin_silence")
+
+
+def test_a_patient_who_checks_in_every_day_is_asked_after_two_missed_days_not_one() -> None:
+    daily = _usual_patient(2)
+    # 14 of 14 days: the chance of missing 1 day is about 6 %, of 2 in a row under 1 %.
+    assert UsualRhythm(14, 14).missed_days_unlikely_below(0.01) == 2
+    assert _silence_due(daily) == [timedelta(hours=72), timedelta(hours=96)]
+    found = course(daily.events, until=at(13, 20) + timedelta(hours=80))
+    (signal,) = [f.finding for f in found if f.finding.rule_id == "silence"]
+    assert signal.explanation == (
+        "No check-in for 72 hours: the last one was on Sun 15 Mar 20:00. The patient checked in on 14 "
+        "of the 14 days before; for them 2 days in a row without one happen less than 1% of the time."
+    )
+
+
+def test_a_patient_who_checks_in_every_other_day_is_asked_after_a_week() -> None:
+    patient = Patient()
+    patient.enrolled()
+    for day in range(0, 14, 2):
+        patient.checkin(at(day, 20))
+    assert UsualRhythm(7, 13).missed_days_unlikely_below(0.01) == 7
+    assert _silence_due(patient)[0] == timedelta(days=8)
+
+
+def test_until_three_days_of_checkins_the_floors_apply() -> None:
+    patient = Patient()
+    patient.enrolled()
+    patient.checkin(at(0, 20))
+    patient.checkin(at(1, 20))
+    assert _silence_due(patient) == [timedelta(hours=48), timedelta(hours=72)]
+
+
+# --- a short week ----------------------------------------------------------------------------------
+
+
+def _week_missing_one(patient: Patient, week: int, excused: bool = False) -> None:
+    first = 7 * (week - 1)
+    patient.session(at(first, 18), "missed", excused=excused)
+    patient.session(at(first + 1, 18))
+    patient.session(at(first + 2, 10), kind="individual")
+    patient.session(at(first + 3, 18))
+    patient.session(at(first + 5, 10))
+    for offset in range(7):
+        patient.checkin(at(first + offset, 20))
+
+
+def test_one_short_week_with_one_miss_waits_and_the_third_in_a_row_alerts_named_after_the_first() -> None:
+    patient = Patient()
+    patient.enrolled(fellowship=0)
+    _week_missing_one(patient, 1)
+    _week_missing_one(patient, 2)
+    short = [
+        f for f in course(patient.events, until=at(15, 12)) if f.finding.rule_id == "weekly_plan_shortfall"
+    ]
+    assert short == []
+    _week_missing_one(patient, 3)
+    found = course(patient.events, until=at(22, 12))
+    (signal,) = [f.finding for f in found if f.finding.rule_id == "weekly_plan_shortfall"]
+    assert signal.episode == f"{START.isoformat()}/week-1" and signal.facts["weeks_in_a_row"] == 3
+
+
+def test_a_week_with_two_unexcused_misses_alerts_at_once() -> None:
+    patient = Patient()
+    patient.enrolled(fellowship=0)
+    _week_missing_one(patient, 1)
+    patient.session(at(4, 18), "missed", kind="individual", session_id="extra")
+    found = course(patient.events, until=at(8, 12))
+    assert [f.finding.rule_id for f in found if f.finding.rule_id == "weekly_plan_shortfall"] == [
+        "weekly_plan_shortfall"
+    ]
+
+
+# --- a live step-up stands for the engagement alerts behind it -------------------------------------
+
+
+def test_while_a_step_up_is_live_misses_open_no_new_alert_but_use_still_does() -> None:
+    patient = Patient()
+    patient.enrolled()
+    for day in range(7):
+        patient.checkin(at(day, 20))
+    patient.checkin(at(7, 20), use=True)
+    patient.screen(at(8, 9), positive=["cocaine"])
+    patient.session(at(8, 18))  # attending: use despite participation, a step up
+    before = _alerts(patient, until=at(9, 12))
+    assert before.count("step_up") == 1
+    for day in (10, 11, 14, 15, 17):  # then a run of misses: missed in a row, missed often
+        patient.session(at(day, 18), "missed")
+    patient.checkin(at(28, 20), use=True)  # a new report more than 14 days on: its own alert
+    after = _alerts(patient, until=at(29, 12))
+    assert "missed_in_a_row" not in after and "missed_often" not in after
+    assert after.count("reported_use") == 2 and after.count("step_up") == 1
+
+
+def _alerts(patient: Patient, until: datetime) -> list[str]:
+    """The rule ids of the alerts the lifecycle raised (not the rules' signals)."""
+    result = run_backtest(sorted(patient.events, key=lambda e: e.time), DEFAULT_PACK, until=until)
+    return [alert.rule_id for alert in result.alerts.values()]
