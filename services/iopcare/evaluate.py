@@ -96,8 +96,11 @@ def run_evaluation(
     def record(moves: Iterable[tuple[str, Any]]) -> None:
         for pid, effects in moves:
             watch = watched.get(pid, _Watch())
+            # An alert resolved in the same step it was raised in (a late event of a discharged
+            # patient, a use report a step-up summarizes at once) never reached anyone.
+            gone = {c.alert.alert_id for c in effects.changes if c.kind == "resolved"}
             for change in effects.changes:
-                if change.kind != "created":
+                if change.kind != "created" or change.alert.alert_id in gone:
                     continue
                 alert = change.alert
                 alerts.append(

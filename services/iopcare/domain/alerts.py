@@ -16,6 +16,8 @@ not simply become an alert:
   high 4 h, medium 24 h, low next business day) escalates to the supervisor, once.
 - **Snooze**: until a time, with a reason; it comes back open (with a fresh deadline) when that passes.
 - **Resolution**: by a counselor, or automatically when the rule reports the condition cleared.
+- **Discharge**: the program is over: the patient's alerts resolve with the discharge as the reason,
+  but an open safety alert is handed to the supervisor (escalated with the reason), never dropped.
 
 Every change is a :class:`Change` naming who and when; the store records each one and publishes it as
 an alert event. Alert ids are derived from the dedup key, so the live processor and an offline
@@ -274,6 +276,28 @@ class PatientAlerts:
                 self.alerts[other.dedup_key] = lifted
                 reason = f"critical alert {critical.rule_id} resolved"
                 changes.append(Change("updated", lifted, SYSTEM, now, other.state, reason))
+        return changes
+
+    # --- the end of the program ----------------------------------------------------------------
+
+    def discharged(self, words: str, now: datetime, never_close: frozenset[str]) -> list[Change]:
+        """The patient was discharged (``words``: when and how, for the reasons): their alerts leave
+        the counselor's inbox with that reason, except those of ``never_close`` rules (safety),
+        which are handed to the supervisor instead (escalated, once), never silently dropped.
+        Idempotent: called whenever a discharged patient's course moves, so the result depends on
+        the state, not on whether the discharge arrived before or after the events behind an alert."""
+        changes: list[Change] = []
+        for alert in sorted(self.alerts.values(), key=lambda a: (a.raised_at, a.alert_id)):
+            if not alert.live:
+                continue
+            if alert.rule_id in never_close:
+                if not alert.escalated:
+                    handed = replace(alert, escalated=True, escalate_at=None, inhibited_by=None)
+                    self.alerts[alert.dedup_key] = handed
+                    reason = f"{words}: the open {alert.rule_id} alert is handed to the supervisor"
+                    changes.append(Change("escalated", handed, SYSTEM, now, alert.state, reason))
+                continue
+            changes.extend(self._resolve(alert, SYSTEM, words, now))
         return changes
 
     # --- what counselors do --------------------------------------------------------------------

@@ -120,6 +120,10 @@ PROGRAM_CHECK_KINDS = frozenset({"week_close", "family_therapy_due"})
 """Check kinds whose fired keys a course remembers (see the module docstring)."""
 
 
+NEVER_CLOSED_BY_DISCHARGE = frozenset({"safety"})
+"""Rules whose open alerts a discharge hands to the supervisor instead of resolving."""
+
+
 class PatientCourse:
     """One patient's state, held reports, pending checks and alerts, and the moves that change them."""
 
@@ -199,6 +203,7 @@ class PatientCourse:
                 self._decide(found, applied.id, applied.time, applied.time if now is None else now, effects)
         if intake.applied and isinstance(event, CHECKS_CHANGE_AFTER):
             self._reschedule(isinstance(event, PROGRAM_CHECKS_CHANGE_AFTER), effects)
+        self._after_discharge(event.time if now is None else now, effects)
         return effects
 
     def advance(self, now: datetime) -> Effects:
@@ -206,6 +211,7 @@ class PatientCourse:
         effects = Effects()
         self._fire_due(now, effects)
         self._escalate(now, effects)
+        self._after_discharge(now, effects)
         return effects
 
     def next_due(self) -> datetime | None:
@@ -244,6 +250,16 @@ class PatientCourse:
             inhibit=self.pack.lifecycle.critical_inhibits_lesser,
             summarized_by=self.pack.summarized_by,
         )
+
+    def _after_discharge(self, now: datetime, effects: Effects) -> None:
+        """A discharged patient keeps no alert in the counselor's inbox: whatever the order the
+        discharge and the events before it arrived in, the alerts end the same (alerts.py)."""
+        discharge = self.state.discharge
+        if discharge is None or not any(a.live for a in self.alerts.alerts.values()):
+            return
+        how = discharge.disposition.replace("_", " ")
+        words = f"patient discharged on {discharge.discharged_on.isoformat()} ({how})"
+        effects.changes += self.alerts.discharged(words, now, NEVER_CLOSED_BY_DISCHARGE)
 
     def _escalate(self, now: datetime, effects: Effects) -> None:
         due = self.alerts.next_due()
