@@ -25,7 +25,7 @@ SEVERITY_ORDER = "ARRAY['critical','high','medium','low','info']"
 ALERT_COLUMNS = """a.alert_id::text AS alert_id, a.patient_id, p.counselor_id, a.rule_id, a.rule_version,
     a.rule_pack_version, a.severity, a.state, a.title, a.explanation, a.recommended_action,
     a.occurrences, a.first_seen_at, a.last_seen_at, a.raised_at, a.escalate_at, a.escalated,
-    a.snoozed_until, a.inhibited_by::text AS inhibited_by, a.resolution, a.risk_score"""
+    a.snoozed_until, a.inhibited_by::text AS inhibited_by, a.resolution, a.risk_score, a.tier"""
 
 SUMMARY_FIELDS = [
     "alert_id",
@@ -49,6 +49,7 @@ SUMMARY_FIELDS = [
     "inhibited_by",
     "resolution",
     "risk_score",
+    "tier",
 ]
 
 

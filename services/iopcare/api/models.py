@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from iopcare.contract import AlertState, Severity
+from iopcare.contract import AlertState, Severity, Tier
 
 MAX_BATCH = 500
 """Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
@@ -64,6 +64,8 @@ class AlertSummary(ApiModel):
     inhibited_by: str | None
     resolution: str | None
     risk_score: int | None
+    tier: Tier
+    """How it reaches the counselor: page (pushed, escalates), inbox (shown only), digest."""
 
 
 class AlertPage(ApiModel):

@@ -13,6 +13,7 @@ from iopcare.contract.alerts import (
     AlertState,
     Evidence,
     Severity,
+    Tier,
     alert_event,
 )
 from iopcare.contract.envelope import (
@@ -60,6 +61,7 @@ __all__ = [
     "RecipientId",
     "SessionId",
     "Severity",
+    "Tier",
     "SpecimenId",
     "StaffId",
     "alert_event",

@@ -35,11 +35,16 @@ __all__ = [
     "AlertState",
     "Evidence",
     "Severity",
+    "Tier",
     "alert_event",
 ]
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 """Alert severity, most urgent first; it sets the escalation deadline."""
+
+Tier = Literal["page", "inbox", "digest"]
+"""How an alert reaches the counselor: page (pushed and escalated), inbox (shown only), digest (in
+the counselor's daily summary). Set by the rule pack per rule."""
 
 AlertState = Literal["open", "acknowledged", "snoozed", "resolved"]
 """Where an alert is in its lifecycle."""
@@ -115,6 +120,8 @@ class AlertEventData(ContractModel):
     """Relapse-risk score at the time, 0-100, when the rule pack computes one."""
     escalated: bool = False
     """Escalated to the supervisor because it stayed unacknowledged past its deadline."""
+    tier: Tier = "page"
+    """How it reaches the counselor: only a page is pushed to webhooks and escalates."""
 
     @model_validator(mode="after")
     def _seen_in_order(self) -> AlertEventData:

@@ -13,7 +13,8 @@ not simply become an alert:
   resolved, with the reason, when it is raised, and while it is live those rules open no new alert
   (a long run of misses renamed as its first miss ages out would otherwise page again and again).
 - **Escalation**: an alert nobody acknowledged by its severity's response deadline (critical 15 min,
-  high 4 h, medium 24 h, low next business day) escalates to the supervisor, once.
+  high 4 h, medium 24 h, low next business day) escalates to the supervisor, once; only an alert of
+  the page tier escalates (an inbox or digest item is shown, not chased).
 - **Snooze**: until a time, with a reason; it comes back open (with a fresh deadline) when that passes.
 - **Resolution**: by a counselor, or automatically when the rule reports the condition cleared.
 - **Discharge**: the program is over: the patient's alerts resolve with the discharge as the reason,
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from iopcare.contract import AlertEventKind, AlertState, Severity
+from iopcare.contract import AlertEventKind, AlertState, Severity, Tier
 from iopcare.domain.signals import SEVERITY_RANK, Clearance, FactValue, Finding, Signal
 
 SYSTEM = "system"
@@ -74,6 +75,11 @@ class Alert:
     snoozed_until: datetime | None = None
     inhibited_by: str | None = None  # id of the critical alert that silences this one
     resolution: str | None = None  # why it was resolved
+    tier: Tier = "page"  # how it reaches the counselor: only a page escalates (and is pushed)
+
+    def deadline_for(self, deadline: Deadline, severity: Severity, at: datetime) -> datetime | None:
+        """Its response deadline for ``severity`` from ``at``: none unless it pages."""
+        return deadline(severity, at) if self.tier == "page" else None
 
     @property
     def live(self) -> bool:
@@ -124,17 +130,20 @@ class PatientAlerts:
         deadline: Deadline,
         inhibit: bool = True,
         summarized_by: Mapping[str, frozenset[str]] | None = None,
+        tier_of: Callable[[str], Tier] | None = None,
     ) -> list[Change]:
         """Apply what the rules found (in order) and return the changes. ``summarized_by``: for a
         rule, the rules whose live alert already stands for it (a step-up recommendation summarizes
-        the engagement alerts behind it): while one is live, the rule opens no new alert."""
+        the engagement alerts behind it): while one is live, the rule opens no new alert.
+        ``tier_of``: a rule's tier (default: every alert pages)."""
         changes: list[Change] = []
         for finding in findings:
             if isinstance(finding, Clearance):
                 changes.extend(self._clear(finding, now, deadline))
             else:
                 summary = (summarized_by or {}).get(finding.rule_id, frozenset())
-                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit, summary))
+                tier: Tier = tier_of(finding.rule_id) if tier_of is not None else "page"
+                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit, summary, tier))
         return changes
 
     def _summarized(self, by: frozenset[str]) -> bool:
@@ -148,6 +157,7 @@ class PatientAlerts:
         deadline: Deadline,
         inhibit: bool,
         summarized_by: frozenset[str] = frozenset(),
+        tier: Tier = "page",
     ) -> list[Change]:
         key = signal.dedup_key(self.patient_id)
         current = self.alerts.get(key)
@@ -186,8 +196,9 @@ class PatientAlerts:
                 first_seen_at=signal.at,
                 last_seen_at=signal.at,
                 raised_at=now,
-                escalate_at=None if inhibited_by else deadline(signal.severity, now),
+                escalate_at=None if inhibited_by or tier != "page" else deadline(signal.severity, now),
                 inhibited_by=inhibited_by,
+                tier=tier,
             )
             self.alerts[key] = alert
             changes.append(Change("created", alert, SYSTEM, now, None))
@@ -209,7 +220,7 @@ class PatientAlerts:
                 last_seen_at=max(current.last_seen_at, signal.at),
                 # A rise in severity on an open alert tightens its deadline.
                 escalate_at=(
-                    _earliest(current.escalate_at, deadline(signal.severity, now))
+                    _earliest(current.escalate_at, current.deadline_for(deadline, signal.severity, now))
                     if rises and waiting
                     else current.escalate_at
                 ),
@@ -271,7 +282,11 @@ class PatientAlerts:
         changes: list[Change] = []
         for other in list(self.alerts.values()):
             if other.live and other.inhibited_by == critical.alert_id:
-                due = deadline(other.severity, now) if deadline and other.state == "open" else None
+                due = (
+                    other.deadline_for(deadline, other.severity, now)
+                    if deadline and other.state == "open"
+                    else None
+                )
                 lifted = replace(other, inhibited_by=None, escalate_at=due)
                 self.alerts[other.dedup_key] = lifted
                 reason = f"critical alert {critical.rule_id} resolved"
@@ -354,7 +369,9 @@ class PatientAlerts:
                     alert,
                     state="open",
                     snoozed_until=None,
-                    escalate_at=None if alert.inhibited_by else deadline(alert.severity, ended),
+                    escalate_at=None
+                    if alert.inhibited_by
+                    else alert.deadline_for(deadline, alert.severity, ended),
                 )
                 self.alerts[alert.dedup_key] = reopened
                 changes.append(Change("updated", reopened, SYSTEM, ended, "snoozed", "snooze ended"))

@@ -249,6 +249,7 @@ class PatientCourse:
             deadline=self.deadline,
             inhibit=self.pack.lifecycle.critical_inhibits_lesser,
             summarized_by=self.pack.summarized_by,
+            tier_of=self.pack.tier,
         )
 
     def _after_discharge(self, now: datetime, effects: Effects) -> None:

@@ -35,6 +35,7 @@ def alert(
     severity: str = "high",
     escalated: bool | None = None,
     event_id: str | None = None,
+    tier: str = "page",
 ) -> AlertEvent:
     """An `iop.alert.<kind>` event about one alert, with clinical text in every free-text field."""
     data = AlertEventData(
@@ -56,5 +57,6 @@ def alert(
         last_seen_at=AT,
         risk_score=71,
         escalated=(kind == "escalated") if escalated is None else escalated,
+        tier=tier,  # type: ignore[arg-type]
     )
     return alert_event(kind, data, source="/iopcare/processor", time=AT, id=event_id)

@@ -97,6 +97,13 @@ def test_repeat_triggers_are_not_sent_unless_subscribed() -> None:
     ) == [7]
 
 
+def test_only_a_page_is_pushed_an_inbox_or_digest_item_is_shown_only() -> None:
+    for kind in ("created", "updated", "escalated", "acknowledged", "resolved"):
+        for tier in ("inbox", "digest"):
+            assert recipients(alert(kind, tier=tier), _subs()) == [], (kind, tier)  # type: ignore[arg-type]
+    assert recipients(alert("created", tier="page"), _subs()) == [1, 2]
+
+
 def test_an_alert_without_a_supervisor_reaches_no_team() -> None:
     assert recipients(alert("escalated", supervisor=None, escalated=True), _subs()) == [1, 6]
 

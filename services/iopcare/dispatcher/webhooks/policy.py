@@ -171,10 +171,13 @@ def recipients(event: AlertEvent, subscriptions: Iterable[Subscription]) -> list
     - a team's endpoint (owner = the supervisor): every alert whose supervisor it is;
     - a staff member's own endpoint also gets the alerts escalated to them as supervisor, from the
       escalation on (so they also hear when the escalated alert is acknowledged or resolved).
-    Each endpoint hears only the kinds it subscribed to.
+    Each endpoint hears only the kinds it subscribed to, and only of alerts that page: an inbox or a
+    digest item is shown in the inbox, never pushed (docs/rules.md, "Tiers").
     """
     data = event.data
     chosen: set[int] = set()
+    if data.tier != "page":
+        return []
     for sub in subscriptions:
         if event.kind not in sub.event_kinds:
             continue

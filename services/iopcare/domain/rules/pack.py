@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from iopcare.contract import Severity
+from iopcare.contract import Severity, Tier
 from iopcare.domain.engagement import EARLY_SESSIONS_KEPT, Tuning
 from iopcare.domain.measures import ProgramCalendar
 
@@ -102,7 +102,6 @@ class _PackModel(BaseModel):
 # --- rules ---------------------------------------------------------------------------------------
 
 
-Tier = Literal["page", "inbox", "digest"]
 TIERS: tuple[Tier, ...] = ("page", "inbox", "digest")
 ALWAYS_PAGE: tuple[str, ...] = ("safety", "reported_use", "positive_screen")
 """Rules whose alerts always page: a safety signal, reported use and a positive screen are never

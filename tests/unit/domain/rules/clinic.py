@@ -270,6 +270,7 @@ FIXED_THRESHOLDS = pack_with(
         "rules.silence.baseline_min_checkins": 60,  # never a rhythm: the floors alone
         "rules.weekly_plan_shortfall.weeks_in_a_row": 1,  # every short week alerts
         "rules.weekly_plan_shortfall.unexcused_misses_at_once": 1,
+        "rules.weekly_plan_shortfall.tier": "page",  # before tiers every alert paged and escalated
     }
 )
 """The default pack with its personal baselines and tolerances off: the fixed numbers of the

@@ -96,6 +96,10 @@ def test_three_short_weeks_in_a_row_are_one_alert_with_three_occurrences() -> No
     assert len(alert.event_ids) == 7
     # Paged once: it escalated (nobody acknowledged it within 24 hours), and only once.
     assert alert.escalated and alert.escalate_at is None
+    # In the default pack the shortfall is an inbox item: shown, never chased.
+    default = run_backtest(patient.events, DEFAULT_PACK, until=_closed(3) + timedelta(days=3)).alerts
+    inbox = default[_key(PLAN, 1)]
+    assert inbox.tier == "inbox" and not inbox.escalated and inbox.escalate_at is None
 
 
 def test_short_then_on_plan_then_short_is_two_alerts_the_first_resolved_with_the_reason() -> None:
