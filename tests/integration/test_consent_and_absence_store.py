@@ -72,10 +72,11 @@ async def test_silence_alerts_at_48_hours_and_rises_to_high_at_72_once_each(pool
     assert (alert["rule_id"], alert["severity"], alert["occurrences"]) == ("silence", "high", 2)
     # Raised when it fell due (48 h after the check-in), not when the sweep ran.
     assert alert["raised_at"] == last.time + timedelta(hours=48)
-    # At 72 h the medium alert's 24 h response deadline passed unacknowledged: it escalated, then rose.
+    # An inbox item (the pack's tier): it rose to high at 72 h, and never escalated.
     rows = await pool.fetch("SELECT kind, payload::text AS payload FROM outbox ORDER BY id")
-    assert [r["kind"] for r in rows] == ["iop.alert.created", "iop.alert.escalated", "iop.alert.updated"]
-    assert [json.loads(r["payload"])["data"]["severity"] for r in rows] == ["medium", "medium", "high"]
+    assert [r["kind"] for r in rows] == ["iop.alert.created", "iop.alert.updated"]
+    assert [json.loads(r["payload"])["data"]["severity"] for r in rows] == ["medium", "high"]
+    assert {json.loads(r["payload"])["data"]["tier"] for r in rows} == {"inbox"} and not alert["escalated"]
 
 
 async def test_a_checkin_before_the_deadline_cancels_the_pending_silence_checks(pool: asyncpg.Pool) -> None:

@@ -50,6 +50,19 @@ def test_the_demo_shows_explained_alerts_and_a_rerun_starts_from_empty_servers(t
     inbox = re.search(r"inbox through the API \(GET /v1/alerts\): (\d+) live alerts", first)
     assert inbox is not None and int(inbox.group(1)) > 0
     assert "acknowledged the first: state acknowledged" in first
+    # No discharged patient keeps a live alert but a safety alert handed to the supervisor, and
+    # alerts resolve themselves with their reason when their condition clears.
+    ended = re.search(
+        r"(\d+) patients discharged; their live alerts: (\d+) safety alerts handed to the supervisor, "
+        r"(\d+) others",
+        first,
+    )
+    assert ended is not None and int(ended.group(1)) > 0 and int(ended.group(3)) == 0, ended
+    resolved = re.search(
+        r"(\d+) alerts resolved: (\d+) when their condition cleared, (\d+) at discharge", first
+    )
+    assert resolved is not None and int(resolved.group(2)) > 0 and int(resolved.group(3)) > 0, resolved
+    assert re.search(r"^     silence: checked in on \w{3} \d+ \w{3} \d\d:\d\d after \d+ hours$", first, re.M)
     webhook = re.search(r"(\d+) signed POSTs carried (\d+) alert notices .*; 0 failed verification", first)
     assert webhook is not None and int(webhook.group(1)) > 0
     assert "Stopped the demo's broker and Postgres" in first

@@ -41,6 +41,7 @@ from iopcare.dispatcher.webhooks.policy import (
     verify_signature,
 )
 from iopcare.dispatcher.webhooks.store import add_endpoint, disable_endpoint, list_endpoints
+from iopcare.domain.alerts import SYSTEM
 from iopcare.domain.engagement import PatientState
 from iopcare.domain.measures import (
     ProgramCalendar,
@@ -191,6 +192,7 @@ def run_demo(
         say(f"   {token}")
         say("   Alerts of their caseload appear there live as the cohort streams.")
         asyncio.run(_stream(settings, endpoints, events, featured, start, say))
+        asyncio.run(_show_lifecycle(endpoints.database_url, say))
         asyncio.run(_show_inbox(f"http://127.0.0.1:{api_port}", token, counselor, say))
         receiver.report(say)
         if keep_serving:
@@ -353,6 +355,59 @@ async def _show_alerts(
             say(f"        do:  {row['recommended_action']}  (risk score {row['risk_score']})")
         elif row["reason"]:
             say(f"        {row['reason']}")
+
+
+async def _show_lifecycle(database_url: str, say: Say) -> None:
+    """How the alerts ended: none left live for a discharged patient but the safety alerts handed
+    to the supervisor, and how many resolved themselves when their condition cleared (with an
+    example of the reason each rule gives)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        discharged = await connection.fetchval("SELECT count(*) FROM patient_summary WHERE discharged")
+        left = await connection.fetch(
+            """
+            SELECT a.rule_id, a.escalated, count(*) AS n
+            FROM alerts a JOIN patient_summary s USING (patient_id)
+            WHERE s.discharged AND a.state <> 'resolved'
+            GROUP BY a.rule_id, a.escalated ORDER BY a.rule_id
+            """
+        )
+        ended = await connection.fetch(
+            """
+            SELECT a.rule_id, t.actor, t.reason
+            FROM alert_transitions t JOIN alerts a USING (alert_id)
+            WHERE t.kind = 'resolved' ORDER BY t.at, t.id
+            """
+        )
+    finally:
+        await connection.close()
+    handed = sum(row["n"] for row in left if row["rule_id"] == "safety" and row["escalated"])
+    others = sum(row["n"] for row in left) - handed
+    say("\n== How the alerts ended")
+    say(
+        f"   {discharged} patients discharged; their live alerts: {handed} safety alerts handed to the "
+        f"supervisor, {others} others"
+    )
+    kinds: dict[str, int] = {"cleared": 0, "discharge": 0, "superseded": 0, "by staff": 0}
+    examples: dict[str, str] = {}
+    for row in ended:
+        reason = row["reason"] or ""
+        if row["actor"] != SYSTEM:
+            kinds["by staff"] += 1
+        elif reason.startswith("patient discharged"):
+            kinds["discharge"] += 1
+        elif reason.startswith("superseded by"):
+            kinds["superseded"] += 1
+        else:
+            kinds["cleared"] += 1
+            examples.setdefault(row["rule_id"], reason)
+    say(
+        f"   {len(ended)} alerts resolved: {kinds['cleared']} when their condition cleared, "
+        f"{kinds['discharge']} at discharge, {kinds['superseded']} summarized by a step-up, "
+        f"{kinds['by staff']} by staff"
+    )
+    for rule_id, reason in sorted(examples.items())[:6]:
+        say(f"     {rule_id}: {reason}")
 
 
 async def _show_quarantine(database_url: str, say: Say) -> None:
