@@ -2,7 +2,7 @@
 
 A fixed delta pages on ordinary noise: a rise from 1 to 4 of 10, one skipped daily check-in. The
 soft signals are judged instead against the patient's own last ``days`` (14 by default): a robust
-centre and spread of their craving (median and median absolute deviation, which one odd day does
+centre and spread of their craving and mood (median and median absolute deviation, which one odd day does
 not move), and on how many days they checked in. Until there are ``min_checkins`` check-ins
 in that window there is no baseline, and the rule pack's floors apply alone.
 """
@@ -10,7 +10,7 @@ in that window there is no baseline, and the rule pack's floors apply alone.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
@@ -18,8 +18,9 @@ from iopcare.domain.engagement import CheckInRecord
 
 
 @dataclass(frozen=True)
-class UsualCraving:
-    """The patient's usual craving over a window: median, spread, and the middle half's range."""
+class UsualRange:
+    """The patient's usual value of a rating (craving, mood) over a window: median, spread, and the
+    middle half's range."""
 
     median: float
     spread: float  # median absolute deviation
@@ -38,19 +39,24 @@ def _window(checkins: Sequence[CheckInRecord], before: datetime, days: int) -> l
     return [c for c in checkins if since <= c.at < before]
 
 
-def usual_craving(
-    checkins: Sequence[CheckInRecord], before: datetime, *, days: int, min_checkins: int
-) -> UsualCraving | None:
-    """The usual craving over the ``days`` before ``before`` (not including it); None with fewer
-    than ``min_checkins`` check-ins there."""
+def usual_range(
+    checkins: Sequence[CheckInRecord],
+    before: datetime,
+    value: Callable[[CheckInRecord], int],
+    *,
+    days: int,
+    min_checkins: int,
+) -> UsualRange | None:
+    """The usual ``value`` of the check-ins in the ``days`` before ``before`` (not including it);
+    None with fewer than ``min_checkins`` check-ins there."""
     window = _window(checkins, before, days)
     if len(window) < min_checkins:
         return None
-    values = sorted(c.craving for c in window)
+    values = sorted(value(c) for c in window)
     median = statistics.median(values)
     spread = statistics.median(abs(v - median) for v in values)
     quartiles = statistics.quantiles(values, n=4, method="inclusive")
-    return UsualCraving(
+    return UsualRange(
         median=median,
         spread=spread,
         low=round(quartiles[0]),
@@ -58,6 +64,17 @@ def usual_craving(
         checkins=len(window),
         since=before - timedelta(days=days),
     )
+
+
+def usual_craving(
+    checkins: Sequence[CheckInRecord], before: datetime, *, days: int, min_checkins: int
+) -> UsualRange | None:
+    """The usual craving over the ``days`` before ``before``."""
+    return usual_range(checkins, before, _craving, days=days, min_checkins=min_checkins)
+
+
+def _craving(checkin: CheckInRecord) -> int:
+    return checkin.craving
 
 
 @dataclass(frozen=True)
@@ -106,4 +123,4 @@ def usual_rhythm(
     return UsualRhythm(len(window), (last - first).days + 1)
 
 
-__all__ = ["UsualCraving", "UsualRhythm", "usual_craving", "usual_rhythm"]
+__all__ = ["UsualRange", "UsualRhythm", "usual_craving", "usual_range", "usual_rhythm"]

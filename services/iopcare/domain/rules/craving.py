@@ -8,13 +8,16 @@ clears at the first check-in after the gap has passed without another high cravi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from datetime import timedelta, tzinfo
 
 from iopcare.contract import CheckInSubmitted
 from iopcare.domain.engagement import CheckInRecord, PatientState
-from iopcare.domain.rules.baseline import UsualCraving, usual_craving
-from iopcare.domain.rules.evidence import checkin_index, clearance, signal
+from iopcare.domain.rules.baseline import UsualRange, usual_craving
+from iopcare.domain.rules.evidence import (
+    checkin_episode_over,
+    checkin_index,
+    first_of_checkin_episode,
+    signal,
+)
 from iopcare.domain.rules.pack import CravingRising, RulePack
 from iopcare.domain.rules.wording import day, listing
 from iopcare.domain.signals import FactValue, Finding
@@ -38,11 +41,11 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
 
     zone = pack.program_calendar.zone
     no_more = f"craving of {rule.at_least} or more"
-    findings = _episode_over("craving_high", checkins, index, rule.gap, high, no_more, zone)
+    findings = checkin_episode_over("craving_high", checkins, index, rule.gap, high, no_more, zone)
     if not high(index):
         return findings
     current = checkins[index]
-    episode = checkins[_first_of_episode(checkins, index, rule.gap, high) : index + 1]
+    episode = checkins[first_of_checkin_episode(checkins, index, rule.gap, high) : index + 1]
     episode = [c for c in episode if c.craving >= rule.at_least]
     earlier = (
         f" Craving has been {rule.at_least} or more {len(episode)} times since {day(episode[0].at, zone)}: "
@@ -77,72 +80,6 @@ def craving_high(state: PatientState, event: CheckInSubmitted, pack: RulePack) -
     return findings
 
 
-def _episode_over(
-    rule_id: str,
-    checkins: list[CheckInRecord],
-    index: int,
-    gap: timedelta,
-    trigger: Callable[[int], bool],
-    no_more: str,
-    zone: tzinfo,
-) -> list[Finding]:
-    """The clearance of the episode that the check-in at ``index`` ends, being the first one more
-    than ``gap`` after the episode's last trigger (``no_more``: what stopped happening)."""
-    last = _last_of_ended_episode(checkins, index, gap, trigger)
-    if last is None:
-        return []
-    current = checkins[index]
-    return [
-        clearance(
-            rule_id,
-            f"no {no_more} for over {gap.days} days since {day(checkins[last].at, zone)} "
-            f"(craving {current.craving} on {day(current.at, zone)})",
-            current.at,
-            checkins[_first_of_episode(checkins, last, gap, trigger)].event_id,
-            continues_within=gap,
-        )
-    ]
-
-
-def _first_of_episode(
-    checkins: list[CheckInRecord], last: int, gap: timedelta, trigger: Callable[[int], bool]
-) -> int:
-    """Index of the first trigger of the episode whose trigger is at ``last``: walking back, the
-    episode goes on while each trigger follows the one before it within ``gap`` (no further back
-    than that, so a costly trigger is asked about the episode's check-ins only)."""
-    first = last
-    for k in range(last - 1, -1, -1):
-        if checkins[first].at - checkins[k].at > gap:
-            break
-        if trigger(k):
-            first = k
-    return first
-
-
-def _last_of_ended_episode(
-    checkins: list[CheckInRecord], index: int, gap: timedelta, trigger: Callable[[int], bool]
-) -> int | None:
-    """If the check-in at ``index`` is the first one more than ``gap`` after an episode's last
-    trigger, that trigger's index (the episode is over); else None."""
-    if index == 0:
-        return None
-    still_open, open_before = checkins[index].at - gap, checkins[index - 1].at - gap
-    # The episode's last trigger lies within the gap of the previous check-in but not of this one,
-    # and no trigger after it. Triggers are rare: look in that narrow span first (usually one
-    # check-in), and only then check that the gap after it is free of triggers.
-    first_in_gap = index
-    while first_in_gap > 0 and checkins[first_in_gap - 1].at >= still_open:
-        first_in_gap -= 1
-    last = first_in_gap - 1
-    while last >= 0 and checkins[last].at >= open_before and not trigger(last):
-        last -= 1
-    if last < 0 or checkins[last].at < open_before:
-        return None
-    if any(trigger(k) for k in range(first_in_gap, index)):
-        return None
-    return last
-
-
 def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack) -> list[Finding]:
     """Craving above the patient's own usual range, sustained over the last check-ins (the floor
     rule, a fixed rise, until there is a baseline): see ``CravingRising`` in the rule pack."""
@@ -151,9 +88,9 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
     index = checkin_index(checkins, event.id)
     if index < 0:
         return []
-    judged: dict[int, tuple[bool, UsualCraving | None]] = {}
+    judged: dict[int, tuple[bool, UsualRange | None]] = {}
 
-    def judge(k: int) -> tuple[bool, UsualCraving | None]:
+    def judge(k: int) -> tuple[bool, UsualRange | None]:
         if k not in judged:
             judged[k] = _above_usual(checkins, k, rule)
         return judged[k]
@@ -162,7 +99,7 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
         return judge(k)[0]
 
     zone = pack.program_calendar.zone
-    findings = _episode_over(
+    findings = checkin_episode_over(
         "craving_rising", checkins, index, rule.gap, rise, "craving above the usual range", zone
     )
     if not rise(index):
@@ -212,7 +149,7 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
             "craving_rising",
             rule,
             severity=rule.severity,
-            episode=checkins[_first_of_episode(checkins, index, rule.gap, rise)].event_id,
+            episode=checkins[first_of_checkin_episode(checkins, index, rule.gap, rise)].event_id,
             title=title,
             explanation=explanation,
             action=CRAVING_ACTION,
@@ -225,7 +162,7 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
     return findings
 
 
-def _bar(usual: UsualCraving, rule: CravingRising) -> int:
+def _bar(usual: UsualRange, rule: CravingRising) -> int:
     """The craving the patient's usual range puts the line at (never below the rule's floor)."""
     margin = max(rule.above_usual_by, rule.spread_multiplier * usual.spread)
     return max(rule.at_least, math.ceil(usual.median + margin))
@@ -233,7 +170,7 @@ def _bar(usual: UsualCraving, rule: CravingRising) -> int:
 
 def _above_usual(
     checkins: list[CheckInRecord], k: int, rule: CravingRising
-) -> tuple[bool, UsualCraving | None]:
+) -> tuple[bool, UsualRange | None]:
     """Is the check-in at ``k`` the last of a sustained run above the patient's usual range (or,
     without a baseline, of a rise by the floor rule)? With the baseline it was judged against."""
     sustained = rule.sustained_checkins

@@ -49,6 +49,7 @@ from iopcare.domain.rules.misses import (
     missed_often_over,
     run_of_misses_ended,
 )
+from iopcare.domain.rules.mood import mood_low
 from iopcare.domain.rules.pack import RulePack
 from iopcare.domain.rules.safety import safety
 from iopcare.domain.rules.silence import silence_ended
@@ -69,6 +70,7 @@ EVENT_RULES: dict[type, tuple[tuple[str, EventRule], ...]] = {
         ("reported_use", reported_use),
         ("craving_high", craving_high),
         ("craving_rising", craving_rising),
+        ("mood_low", mood_low),
         ("silence", silence_ended),
         *_USE_LEVELS,
     ),

@@ -11,14 +11,14 @@ the episode's alert (``alerts.PatientAlerts``) instead of raising one for each n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
 
 from iopcare.contract import Severity
 from iopcare.domain.engagement import CheckInRecord
 from iopcare.domain.rules.pack import Rule
-from iopcare.domain.rules.wording import fit
-from iopcare.domain.signals import Clearance, FactValue, Signal
+from iopcare.domain.rules.wording import day, fit
+from iopcare.domain.signals import Clearance, FactValue, Finding, Signal
 
 # The alert contract's limits (contract/alerts.py).
 MAX_TITLE = 200
@@ -99,3 +99,69 @@ def checkin_index(checkins: Sequence[CheckInRecord], event_id: str) -> int:
         if checkins[index].event_id == event_id:
             return index
     return -1
+
+
+def checkin_episode_over(
+    rule_id: str,
+    checkins: list[CheckInRecord],
+    index: int,
+    gap: timedelta,
+    trigger: Callable[[int], bool],
+    no_more: str,
+    zone: tzinfo,
+) -> list[Finding]:
+    """The clearance of the episode that the check-in at ``index`` ends, being the first one more
+    than ``gap`` after the episode's last trigger (``no_more``: what stopped happening)."""
+    last = last_of_ended_checkin_episode(checkins, index, gap, trigger)
+    if last is None:
+        return []
+    current = checkins[index]
+    return [
+        clearance(
+            rule_id,
+            f"no {no_more} for over {gap.days} days since {day(checkins[last].at, zone)} "
+            f"(craving {current.craving} on {day(current.at, zone)})",
+            current.at,
+            checkins[first_of_checkin_episode(checkins, last, gap, trigger)].event_id,
+            continues_within=gap,
+        )
+    ]
+
+
+def first_of_checkin_episode(
+    checkins: list[CheckInRecord], last: int, gap: timedelta, trigger: Callable[[int], bool]
+) -> int:
+    """Index of the first trigger of the episode whose trigger is at ``last``: walking back, the
+    episode goes on while each trigger follows the one before it within ``gap`` (no further back
+    than that, so a costly trigger is asked about the episode's check-ins only)."""
+    first = last
+    for k in range(last - 1, -1, -1):
+        if checkins[first].at - checkins[k].at > gap:
+            break
+        if trigger(k):
+            first = k
+    return first
+
+
+def last_of_ended_checkin_episode(
+    checkins: list[CheckInRecord], index: int, gap: timedelta, trigger: Callable[[int], bool]
+) -> int | None:
+    """If the check-in at ``index`` is the first one more than ``gap`` after an episode's last
+    trigger, that trigger's index (the episode is over); else None."""
+    if index == 0:
+        return None
+    still_open, open_before = checkins[index].at - gap, checkins[index - 1].at - gap
+    # The episode's last trigger lies within the gap of the previous check-in but not of this one,
+    # and no trigger after it. Triggers are rare: look in that narrow span first (usually one
+    # check-in), and only then check that the gap after it is free of triggers.
+    first_in_gap = index
+    while first_in_gap > 0 and checkins[first_in_gap - 1].at >= still_open:
+        first_in_gap -= 1
+    last = first_in_gap - 1
+    while last >= 0 and checkins[last].at >= open_before and not trigger(last):
+        last -= 1
+    if last < 0 or checkins[last].at < open_before:
+        return None
+    if any(trigger(k) for k in range(first_in_gap, index)):
+        return None
+    return last

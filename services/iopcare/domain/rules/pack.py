@@ -171,6 +171,20 @@ class CravingRising(_EpisodeGap):
     checkins: int = Field(ge=2, le=14)
 
 
+class MoodLow(_EpisodeGap):
+    """Mood below the patient's own usual range on the last ``sustained_checkins`` check-ins (each
+    at most ``at_most`` and ``below_usual_by`` points, or ``spread_multiplier`` spreads, below the
+    median of the ``baseline_days`` before); without a baseline, at most ``at_most_without_baseline``."""
+
+    sustained_checkins: int = Field(ge=1, le=7)
+    at_most: int = Field(ge=0, le=10)
+    below_usual_by: int = Field(ge=1, le=10)
+    spread_multiplier: float = Field(ge=0, le=10)
+    baseline_days: WindowDays
+    baseline_min_checkins: int = Field(ge=2, le=60)
+    at_most_without_baseline: int = Field(ge=0, le=10)
+
+
 class MissedInARow(SeverityRule):
     misses: int = Field(ge=1, le=50)
 
@@ -294,6 +308,7 @@ class Rules(_PackModel):
     positive_screen: PositiveScreen
     craving_high: CravingHigh
     craving_rising: CravingRising
+    mood_low: MoodLow
     missed_in_a_row: MissedInARow
     missed_often: MissedOften
     early_disengagement: EarlyDisengagement

@@ -70,6 +70,46 @@ def test_a_rise_from_1_to_4_is_ordinary_noise_with_or_without_a_baseline() -> No
     assert [s.rule_id for s in _rising(new.events)] == ["craving_rising"]
 
 
+# --- mood ------------------------------------------------------------------------------------------
+
+
+def _mood_low(events: list) -> list:
+    return [f for f in findings_after(events) if f.rule_id == "mood_low"]
+
+
+def test_mood_well_below_the_patients_own_range_on_two_checkins_alerts() -> None:
+    patient = Patient()
+    patient.enrolled()
+    for day in range(14):
+        patient.checkin(at(day, 20), mood=7 + (day % 3 == 0))  # usually 7-8
+    patient.checkin(at(14, 20), mood=4)
+    assert _mood_low(patient.events) == []  # one low day is not sustained
+    patient.checkin(at(15, 20), mood=3)
+    (signal,) = _mood_low(patient.events)
+    assert signal.title == "Mood below the usual range: 4 and 3"
+    assert signal.explanation == (
+        "Mood 4 on Mon 16 Mar and 3 on Tue 17 Mar (0-10), each below the patient's usual: over the 14 "
+        "days before, mood was usually 7-8 (median 7, 14 check-ins). Low mood, like craving, often "
+        "comes before a lapse."
+    )
+    assert signal.facts["threshold"] == 4
+
+
+def test_a_patient_whose_mood_is_usually_low_is_not_asked_about_the_same_mood() -> None:
+    patient = Patient()
+    patient.enrolled()
+    for day in range(14):
+        patient.checkin(at(day, 20), mood=4 + (day % 3 == 0))  # usually 4-5: the line is at 1
+    patient.checkin(at(14, 20), mood=3)
+    patient.checkin(at(15, 20), mood=3)
+    assert _mood_low(patient.events) == []
+    new = Patient()
+    new.enrolled()
+    new.checkin(at(0, 20), mood=2)
+    new.checkin(at(1, 20), mood=2)  # no baseline yet: 2 or less on both is low for anyone
+    assert [s.rule_id for s in _mood_low(new.events)] == ["mood_low"]
+
+
 # --- silence ---------------------------------------------------------------------------------------
 
 

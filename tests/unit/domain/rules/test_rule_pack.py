@@ -35,6 +35,7 @@ def test_the_default_pack_has_every_rule_of_the_clinical_table_with_its_numbers(
         "positive_screen",
         "craving_high",
         "craving_rising",
+        "mood_low",
         "missed_in_a_row",
         "missed_often",
         "early_disengagement",
