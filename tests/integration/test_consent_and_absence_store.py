@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from iopcare.contract import InboundEvent
+from iopcare.contract import CareTeamChanged, InboundEvent, new_event
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.test_absence import PATIENT as ABSENT
@@ -149,3 +149,35 @@ async def test_a_patient_whose_course_raises_in_the_sweep_is_set_aside_and_the_o
         ABSENT,
         "pt-absence02",
     ]
+
+
+async def test_a_transfer_moves_the_patient_and_their_open_alerts_to_the_new_counselor(
+    pool: asyncpg.Pool,
+) -> None:
+    store = EngagementStore(pool)
+    last = checkin(ENROLLED_AT + timedelta(hours=10))
+    await _commit(store, enrolled(), last)
+    await store.sweep(last.time + timedelta(hours=49))  # a silence alert, to the first counselor
+    before = await pool.fetchrow("SELECT counselor_id FROM alerts WHERE rule_id = 'silence'")
+    transfer = new_event(
+        CareTeamChanged,
+        subject=ABSENT,
+        source="ehr.clinic-a",
+        time=last.time + timedelta(hours=50),
+        id="ab-transfer",
+        data={"counselor_id": "staff-c77", "supervisor_id": "staff-s77", "reason_code": "transfer"},
+    )
+    await _commit(store, transfer)
+    patient = await pool.fetchrow(
+        "SELECT counselor_id, supervisor_id FROM patient_state WHERE patient_id = $1", ABSENT
+    )
+    after = await pool.fetchrow("SELECT counselor_id, supervisor_id FROM alerts WHERE rule_id = 'silence'")
+    assert before["counselor_id"] != "staff-c77"
+    assert tuple(patient) == tuple(after) == ("staff-c77", "staff-s77")
+    last_event = await pool.fetchrow(
+        "SELECT kind, payload::text AS payload FROM outbox ORDER BY id DESC LIMIT 1"
+    )
+    assert last_event["kind"] == "iop.alert.updated"
+    assert json.loads(last_event["payload"])["data"]["counselor_id"] == "staff-c77"
+    reason = await pool.fetchval("SELECT reason FROM alert_transitions ORDER BY id DESC LIMIT 1")
+    assert reason == "care team changed: counselor staff-c77, supervisor staff-s77"

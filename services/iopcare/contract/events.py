@@ -47,6 +47,8 @@ __all__ = [
     "EVENT_TYPES",
     "INBOUND_EVENT_ADAPTER",
     "MAX_CLOCK_SKEW",
+    "CareTeamChanged",
+    "CareTeamChangedData",
     "CheckInSubmitted",
     "CheckInSubmittedData",
     "ConsentData",
@@ -83,6 +85,8 @@ __all__ = [
     "Substance",
     "ToxicologyResulted",
     "ToxicologyResultedData",
+    "TreatmentPlanChanged",
+    "TreatmentPlanChangedData",
     "WeeklyPlan",
     "decode_event",
     "encode_event",
@@ -374,6 +378,39 @@ class LevelOfCareChanged(CloudEvent[LevelOfCareChangedData]):
     type: Literal["iop.level_of_care.changed"] = "iop.level_of_care.changed"
 
 
+class CareTeamChangedData(ContractModel):
+    """The patient's care team changed (FHIR CareTeam): a transfer to another counselor, cover for
+    an absence, a new supervisor. The program goes on; open alerts follow the patient."""
+
+    counselor_id: StaffId
+    """The counselor from now on: the first recipient of the patient's alerts."""
+    supervisor_id: StaffId
+    """The supervisor from now on: receives escalations."""
+    reason_code: Literal["transfer", "coverage", "supervision", "administrative"] = "transfer"
+    """Why the team changed."""
+
+
+class CareTeamChanged(CloudEvent[CareTeamChangedData]):
+    """`iop.care_team.changed`: the patient has a new counselor or supervisor."""
+
+    type: Literal["iop.care_team.changed"] = "iop.care_team.changed"
+
+
+class TreatmentPlanChangedData(ContractModel):
+    """The treatment plan's weekly expectations changed (FHIR CarePlan) without a new enrollment."""
+
+    weekly_plan: WeeklyPlan
+    """What the plan asks of the patient each week from ``effective_from`` on."""
+    effective_from: CalendarDate
+    """First day the new plan applies; program weeks starting on or after it are judged by it."""
+
+
+class TreatmentPlanChanged(CloudEvent[TreatmentPlanChangedData]):
+    """`iop.treatment_plan.changed`: the weekly plan changed."""
+
+    type: Literal["iop.treatment_plan.changed"] = "iop.treatment_plan.changed"
+
+
 class PatientDischargedData(ContractModel):
     """The end of the patient's stay in the program."""
 
@@ -444,6 +481,8 @@ InboundEvent = Annotated[
     | ToxicologyResulted
     | FellowshipAttended
     | LevelOfCareChanged
+    | CareTeamChanged
+    | TreatmentPlanChanged
     | PatientDischarged
     | ConsentGranted
     | ConsentRevoked,
@@ -473,6 +512,8 @@ _EVENT_CLASSES: tuple[type[CloudEvent[Any]], ...] = (
     ToxicologyResulted,
     FellowshipAttended,
     LevelOfCareChanged,
+    CareTeamChanged,
+    TreatmentPlanChanged,
     PatientDischarged,
     ConsentGranted,
     ConsentRevoked,

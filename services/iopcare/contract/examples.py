@@ -117,6 +117,15 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "decided_by": "staff-c12",
         "reason_code": "step_up",
     },
+    "iop.care_team.changed": {
+        "counselor_id": "staff-c07",
+        "supervisor_id": "staff-s03",
+        "reason_code": "transfer",
+    },
+    "iop.treatment_plan.changed": {
+        "weekly_plan": {"group_sessions": 3, "individual_sessions": 1, "hours": 9, "fellowship_meetings": 2},
+        "effective_from": "2024-07-15",
+    },
     "iop.patient.discharged": {
         "discharged_on": "2024-09-01",
         "disposition": "completed",

@@ -293,6 +293,17 @@ class PatientAlerts:
                 changes.append(Change("updated", lifted, SYSTEM, now, other.state, reason))
         return changes
 
+    # --- the care team --------------------------------------------------------------------------
+
+    def handed_over(self, reason: str, now: datetime) -> list[Change]:
+        """The patient's care team changed: every live alert is re-announced (``updated``, with the
+        reason) so that it reaches the new counselor's inbox and webhooks; nothing else changes."""
+        return [
+            Change("updated", alert, SYSTEM, now, alert.state, reason)
+            for alert in sorted(self.alerts.values(), key=lambda a: (a.raised_at, a.alert_id))
+            if alert.live
+        ]
+
     # --- the end of the program ----------------------------------------------------------------
 
     def discharged(self, words: str, now: datetime, never_close: frozenset[str]) -> list[Change]:

@@ -188,6 +188,7 @@ class PatientCourse:
         effects = Effects()
         self._fire_due(event.time, effects)
         self._escalate(event.time if now is None else now, effects)
+        team = self.state.care_team
         intake = take_in(self.state, event, self.held, self.tuning)
         if intake.held is not None:
             self.held.append(intake.held)
@@ -203,6 +204,10 @@ class PatientCourse:
                 self._decide(found, applied.id, applied.time, applied.time if now is None else now, effects)
         if intake.applied and isinstance(event, CHECKS_CHANGE_AFTER):
             self._reschedule(isinstance(event, PROGRAM_CHECKS_CHANGE_AFTER), effects)
+        if team is not None and self.state.care_team != team:
+            counselor, supervisor = self.state.care_team or team
+            reason = f"care team changed: counselor {counselor}, supervisor {supervisor}"
+            effects.changes += self.alerts.handed_over(reason, event.time if now is None else now)
         self._after_discharge(event.time if now is None else now, effects)
         return effects
 

@@ -27,6 +27,7 @@ from operator import attrgetter
 from typing import Any, Literal, Protocol, TypeVar
 
 from iopcare.contract import (
+    CareTeamChanged,
     CheckInSubmitted,
     ConsentGranted,
     ConsentRevoked,
@@ -44,6 +45,7 @@ from iopcare.contract import (
     SessionScheduled,
     SoberLivingReported,
     ToxicologyResulted,
+    TreatmentPlanChanged,
 )
 
 SessionKind = Literal["group", "individual", "family"]
@@ -224,6 +226,26 @@ class LevelChange:
 
 
 @dataclass(slots=True)
+class CareTeamChange:
+    """A new counselor or supervisor, from ``at`` on."""
+
+    counselor_id: str
+    supervisor_id: str
+    at: datetime
+    event_id: str
+
+
+@dataclass(slots=True)
+class PlanChange:
+    """A new weekly plan for the program weeks starting on or after ``effective_from``."""
+
+    effective_from: date
+    weekly_plan: WeeklyPlan
+    at: datetime
+    event_id: str
+
+
+@dataclass(slots=True)
 class Discharge:
     """The end of the episode of care."""
 
@@ -248,6 +270,8 @@ class PatientState:
     family_bookings: dict[str, FamilyBooking] = field(default_factory=dict)
     fellowship: list[FellowshipMeeting] = field(default_factory=list)
     consents: dict[str, Consent] = field(default_factory=dict)
+    care_team_changes: list[CareTeamChange] = field(default_factory=list)
+    plan_changes: list[PlanChange] = field(default_factory=list)
     high_water: datetime | None = None  # latest event time applied
     events_applied: int = 0
     late_events: int = 0
@@ -258,6 +282,32 @@ class PatientState:
         if self.level_changes:
             return self.level_changes[-1].to_level
         return self.enrollment.level_of_care if self.enrollment else None
+
+    @property
+    def care_team(self) -> tuple[str, str] | None:
+        """(counselor, supervisor) now: the latest care-team change since the enrollment, else the
+        enrollment's; None before enrollment."""
+        enrollment = self.enrollment
+        if enrollment is None:
+            return None
+        changes = [c for c in self.care_team_changes if c.at >= enrollment.enrolled_at]
+        if changes:
+            return changes[-1].counselor_id, changes[-1].supervisor_id
+        return enrollment.counselor_id, enrollment.supervisor_id
+
+    def weekly_plan_from(self, week_start: date) -> WeeklyPlan | None:
+        """The plan for a program week starting on ``week_start``: the latest plan change since the
+        enrollment that is in effect by then, else the enrollment's plan."""
+        enrollment = self.enrollment
+        if enrollment is None:
+            return None
+        plan = enrollment.weekly_plan
+        in_effect = [
+            c for c in self.plan_changes if c.at >= enrollment.enrolled_at and c.effective_from <= week_start
+        ]
+        if in_effect:
+            plan = max(in_effect, key=lambda c: (c.effective_from, c.at, c.event_id)).weekly_plan
+        return plan
 
     @property
     def last_checkin_at(self) -> datetime | None:
@@ -358,6 +408,24 @@ def _enrolled(state: PatientState, event: PatientEnrolled) -> None:
         enrolled_at=event.time,
         event_id=event.id,
     )
+
+
+def _care_team_changed(state: PatientState, event: CareTeamChanged) -> None:
+    d = event.data
+    _insert_by_time(
+        state.care_team_changes, CareTeamChange(d.counselor_id, d.supervisor_id, event.time, event.id)
+    )
+
+
+def _plan_changed(state: PatientState, event: TreatmentPlanChanged) -> None:
+    d = event.data
+    plan = WeeklyPlan(
+        group_sessions=d.weekly_plan.group_sessions,
+        individual_sessions=d.weekly_plan.individual_sessions,
+        hours=d.weekly_plan.hours,
+        fellowship_meetings=d.weekly_plan.fellowship_meetings,
+    )
+    _insert_by_time(state.plan_changes, PlanChange(d.effective_from, plan, event.time, event.id))
 
 
 def _checked_in(state: PatientState, event: CheckInSubmitted) -> None:
@@ -534,6 +602,8 @@ _FOLD: dict[type, Callable[[PatientState, Any], None]] = {
     ToxicologyResulted: _screened,
     FellowshipAttended: _fellowship,
     LevelOfCareChanged: _level_changed,
+    CareTeamChanged: _care_team_changed,
+    TreatmentPlanChanged: _plan_changed,
     PatientDischarged: _discharged,
     ConsentGranted: _consent,
     ConsentRevoked: _consent,

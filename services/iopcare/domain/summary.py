@@ -81,7 +81,8 @@ def summarize(state: PatientState, as_of: datetime | None, pack: RulePack) -> Ca
         number = calendar.week_number(enrollment.program_start, as_of)
         if number >= 1:
             done = week_attendance(state, number, calendar)
-            plan = enrollment.weekly_plan
+            start, _ = calendar.week_bounds(enrollment.program_start, number)
+            plan = state.weekly_plan_from(calendar.local_date(start)) or enrollment.weekly_plan
             week = WeekSummary(
                 week=number,
                 group_sessions=done.group_sessions,

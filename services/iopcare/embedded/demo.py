@@ -406,7 +406,7 @@ async def _show_lifecycle(database_url: str, say: Say) -> None:
         f"{kinds['discharge']} at discharge, {kinds['superseded']} summarized by a step-up, "
         f"{kinds['by staff']} by staff"
     )
-    for rule_id, reason in sorted(examples.items())[:6]:
+    for rule_id, reason in sorted(examples.items()):
         say(f"     {rule_id}: {reason}")
 
 

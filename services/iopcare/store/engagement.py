@@ -106,9 +106,10 @@ class SweepOutcome:
 
 
 def _team(state: PatientState) -> CareTeam:
-    if state.enrollment is None:
+    team = state.care_team
+    if team is None:
         return CareTeam(None, None)
-    return CareTeam(state.enrollment.counselor_id, state.enrollment.supervisor_id)
+    return CareTeam(*team)
 
 
 class EngagementStore:

@@ -85,7 +85,7 @@ def test_event_types_are_exactly_the_inbound_union() -> None:
 
 
 def test_event_types_are_dotted_and_namespaced() -> None:
-    assert len(ALL_TYPES) == 16
+    assert len(ALL_TYPES) == 18
     assert all(t.startswith("iop.") and t == t.lower() for t in ALL_TYPES)
 
 

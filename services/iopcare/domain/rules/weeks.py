@@ -104,6 +104,14 @@ def week_against_plan(state: PatientState, week: int, pack: RulePack) -> WeekAga
     return weeks_against_plan(state, range(week, week + 1), pack)[week]
 
 
+def _plan(state: PatientState, week_start: datetime, pack: RulePack) -> WeeklyPlan:
+    """The plan in effect for the week starting at ``week_start`` (a change takes effect from the
+    first week starting on or after its date)."""
+    plan = state.weekly_plan_from(pack.program_calendar.local_date(week_start))
+    assert plan is not None  # the caller checked the enrollment
+    return plan
+
+
 def weeks_against_plan(state: PatientState, weeks: range, pack: RulePack) -> dict[int, WeekAgainstPlan]:
     """Consecutive program weeks against the plan, in one pass over the sessions and meetings (a
     week close looks at the last few weeks for several rules)."""
@@ -125,7 +133,7 @@ def weeks_against_plan(state: PatientState, weeks: range, pack: RulePack) -> dic
         if first_day <= meeting.attended_on <= last_day:
             meetings_by_week[bisect_right(day_starts, meeting.attended_on) - 1].append(meeting)
     return {
-        week: _tally(week, start, end, sessions, meetings, enrollment.weekly_plan, pack)
+        week: _tally(week, start, end, sessions, meetings, _plan(state, start, pack), pack)
         for week, (start, end), sessions, meetings in zip(
             weeks, bounds, by_week, meetings_by_week, strict=True
         )
