@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # of the latest event time committed, for replaying history (the demo, a backfill).
     clock: Literal["wall", "stream"] = "wall"
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    intake_supervisor_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+        description="The supervisor whose queue takes the alerts of a patient with no counselor yet "
+        "(an event before the enrollment): at once, escalated. Unset: they wait for the enrollment.",
+    )
     # The HTTP API and counselor inbox (`iopcare api`).
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)

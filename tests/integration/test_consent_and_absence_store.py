@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from iopcare.contract import CareTeamChanged, InboundEvent, new_event
+from iopcare.contract import CareTeamChanged, CheckInSubmitted, InboundEvent, new_event
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.test_absence import PATIENT as ABSENT
@@ -181,3 +181,32 @@ async def test_a_transfer_moves_the_patient_and_their_open_alerts_to_the_new_cou
     assert json.loads(last_event["payload"])["data"]["counselor_id"] == "staff-c77"
     reason = await pool.fetchval("SELECT reason FROM alert_transitions ORDER BY id DESC LIMIT 1")
     assert reason == "care team changed: counselor staff-c77, supervisor staff-s77"
+
+
+async def test_a_patient_with_no_counselor_yet_is_in_the_intake_supervisors_queue(pool: asyncpg.Pool) -> None:
+    store = EngagementStore(pool, intake_supervisor_id="staff-s-intake")
+    early = new_event(
+        CheckInSubmitted,
+        subject=ABSENT,
+        source="checkin-app",
+        time=ENROLLED_AT - timedelta(hours=2),
+        id="ab-early-safety",
+        data={
+            "craving": 2,
+            "mood": 3,
+            "sleep_hours": 5,
+            "substance_use_reported": False,
+            "safety_concern": True,
+        },
+    )
+    await _commit(store, early)
+    patient = await pool.fetchrow(
+        "SELECT counselor_id, supervisor_id FROM patient_state WHERE patient_id = $1", ABSENT
+    )
+    alert = await pool.fetchrow("SELECT rule_id, supervisor_id, escalated FROM alerts")
+    assert tuple(patient) == (None, "staff-s-intake")
+    assert tuple(alert) == ("safety", "staff-s-intake", True)
+    kinds = await pool.fetch("SELECT kind FROM outbox ORDER BY id")
+    assert [k["kind"] for k in kinds] == ["iop.alert.created", "iop.alert.escalated"]
+    await _commit(store, enrolled())
+    assert await pool.fetchval("SELECT supervisor_id FROM alerts") == "staff-s03"  # the enrollment's team

@@ -131,11 +131,14 @@ class PatientAlerts:
         inhibit: bool = True,
         summarized_by: Mapping[str, frozenset[str]] | None = None,
         tier_of: Callable[[str], Tier] | None = None,
+        unowned: bool = False,
     ) -> list[Change]:
         """Apply what the rules found (in order) and return the changes. ``summarized_by``: for a
         rule, the rules whose live alert already stands for it (a step-up recommendation summarizes
         the engagement alerts behind it): while one is live, the rule opens no new alert.
-        ``tier_of``: a rule's tier (default: every alert pages)."""
+        ``tier_of``: a rule's tier (default: every alert pages). ``unowned``: the patient has no
+        counselor yet (an event before the enrollment): a new alert goes to the supervisor queue at
+        once (escalated), never waits unseen for an enrollment."""
         changes: list[Change] = []
         for finding in findings:
             if isinstance(finding, Clearance):
@@ -143,8 +146,24 @@ class PatientAlerts:
             else:
                 summary = (summarized_by or {}).get(finding.rule_id, frozenset())
                 tier: Tier = tier_of(finding.rule_id) if tier_of is not None else "page"
-                changes.extend(self._signal(finding, pack_version, now, deadline, inhibit, summary, tier))
+                made = self._signal(finding, pack_version, now, deadline, inhibit, summary, tier)
+                changes.extend(made)
+                if unowned:
+                    changes.extend(self._to_the_supervisor_queue(made, now))
         return changes
+
+    def _to_the_supervisor_queue(self, made: list[Change], now: datetime) -> list[Change]:
+        escalated: list[Change] = []
+        for change in made:
+            if change.kind != "created":
+                continue
+            alert = self.alerts[change.alert.dedup_key]
+            if alert.live and not alert.escalated:
+                queued = replace(alert, escalated=True, escalate_at=None)
+                self.alerts[alert.dedup_key] = queued
+                reason = "no counselor yet (before the enrollment): to the supervisor queue at once"
+                escalated.append(Change("escalated", queued, SYSTEM, now, alert.state, reason))
+        return escalated
 
     def _summarized(self, by: frozenset[str]) -> bool:
         return bool(by) and any(a.live and a.rule_id in by for a in self.alerts.values())

@@ -204,9 +204,10 @@ class PatientCourse:
                 self._decide(found, applied.id, applied.time, applied.time if now is None else now, effects)
         if intake.applied and isinstance(event, CHECKS_CHANGE_AFTER):
             self._reschedule(isinstance(event, PROGRAM_CHECKS_CHANGE_AFTER), effects)
-        if team is not None and self.state.care_team != team:
-            counselor, supervisor = self.state.care_team or team
-            reason = f"care team changed: counselor {counselor}, supervisor {supervisor}"
+        if self.state.care_team is not None and self.state.care_team != team:
+            counselor, supervisor = self.state.care_team
+            what = "care team changed" if team is not None else "counselor assigned at enrollment"
+            reason = f"{what}: counselor {counselor}, supervisor {supervisor}"
             effects.changes += self.alerts.handed_over(reason, event.time if now is None else now)
         self._after_discharge(event.time if now is None else now, effects)
         return effects
@@ -255,6 +256,7 @@ class PatientCourse:
             inhibit=self.pack.lifecycle.critical_inhibits_lesser,
             summarized_by=self.pack.summarized_by,
             tier_of=self.pack.tier,
+            unowned=self.state.care_team is None,
         )
 
     def _after_discharge(self, now: datetime, effects: Effects) -> None:

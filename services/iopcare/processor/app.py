@@ -100,7 +100,11 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
             if not parts:
                 pool = await connect_pool(endpoints.database_url, settings.database_pool_size)
                 store = EngagementStore(
-                    pool, pack, clock=settings.clock, partitions=settings.topic_partitions
+                    pool,
+                    pack,
+                    clock=settings.clock,
+                    partitions=settings.topic_partitions,
+                    intake_supervisor_id=settings.intake_supervisor_id,
                 )
                 parts.append(
                     _Parts(

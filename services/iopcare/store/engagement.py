@@ -105,10 +105,12 @@ class SweepOutcome:
     failed: list[Exception] = field(default_factory=list)  # advancing a patient raised (set aside)
 
 
-def _team(state: PatientState) -> CareTeam:
+def _team(state: PatientState, intake_supervisor: str | None = None) -> CareTeam:
+    """Who the patient's alerts go to: their care team, else (no counselor yet) the clinic's intake
+    supervisor's queue."""
     team = state.care_team
     if team is None:
-        return CareTeam(None, None)
+        return CareTeam(None, intake_supervisor)
     return CareTeam(*team)
 
 
@@ -127,8 +129,10 @@ class EngagementStore:
         partitions: int | None = None,
         deadline: Deadline | None = None,
         set_aside_seconds: float = 300.0,
+        intake_supervisor_id: str | None = None,
     ) -> None:
         self._pool = pool
+        self._intake_supervisor = intake_supervisor_id
         self._set_aside_seconds = set_aside_seconds
         self._set_aside: dict[str, float] = {}  # patient -> monotonic time to try advancing again
         self._partitions = partitions
@@ -185,7 +189,11 @@ class EngagementStore:
         for event in fresh:  # arrival (offset) order: a patient's events are in their partition's order
             effects[event.subject].extend(courses[event.subject].take(event, wall))
         changed = [courses[pid].state for pid in patient_ids if effects[pid].state_changed]
-        versions = await write_states(connection, changed) if changed else {}
+        versions = (
+            await write_states(connection, changed, unassigned_supervisor=self._intake_supervisor)
+            if changed
+            else {}
+        )
         outcome.patients = len(patient_ids)
         await self._write_effects(connection, courses, effects, outcome, as_of=wall)
         # Only rewritten rows have a new version; the others' cached copies stay valid as they are.
@@ -246,7 +254,10 @@ class EngagementStore:
         changes = [c for e in effects.values() for c in e.changes]
         if changes:
             touched = sorted({c.alert.patient_id for c in changes})
-            teams = {pid: (teams or {}).get(pid) or _team(courses[pid].state) for pid in touched}
+            teams = {
+                pid: (teams or {}).get(pid) or _team(courses[pid].state, self._intake_supervisor)
+                for pid in touched
+            }
             risks = {pid: courses[pid].risk_score() for pid in touched}
             await record_changes(connection, changes, teams, risks)
         outcome.alert_changes = changes

@@ -106,9 +106,12 @@ async def lock_patient_states(
     return states
 
 
-async def write_states(connection: Connection, states: list[PatientState]) -> dict[str, str]:
+async def write_states(
+    connection: Connection, states: list[PatientState], *, unassigned_supervisor: str | None = None
+) -> dict[str, str]:
     """Write the states (their rows locked by the caller) in the current document version, with the
-    columns read without parsing it; returns each row's new version (``xmin``, for the cache)."""
+    columns read without parsing it; returns each row's new version (``xmin``, for the cache). A
+    patient with no care team yet is in ``unassigned_supervisor``'s caseload (the intake queue)."""
     rows = await connection.fetch(
         """
         UPDATE patient_state AS p SET
@@ -126,7 +129,7 @@ async def write_states(connection: Connection, states: list[PatientState]) -> di
         [s.patient_id for s in states],
         [dump_state(s) for s in states],
         [s.care_team[0] if s.care_team else None for s in states],
-        [s.care_team[1] if s.care_team else None for s in states],
+        [s.care_team[1] if s.care_team else unassigned_supervisor for s in states],
         [s.level_of_care for s in states],
         [s.high_water for s in states],
         [s.last_checkin_at for s in states],

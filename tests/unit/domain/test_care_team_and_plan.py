@@ -76,3 +76,18 @@ def test_each_week_is_judged_by_the_plan_in_effect_when_it_started() -> None:
     week_2 = week_against_plan(state, 2, DEFAULT_PACK)
     assert week_1.group_sessions_expected == 4 and week_1.sessions_short
     assert week_2.group_sessions_expected == 2 and week_2.hours_expected == 6.5 and not week_2.sessions_short
+
+
+def test_an_alert_before_the_enrollment_goes_to_the_supervisor_queue_at_once() -> None:
+    patient = Patient()
+    crisis = patient.checkin(at(0, 7), safety=True)  # the check-in app was set up before intake
+    enrolled = patient.enrolled()
+    replay = StreamReplay(DEFAULT_PACK)
+    changes = [c for event in patient.events for _, fx in replay.feed(event) for c in fx.changes]
+    first = [c for c in changes if c.at == crisis.time]
+    assert [(c.kind, c.alert.rule_id) for c in first] == [("created", "safety"), ("escalated", "safety")]
+    assert first[1].reason == "no counselor yet (before the enrollment): to the supervisor queue at once"
+    assigned = [c for c in changes if c.at == enrolled.time]
+    assert [(c.kind, c.reason) for c in assigned] == [
+        ("updated", "counselor assigned at enrollment: counselor staff-c01, supervisor staff-s01")
+    ]
