@@ -10,13 +10,17 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from iopcare.settings import get_settings
 
+if TYPE_CHECKING:
+    from iopcare.domain.rules import RulePack
+
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _echo_err(message: str) -> None:
@@ -641,28 +645,61 @@ def publish(file: IO[bytes], topic: str | None) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.option(
+_READABLE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_events_option = click.option(
     "--events",
     "events_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_READABLE_FILE,
     required=True,
     help="NDJSON file of events, in the order they happened (e.g. from `iopcare cohort`).",
 )
-@click.option(
+_rules_option = click.option(
     "--rules",
     "rules_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_READABLE_FILE,
     default=None,
     help="Rule pack (TOML). Default: IOPCARE_RULE_PACK, else the packaged default pack.",
 )
-@click.option(
-    "--compare",
-    "compare_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A second rule pack: both run over the same events, side by side.",
-)
+
+
+def _compare_option(help: str) -> Callable[[F], F]:
+    return click.option("--compare", "compare_file", type=_READABLE_FILE, default=None, help=help)
+
+
+def _packs(rules_file: Path | None, compare_file: Path | None) -> list[RulePack]:
+    """The pack to run (``--rules``, else IOPCARE_RULE_PACK, else the default) and the one to
+    compare it with; an invalid pack is reported with every problem and exits 2."""
+    from iopcare.domain.rules import RulePackError
+    from iopcare.rulepacks import DEFAULT_PACK, load_pack
+
+    try:
+        chosen = rules_file or get_settings().rule_pack
+        packs = [load_pack(chosen) if chosen is not None else DEFAULT_PACK]
+        if compare_file is not None:
+            packs.append(load_pack(compare_file))
+    except RulePackError as exc:
+        _echo_err(str(exc))
+        sys.exit(2)
+    return packs
+
+
+def _pack_progress(version: str) -> Callable[[int, int, int], None]:
+    """A progress line on stderr for one pack's run over a file: share read, events, rate."""
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, events: int) -> None:
+        elapsed = time.perf_counter() - started
+        share = 100 * done / total if total else 100.0
+        rate = events / elapsed if elapsed else 0.0
+        click.echo(f"\r  pack {version}: {share:5.1f}%  {events:,} events  {rate:,.0f}/s", err=True, nl=False)
+
+    return progress
+
+
+@main.command()
+@_events_option
+@_rules_option
+@_compare_option("A second rule pack: both run over the same events, side by side.")
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -676,68 +713,27 @@ def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None
     The same rules and alert lifecycle as the processor, on the events' own clock. Use --compare to
     see what a threshold change would do to the alert volume before deploying it.
     """
-    from iopcare.domain.rules import RulePackError
     from iopcare.replay import render, replay_file
-    from iopcare.rulepacks import DEFAULT_PACK, load_pack
 
-    settings = get_settings()
-    try:
-        chosen = rules_file or settings.rule_pack
-        packs = [load_pack(chosen) if chosen is not None else DEFAULT_PACK]
-        if compare_file is not None:
-            packs.append(load_pack(compare_file))
-    except RulePackError as exc:
-        _echo_err(str(exc))
-        sys.exit(2)
     runs = []
-    for pack in packs:
-        started = time.perf_counter()
-
-        def progress(
-            done: int, total: int, events: int, started: float = started, version: str = pack.version
-        ) -> None:
-            elapsed = time.perf_counter() - started
-            share = 100 * done / total if total else 100.0
-            rate = events / elapsed if elapsed else 0.0
-            click.echo(
-                f"\r  pack {version}: {share:5.1f}%  {events:,} events  {rate:,.0f}/s", err=True, nl=False
-            )
-
-        runs.append(replay_file(events_file, pack, progress, jobs))
+    for pack in _packs(rules_file, compare_file):
+        runs.append(replay_file(events_file, pack, _pack_progress(pack.version), jobs))
         _echo_err("")
     for line in render(runs):
         click.echo(line)
 
 
 @main.command()
-@click.option(
-    "--events",
-    "events_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="NDJSON file of events, in the order they happened (e.g. from `iopcare cohort`).",
-)
+@_events_option
 @click.option(
     "--outcomes",
     "outcomes_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_READABLE_FILE,
     required=True,
     help="What happened to each patient, one JSON line each (e.g. from `iopcare cohort --outcomes`).",
 )
-@click.option(
-    "--rules",
-    "rules_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Rule pack (TOML). Default: IOPCARE_RULE_PACK, else the packaged default pack.",
-)
-@click.option(
-    "--compare",
-    "compare_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A second rule pack, scored over the same events and outcomes, side by side.",
-)
+@_rules_option
+@_compare_option("A second rule pack, scored over the same events and outcomes, side by side.")
 @click.option("--json", "as_json_output", is_flag=True, help="Print one JSON object instead of the tables.")
 def evaluate(
     events_file: Path,
@@ -751,36 +747,13 @@ def evaluate(
     Replays the events as `iopcare replay` does and judges every alert against what happened
     (docs/rules.md, "Judging a pack"): overall, per rule, per population and level of care.
     """
-    from iopcare.domain.rules import RulePackError
     from iopcare.evaluate import as_json, evaluate_files, render
     from iopcare.evaluation.outcomes import OutcomesError
-    from iopcare.rulepacks import DEFAULT_PACK, load_pack
 
-    settings = get_settings()
-    try:
-        chosen = rules_file or settings.rule_pack
-        packs = [load_pack(chosen) if chosen is not None else DEFAULT_PACK]
-        if compare_file is not None:
-            packs.append(load_pack(compare_file))
-    except RulePackError as exc:
-        _echo_err(str(exc))
-        sys.exit(2)
     runs = []
-    for pack in packs:
-        started = time.perf_counter()
-
-        def progress(
-            done: int, total: int, events: int, started: float = started, version: str = pack.version
-        ) -> None:
-            elapsed = time.perf_counter() - started
-            share = 100 * done / total if total else 100.0
-            rate = events / elapsed if elapsed else 0.0
-            click.echo(
-                f"\r  pack {version}: {share:5.1f}%  {events:,} events  {rate:,.0f}/s", err=True, nl=False
-            )
-
+    for pack in _packs(rules_file, compare_file):
         try:
-            runs.append(evaluate_files(events_file, outcomes_file, pack, progress))
+            runs.append(evaluate_files(events_file, outcomes_file, pack, _pack_progress(pack.version)))
         except OutcomesError as exc:
             _echo_err("")
             _echo_err(str(exc))

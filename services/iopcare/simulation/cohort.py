@@ -69,12 +69,19 @@ def iter_cohort(
     Each patient's timeline is built and validated in turn, then the per-patient streams are merged
     by time; ties go to the patient listed first in ``cohort_roster``, so the order is deterministic.
     """
+    streams = [timeline.events() for timeline in _timelines(patients, seed, start, days, archetype_mix)]
+    yield from heapq.merge(*streams, key=attrgetter("time"))
+
+
+def _timelines(
+    patients: int, seed: int, start: date | datetime, days: int, archetype_mix: Mapping[str, float] | None
+) -> list[_Timeline]:
+    """Each patient's timeline (course drawn, events not yet built), in roster order."""
     if days < 1:
         raise ValueError("days must be >= 1")
     day0, start_at = _day_zero(start)
     roster = cohort_roster(patients, seed=seed, archetype_mix=archetype_mix)
-    streams = [_Timeline(patient, day0, start_at, days).events() for patient in roster]
-    yield from heapq.merge(*streams, key=attrgetter("time"))
+    return [_Timeline(patient, day0, start_at, days) for patient in roster]
 
 
 def generate_cohort(
@@ -107,11 +114,7 @@ def cohort_outcomes(
     """What happened to each patient of the cohort ``iter_cohort`` builds with the same arguments:
     lapse episodes, dropout and crises, drawn from the latent process (latent.py), in roster order.
     The ground truth ``iopcare evaluate`` scores a rule pack against; never on the event topic."""
-    if days < 1:
-        raise ValueError("days must be >= 1")
-    day0, start_at = _day_zero(start)
-    roster = cohort_roster(patients, seed=seed, archetype_mix=archetype_mix)
-    return [_Timeline(patient, day0, start_at, days).outcome() for patient in roster]
+    return [timeline.outcome() for timeline in _timelines(patients, seed, start, days, archetype_mix)]
 
 
 def write_ndjson(

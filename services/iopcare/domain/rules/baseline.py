@@ -66,15 +66,27 @@ def usual_range(
     )
 
 
-def usual_craving(
-    checkins: Sequence[CheckInRecord], before: datetime, *, days: int, min_checkins: int
-) -> UsualRange | None:
-    """The usual craving over the ``days`` before ``before``."""
-    return usual_range(checkins, before, _craving, days=days, min_checkins=min_checkins)
-
-
-def _craving(checkin: CheckInRecord) -> int:
-    return checkin.craving
+def sustained_against_usual(
+    checkins: Sequence[CheckInRecord],
+    k: int,
+    value: Callable[[CheckInRecord], int],
+    *,
+    sustained: int,
+    days: int,
+    min_checkins: int,
+    beyond: Callable[[UsualRange, int], bool],
+    without_baseline: Callable[[int], bool],
+) -> tuple[bool, UsualRange | None]:
+    """Does the check-in at ``k`` end a run of ``sustained`` check-ins whose ``value`` is each
+    ``beyond`` the patient's usual range over the ``days`` before the run? Without a baseline there,
+    what ``without_baseline(k)`` says. Returns the answer and the range it was judged against."""
+    if k < sustained - 1:
+        return False, None
+    run = checkins[k - sustained + 1 : k + 1]
+    usual = usual_range(checkins, run[0].at, value, days=days, min_checkins=min_checkins)
+    if usual is None:
+        return without_baseline(k), None
+    return all(beyond(usual, value(c)) for c in run), usual
 
 
 @dataclass(frozen=True)
@@ -123,4 +135,10 @@ def usual_rhythm(
     return UsualRhythm(len(window), (last - first).days + 1)
 
 
-__all__ = ["UsualRange", "UsualRhythm", "usual_craving", "usual_range", "usual_rhythm"]
+__all__ = [
+    "UsualRange",
+    "UsualRhythm",
+    "sustained_against_usual",
+    "usual_range",
+    "usual_rhythm",
+]

@@ -7,11 +7,12 @@ clears at the first check-in after the gap has passed without another high cravi
 
 from __future__ import annotations
 
+import functools
 import math
 
 from iopcare.contract import CheckInSubmitted
 from iopcare.domain.engagement import CheckInRecord, PatientState
-from iopcare.domain.rules.baseline import UsualRange, usual_craving
+from iopcare.domain.rules.baseline import UsualRange, sustained_against_usual
 from iopcare.domain.rules.evidence import (
     checkin_episode_over,
     checkin_index,
@@ -88,12 +89,10 @@ def craving_rising(state: PatientState, event: CheckInSubmitted, pack: RulePack)
     index = checkin_index(checkins, event.id)
     if index < 0:
         return []
-    judged: dict[int, tuple[bool, UsualRange | None]] = {}
 
+    @functools.cache
     def judge(k: int) -> tuple[bool, UsualRange | None]:
-        if k not in judged:
-            judged[k] = _above_usual(checkins, k, rule)
-        return judged[k]
+        return _above_usual(checkins, k, rule)
 
     def rise(k: int) -> bool:
         return judge(k)[0]
@@ -173,20 +172,26 @@ def _above_usual(
 ) -> tuple[bool, UsualRange | None]:
     """Is the check-in at ``k`` the last of a sustained run above the patient's usual range (or,
     without a baseline, of a rise by the floor rule)? With the baseline it was judged against."""
-    sustained = rule.sustained_checkins
-    if k < sustained - 1:
-        return False, None
-    run = checkins[k - sustained + 1 : k + 1]
-    usual = usual_craving(
-        checkins, run[0].at, days=rule.baseline_days, min_checkins=rule.baseline_min_checkins
-    )
-    if usual is not None:
-        bar = _bar(usual, rule)
-        return all(c.craving >= bar for c in run), usual
     span = rule.checkins - 1
-    floor = (
-        k >= span
-        and checkins[k].craving >= rule.at_least
-        and checkins[k].craving - checkins[k - span].craving >= rule.rise_at_least
+
+    def floor(k: int) -> bool:
+        return (
+            k >= span
+            and checkins[k].craving >= rule.at_least
+            and checkins[k].craving - checkins[k - span].craving >= rule.rise_at_least
+        )
+
+    return sustained_against_usual(
+        checkins,
+        k,
+        _craving,
+        sustained=rule.sustained_checkins,
+        days=rule.baseline_days,
+        min_checkins=rule.baseline_min_checkins,
+        beyond=lambda usual, craving: craving >= _bar(usual, rule),
+        without_baseline=floor,
     )
-    return floor, None
+
+
+def _craving(checkin: CheckInRecord) -> int:
+    return checkin.craving

@@ -8,11 +8,12 @@ is a baseline only a floor (``at_most_without_baseline``) alerts. Episodes chain
 
 from __future__ import annotations
 
+import functools
 import math
 
 from iopcare.contract import CheckInSubmitted
 from iopcare.domain.engagement import CheckInRecord, PatientState
-from iopcare.domain.rules.baseline import UsualRange, usual_range
+from iopcare.domain.rules.baseline import UsualRange, sustained_against_usual
 from iopcare.domain.rules.evidence import (
     checkin_episode_over,
     checkin_index,
@@ -40,12 +41,19 @@ def mood_low(state: PatientState, event: CheckInSubmitted, pack: RulePack) -> li
     index = checkin_index(checkins, event.id)
     if index < 0:
         return []
-    judged: dict[int, tuple[bool, UsualRange | None]] = {}
 
+    @functools.cache
     def judge(k: int) -> tuple[bool, UsualRange | None]:
-        if k not in judged:
-            judged[k] = _below_usual(checkins, k, rule)
-        return judged[k]
+        return sustained_against_usual(
+            checkins,
+            k,
+            _mood,
+            sustained=rule.sustained_checkins,
+            days=rule.baseline_days,
+            min_checkins=rule.baseline_min_checkins,
+            beyond=lambda usual, mood: mood <= _bar(usual, rule),
+            without_baseline=lambda k: _without_baseline(checkins, k, rule),
+        )
 
     def low(k: int) -> bool:
         return judge(k)[0]
@@ -105,13 +113,7 @@ def _bar(usual: UsualRange, rule: MoodLow) -> int:
     return min(rule.at_most, math.floor(usual.median - margin))
 
 
-def _below_usual(checkins: list[CheckInRecord], k: int, rule: MoodLow) -> tuple[bool, UsualRange | None]:
-    sustained = rule.sustained_checkins
-    if k < sustained - 1:
-        return False, None
-    run = checkins[k - sustained + 1 : k + 1]
-    usual = usual_range(
-        checkins, run[0].at, _mood, days=rule.baseline_days, min_checkins=rule.baseline_min_checkins
-    )
-    bar = _bar(usual, rule) if usual is not None else rule.at_most_without_baseline
-    return all(c.mood <= bar for c in run), usual
+def _without_baseline(checkins: list[CheckInRecord], k: int, rule: MoodLow) -> bool:
+    """No baseline yet: the run is low for anyone (at most ``at_most_without_baseline``)."""
+    run = checkins[k - rule.sustained_checkins + 1 : k + 1]
+    return all(c.mood <= rule.at_most_without_baseline for c in run)

@@ -155,33 +155,34 @@ class CravingHigh(_EpisodeGap):
     at_least: int = Field(ge=0, le=10)
 
 
-class CravingRising(_EpisodeGap):
-    """Craving above the patient's own usual range on the last ``sustained_checkins`` check-ins
-    (each at least ``at_least`` and ``above_usual_by`` points, or ``spread_multiplier`` spreads,
-    above the median of the ``baseline_days`` before); without enough check-ins for a baseline, a
-    rise of ``rise_at_least`` across the last ``checkins`` check-ins that ends at ``at_least`` or more."""
+class _AgainstTheUsual(_EpisodeGap):
+    """A rating judged on the last ``sustained_checkins`` check-ins against the patient's own range
+    over the ``baseline_days`` before them (at least ``baseline_min_checkins`` check-ins there): the
+    margin from the median is the rule's points or ``spread_multiplier`` spreads (MAD), if more."""
 
     sustained_checkins: int = Field(ge=1, le=7)
-    at_least: int = Field(ge=0, le=10)
-    above_usual_by: int = Field(ge=1, le=10)
     spread_multiplier: float = Field(ge=0, le=10)
     baseline_days: WindowDays
     baseline_min_checkins: int = Field(ge=2, le=60)
+
+
+class CravingRising(_AgainstTheUsual):
+    """Craving above the usual range: each of the check-ins at least ``at_least`` and
+    ``above_usual_by`` points above the median; without a baseline, a rise of ``rise_at_least``
+    across the last ``checkins`` check-ins that ends at ``at_least`` or more."""
+
+    at_least: int = Field(ge=0, le=10)
+    above_usual_by: int = Field(ge=1, le=10)
     rise_at_least: int = Field(ge=1, le=10)
     checkins: int = Field(ge=2, le=14)
 
 
-class MoodLow(_EpisodeGap):
-    """Mood below the patient's own usual range on the last ``sustained_checkins`` check-ins (each
-    at most ``at_most`` and ``below_usual_by`` points, or ``spread_multiplier`` spreads, below the
-    median of the ``baseline_days`` before); without a baseline, at most ``at_most_without_baseline``."""
+class MoodLow(_AgainstTheUsual):
+    """Mood below the usual range: each of the check-ins at most ``at_most`` and ``below_usual_by``
+    points below the median; without a baseline, at most ``at_most_without_baseline``."""
 
-    sustained_checkins: int = Field(ge=1, le=7)
     at_most: int = Field(ge=0, le=10)
     below_usual_by: int = Field(ge=1, le=10)
-    spread_multiplier: float = Field(ge=0, le=10)
-    baseline_days: WindowDays
-    baseline_min_checkins: int = Field(ge=2, le=60)
     at_most_without_baseline: int = Field(ge=0, le=10)
 
 
