@@ -107,7 +107,7 @@ def run_evaluation(
                     RaisedAlert(
                         patient_id=pid,
                         rule_id=alert.rule_id,
-                        tier=pack.tier(alert.rule_id),
+                        tier=alert.tier,
                         horizon_days=pack.horizon(alert.rule_id),
                         on=alert.raised_at.astimezone(zone).date(),
                         level=watch.level(),

@@ -136,16 +136,16 @@ class PatientAlerts:
         """Apply what the rules found (in order) and return the changes. ``summarized_by``: for a
         rule, the rules whose live alert already stands for it (a step-up recommendation summarizes
         the engagement alerts behind it): while one is live, the rule opens no new alert.
-        ``tier_of``: a rule's tier (default: every alert pages). ``unowned``: the patient has no
-        counselor yet (an event before the enrollment): a new alert goes to the supervisor queue at
-        once (escalated), never waits unseen for an enrollment."""
+        ``tier_of``: a rule's tier (default: every alert pages), unless the signal names its own.
+        ``unowned``: the patient has no counselor yet (an event before the enrollment): a new alert
+        goes to the supervisor queue at once (escalated), never waits unseen for an enrollment."""
         changes: list[Change] = []
         for finding in findings:
             if isinstance(finding, Clearance):
                 changes.extend(self._clear(finding, now, deadline))
             else:
                 summary = (summarized_by or {}).get(finding.rule_id, frozenset())
-                tier: Tier = tier_of(finding.rule_id) if tier_of is not None else "page"
+                tier: Tier = finding.tier or (tier_of(finding.rule_id) if tier_of is not None else "page")
                 made = self._signal(finding, pack_version, now, deadline, inhibit, summary, tier)
                 changes.extend(made)
                 if unowned:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from iopcare.contract import Severity
+from iopcare.contract import Severity, Tier
 
 FactValue = str | int | float | bool | None
 
@@ -44,6 +44,9 @@ class Signal:
     # ones have aged out of that history the name moves on, but the episode has not ended: the
     # lifecycle continues the rule's live alert whose triggers are within this gap of this one.
     continues_within: timedelta | None = None
+    # How this alert reaches the counselor when it is not the rule's tier (a minor house report
+    # goes to the digest, a positive test at the house to the inbox): None for the rule's own.
+    tier: Tier | None = None
 
     def dedup_key(self, patient_id: str) -> str:
         return f"{patient_id}:{self.rule_id}:{self.episode}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 
-from iopcare.contract import Severity
+from iopcare.contract import Severity, Tier
 from iopcare.domain.engagement import CheckInRecord
 from iopcare.domain.rules.pack import Rule
 from iopcare.domain.rules.wording import day, fit
@@ -43,6 +43,7 @@ def signal(
     facts: Mapping[str, FactValue] | None = None,
     supersedes: Sequence[str] = (),
     continues_within: timedelta | None = None,
+    tier: Tier | None = None,
 ) -> Signal:
     """A rule's signal, cut to the contract's limits; the pack's wording of the action wins."""
     kept: dict[str, FactValue] = {}
@@ -63,6 +64,7 @@ def signal(
         facts=kept,
         supersedes=tuple(supersedes),
         continues_within=continues_within,
+        tier=tier,
     )
 
 

@@ -109,6 +109,7 @@ def sober_living_incident(state: PatientState, event: SoberLivingReported, pack:
                 "observed_at": report.observed_at.isoformat(),
                 "housing_instability": report.kind in ("left", "evicted"),
             },
+            tier=rule.tier_of(report.kind),
         )
     ]
 

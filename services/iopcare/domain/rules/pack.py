@@ -263,6 +263,23 @@ HouseReportKind = Literal[
 class SoberLivingIncident(Rule):
     severity_by_kind: dict[HouseReportKind, Severity] = Field(min_length=1)
     """Which house reports alert, and how urgently; kinds not listed do not alert."""
+    tier_by_kind: dict[HouseReportKind, Tier] = Field(default_factory=dict)
+    """Kinds whose alerts reach the counselor otherwise than the rule's ``tier`` (a missed house
+    meeting in the daily digest); a kind that does not alert, or that must page, is refused."""
+
+    @model_validator(mode="after")
+    def _tiers_of_alerting_kinds(self) -> SoberLivingIncident:
+        for kind in self.tier_by_kind:
+            if kind not in self.severity_by_kind:
+                raise PydanticCustomError(
+                    "tier_of_silent_kind",
+                    "tier_by_kind.{kind}: a {kind} report does not alert (not in severity_by_kind)",
+                    {"kind": kind},
+                )
+        return self
+
+    def tier_of(self, kind: HouseReportKind) -> Tier:
+        return self.tier_by_kind.get(kind, self.tier)
 
 
 class FamilyNoShow(SeverityRule):

@@ -80,7 +80,7 @@ def silence(state: PatientState, step: SilenceStep, due_at: datetime, pack: Rule
     usual = (
         f" The patient checked in on {rhythm.checkin_days} of the {rhythm.days} days before; for them "
         f"{unusual_after(rhythm, pack)} days in a row without one happen less than "
-        f"{pack.rules.silence.unlikely_below:.0%} of the time."
+        f"{pack.rules.silence.unlikely_below * 100:g}% of the time."
         if rhythm is not None
         else ""
     )

@@ -379,6 +379,7 @@ def test_house_reports_alert_by_kind_and_a_conflict_does_not() -> None:
     assert brief(findings_after(patient.events)) == [
         ("signal", "sober_living_incident", "low", "house-maple:curfew_violation:2026-03-05")
     ]
+    assert _only_signal(findings_after(patient.events)).tier == "digest"  # a minor incident: the digest
     patient.house(at(4, 17), "conflict")
     assert findings_after(patient.events) == []
     evicted = patient.house(at(9, 14), "evicted")

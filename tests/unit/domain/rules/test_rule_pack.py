@@ -3,6 +3,7 @@ clinic's pack is validated with errors that say where the problem is."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_a_clinic_pack_on_the_fourth_edition_loads_from_a_file(tmp_path: Path) -
     text = DEFAULT_PACK_PATH.read_text()
     levels_start, rules_start = text.index("[levels]"), text.index("# --- rules")
     text = text[:levels_start] + FOURTH_EDITION.lstrip() + text[rules_start:]
-    text = text.replace('version = "default-2026.3"', 'version = "clinic-7.2026.2"')
+    text = re.sub(r'version = "default-[^"]+"', 'version = "clinic-7.2026.2"', text, count=1)
     path = tmp_path / "clinic.toml"
     path.write_text(text)
     pack = load_pack(path)
@@ -291,4 +292,22 @@ def test_every_rule_declares_its_tier_and_safety_use_and_screens_always_page() -
     assert _problems(document) == [
         "rules.craving_rising.tier: Input should be 'page', 'inbox' or 'digest'",
         "rules.silence.tier: missing field",
+    ]
+
+
+def test_a_minor_house_report_goes_to_the_digest_and_a_kind_that_does_not_alert_has_no_tier() -> None:
+    rule = DEFAULT_PACK.rules.sober_living_incident
+    assert rule.tier == "inbox"
+    assert rule.tier_of("curfew_violation") == "digest" and rule.tier_of("missed_house_meeting") == "digest"
+    assert rule.tier_of("positive_test") == "inbox" and rule.tier_of("evicted") == "inbox"
+    document = _default()
+    document["rules"]["sober_living_incident"]["tier_by_kind"]["conflict"] = "digest"
+    document["rules"]["sober_living_incident"]["tier_by_kind"]["left"] = "pager"
+    assert _problems(document) == [
+        "rules.sober_living_incident.tier_by_kind.left: Input should be 'page', 'inbox' or 'digest'",
+    ]
+    document["rules"]["sober_living_incident"]["tier_by_kind"]["left"] = "page"
+    assert _problems(document) == [
+        "rules.sober_living_incident: tier_by_kind.conflict: a conflict report does not alert "
+        "(not in severity_by_kind)",
     ]
