@@ -724,29 +724,69 @@ def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None
 
 
 @main.command()
-@_events_option
+@click.option(
+    "--events",
+    "events_file",
+    type=_READABLE_FILE,
+    default=None,
+    help="NDJSON file of events, in the order they happened (e.g. from `iopcare cohort`).",
+)
 @click.option(
     "--outcomes",
     "outcomes_file",
     type=_READABLE_FILE,
-    required=True,
+    default=None,
     help="What happened to each patient, one JSON line each (e.g. from `iopcare cohort --outcomes`).",
 )
 @_rules_option
 @_compare_option("A second rule pack, scored over the same events and outcomes, side by side.")
+@click.option(
+    "--database",
+    "from_database",
+    is_flag=True,
+    help="Judge the live alerts by what the counselors recorded when acknowledging them (precision, "
+    "override rate, time to acknowledge per rule), from IOPCARE_DATABASE_URL, instead of a file.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="With --database: the first day of alerts raised (default: 90 days before --until).",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="With --database: the day after the last (default: tomorrow, UTC).",
+)
 @click.option("--json", "as_json_output", is_flag=True, help="Print one JSON object instead of the tables.")
 def evaluate(
-    events_file: Path,
-    outcomes_file: Path,
+    events_file: Path | None,
+    outcomes_file: Path | None,
     rules_file: Path | None,
     compare_file: Path | None,
+    from_database: bool,
+    since: datetime | None,
+    until: datetime | None,
     as_json_output: bool,
 ) -> None:
     """Score a rule pack against outcomes: precision, sensitivity, lead time, burden, risk AUC.
 
     Replays the events as `iopcare replay` does and judges every alert against what happened
-    (docs/rules.md, "Judging a pack"): overall, per rule, per population and level of care.
+    (docs/rules.md, "Judging a pack"): overall, per rule, per population and level of care. With
+    --database, judges the alerts the system raised by the counselors' own acknowledgement outcomes.
     """
+    if from_database:
+        if events_file or outcomes_file or rules_file or compare_file:
+            raise click.UsageError(
+                "--database judges the live alerts: give no --events, --outcomes or --rules"
+            )
+        _evaluate_database(since, until, as_json_output)
+        return
+    if since or until:
+        raise click.UsageError("--since and --until go with --database")
+    if events_file is None or outcomes_file is None:
+        raise click.UsageError("give --events and --outcomes (or --database)")
     from iopcare.evaluate import as_json, evaluate_files, render
     from iopcare.evaluation.outcomes import OutcomesError
 
@@ -763,6 +803,28 @@ def evaluate(
         click.echo(json.dumps(as_json(runs), indent=2))
         return
     for line in render(runs):
+        click.echo(line)
+
+
+def _evaluate_database(since: datetime | None, until: datetime | None, as_json_output: bool) -> None:
+    from datetime import UTC, timedelta
+
+    from iopcare.evaluate import render_verdicts, verdicts_json
+    from iopcare.evaluation.acknowledgements import verdicts
+    from iopcare.store.acknowledgements import acknowledgement_records
+
+    last = until.date() if until else datetime.now(UTC).date() + timedelta(days=1)
+    first = since.date() if since else last - timedelta(days=90)
+    if first >= last:
+        raise click.UsageError(f"--since {first} is not before --until {last}")
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last, datetime.min.time(), UTC)
+    records = _with_connection(lambda c: acknowledgement_records(c, start, end))
+    found = verdicts(records, until=end)
+    if as_json_output:
+        click.echo(json.dumps(verdicts_json(found, first, last), indent=2))
+        return
+    for line in render_verdicts(found, first, last):
         click.echo(line)
 
 

@@ -16,12 +16,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from iopcare.contract import InboundEvent, LevelOfCareChanged, PatientEnrolled
+from iopcare.contract import AcknowledgementOutcome, InboundEvent, LevelOfCareChanged, PatientEnrolled
 from iopcare.domain.backtest import StreamReplay
 from iopcare.domain.risk import risk_score
 from iopcare.domain.rules import RulePack
+from iopcare.domain.rules.pack import TIERS
+from iopcare.evaluation.acknowledgements import (
+    DEMOTE_ABOVE,
+    MIN_OUTCOMES,
+    RECENT_DAYS,
+    RuleVerdict,
+    overall,
+)
 from iopcare.evaluation.outcomes import PatientOutcome, read_outcomes
 from iopcare.evaluation.scoring import (
     Evaluation,
@@ -275,4 +283,99 @@ def as_json(runs: list[Scored]) -> dict[str, Any]:
     return document
 
 
-__all__ = ["Measures", "Scored", "as_json", "evaluate_files", "render", "run_evaluation"]
+# --- the counselors' own verdict (from the database) -------------------------------------------
+
+
+def render_verdicts(found: list[RuleVerdict], since: date, until: date) -> list[str]:
+    """The counselors' precision, override rate and time to acknowledge per rule, with the rules
+    whose override rate stays above the line named as candidates to demote."""
+    totals = overall(found)
+    head = totals["all"]
+    lines = [
+        f"alerts raised {since} to {until} (before {until}): {head['alerts']:,}, "
+        f"{head['with_outcome']:,} acknowledged with an outcome"
+    ]
+    if not head["with_outcome"]:
+        lines.append("no acknowledgement recorded an outcome in this period: nothing to judge yet")
+    rows = [["tier", "alerts", "with outcome", "precision", "override rate"]]
+    for tier in ("all", *TIERS):
+        t = totals[tier]
+        rows.append(
+            [
+                tier,
+                f"{t['alerts']:,}",
+                f"{t['with_outcome']:,}",
+                _cell(t["precision"], ".2f"),
+                _cell(t["override_rate"], ".2f"),
+            ]
+        )
+    lines += ["", *_table(rows)]
+    rows = [
+        [
+            "rule",
+            "tier",
+            "alerts",
+            "acknowledged",
+            "contacted",
+            "changed plan",
+            "no action",
+            "false alarm",
+            "override rate",
+            f"last {RECENT_DAYS} d",
+            "median h to ack",
+            "p90 h",
+            "demote to",
+        ]
+    ]
+    for v in found:
+        rows.append(
+            [
+                v.rule_id,
+                v.tier,
+                f"{v.alerts:,}",
+                f"{v.acknowledged:,}",
+                *(f"{v.outcomes.get(o, 0):,}" for o in get_args(AcknowledgementOutcome)),
+                _cell(v.override_rate, ".2f"),
+                _cell(v.recent_override_rate, ".2f"),
+                _cell(v.median_hours_to_acknowledge, ".1f"),
+                _cell(v.p90_hours_to_acknowledge, ".1f"),
+                v.demote_to or "-",
+            ]
+        )
+    lines += ["", *_table(rows, left=2)]
+    candidates = [v for v in found if v.demote_to]
+    lines.append("")
+    if candidates:
+        for v in candidates:
+            lines.append(
+                f"candidate to demote: {v.rule_id} ({v.tier} -> {v.demote_to}): overridden "
+                f"{v.override_rate:.0%} of {v.with_outcome:,} times, {v.recent_override_rate:.0%} in the "
+                f"last {RECENT_DAYS} days"
+            )
+    else:
+        lines.append(
+            f"no rule's override rate stays above {DEMOTE_ABOVE:.0%} (with at least {MIN_OUTCOMES} "
+            f"outcomes overall and in the last {RECENT_DAYS} days)"
+        )
+    return lines
+
+
+def verdicts_json(found: list[RuleVerdict], since: date, until: date) -> dict[str, Any]:
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "counselors": overall(found),
+        "per_rule": {v.rule_id: v.summary() for v in found},
+    }
+
+
+__all__ = [
+    "Measures",
+    "Scored",
+    "as_json",
+    "evaluate_files",
+    "render",
+    "render_verdicts",
+    "run_evaluation",
+    "verdicts_json",
+]

@@ -458,7 +458,7 @@ def _action_handler(action_name: str, body_model: type[BaseModel]) -> Handler:
 
 def _action(body: BaseModel, subject: str, now: datetime) -> CounselorAction:
     if isinstance(body, AcknowledgeRequest):
-        return Acknowledge(subject, body.note)
+        return Acknowledge(subject, body.note, body.outcome)
     if isinstance(body, SnoozeRequest):
         if body.until.tzinfo is None:
             raise Refusal(400, "bad_request", "until must carry a UTC offset")

@@ -25,7 +25,8 @@ SEVERITY_ORDER = "ARRAY['critical','high','medium','low','info']"
 ALERT_COLUMNS = """a.alert_id::text AS alert_id, a.patient_id, p.counselor_id, a.rule_id, a.rule_version,
     a.rule_pack_version, a.severity, a.state, a.title, a.explanation, a.recommended_action,
     a.occurrences, a.first_seen_at, a.last_seen_at, a.raised_at, a.escalate_at, a.escalated,
-    a.snoozed_until, a.inhibited_by::text AS inhibited_by, a.resolution, a.risk_score, a.tier"""
+    a.snoozed_until, a.inhibited_by::text AS inhibited_by, a.resolution, a.risk_score, a.tier,
+    a.acknowledgement_outcome"""
 
 SUMMARY_FIELDS = [
     "alert_id",
@@ -50,6 +51,7 @@ SUMMARY_FIELDS = [
     "resolution",
     "risk_score",
     "tier",
+    "acknowledgement_outcome",
 ]
 
 
@@ -186,7 +188,7 @@ async def live_alerts(connection: Connection, patient_id: str) -> list[asyncpg.R
 
 async def transitions(connection: Connection, alert_id: str) -> list[asyncpg.Record]:
     return await connection.fetch(
-        "SELECT kind, actor, at, from_state, to_state, reason FROM alert_transitions "
+        "SELECT kind, actor, at, from_state, to_state, reason, outcome FROM alert_transitions "
         "WHERE alert_id = $1::uuid ORDER BY id",
         alert_id,
     )

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from iopcare.contract import AlertState, Severity, Tier
+from iopcare.contract import AcknowledgementOutcome, AlertState, Severity, Tier
 
 MAX_BATCH = 500
 """Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
@@ -66,6 +66,8 @@ class AlertSummary(ApiModel):
     risk_score: int | None
     tier: Tier
     """How it reaches the counselor: page (pushed, escalates), inbox (shown only), digest."""
+    acknowledgement_outcome: AcknowledgementOutcome | None = None
+    """What the counselor recorded doing about it when acknowledging it."""
 
 
 class AlertPage(ApiModel):
@@ -89,6 +91,8 @@ class Transition(ApiModel):
     from_state: str | None
     to_state: str
     reason: str | None
+    outcome: AcknowledgementOutcome | None = None
+    """On an acknowledgement: what the counselor recorded doing about the alert."""
 
 
 class TimelineEvent(ApiModel):
@@ -161,6 +165,10 @@ class PatientSummary(ApiModel):
 
 
 class AcknowledgeRequest(ApiModel):
+    outcome: AcknowledgementOutcome | None = None
+    """What you did about it: contacted_patient, changed_plan, no_action_needed (the alert was right
+    but nothing was needed) or false_alarm. `iopcare evaluate --database` reports the counselors'
+    own precision and each rule's override rate from these."""
     note: Note | None = None
 
 

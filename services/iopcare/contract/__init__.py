@@ -6,6 +6,7 @@ as `AlertEvent`; messages that fail decoding go to `iop.events.v1.dlq` with `Dea
 """
 
 from iopcare.contract.alerts import (
+    AcknowledgementOutcome,
     AlertEvent,
     AlertEventData,
     AlertEventKind,
@@ -46,6 +47,7 @@ __all__ = [
     "AlertEventData",
     "AlertEventKind",
     "AlertEventType",
+    "AcknowledgementOutcome",
     "AlertState",
     "BookingId",
     "CalendarDate",

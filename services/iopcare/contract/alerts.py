@@ -28,6 +28,7 @@ from iopcare.contract.envelope import (
 )
 
 __all__ = [
+    "AcknowledgementOutcome",
     "AlertEvent",
     "AlertEventData",
     "AlertEventKind",
@@ -45,6 +46,11 @@ Severity = Literal["critical", "high", "medium", "low", "info"]
 Tier = Literal["page", "inbox", "digest"]
 """How an alert reaches the counselor: page (pushed and escalated), inbox (shown only), digest (in
 the counselor's daily summary). Set by the rule pack per rule."""
+
+AcknowledgementOutcome = Literal["contacted_patient", "changed_plan", "no_action_needed", "false_alarm"]
+"""What the counselor did about an alert when acknowledging it: the first two say the alert was
+worth their time, the last two that it was not (an override). A code, never free text: the optional
+note stays in the database, never on a topic."""
 
 AlertState = Literal["open", "acknowledged", "snoozed", "resolved"]
 """Where an alert is in its lifecycle."""
@@ -122,6 +128,8 @@ class AlertEventData(ContractModel):
     """Escalated to the supervisor because it stayed unacknowledged past its deadline."""
     tier: Tier = "page"
     """How it reaches the counselor: only a page is pushed to webhooks and escalates."""
+    acknowledgement_outcome: AcknowledgementOutcome | None = None
+    """What the counselor recorded doing about it when acknowledging it, if they said."""
 
     @model_validator(mode="after")
     def _seen_in_order(self) -> AlertEventData:

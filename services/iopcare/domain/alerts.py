@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from iopcare.contract import AlertEventKind, AlertState, Severity, Tier
+from iopcare.contract import AcknowledgementOutcome, AlertEventKind, AlertState, Severity, Tier
 from iopcare.domain.signals import SEVERITY_RANK, Clearance, FactValue, Finding, Signal
 
 SYSTEM = "system"
@@ -76,6 +76,7 @@ class Alert:
     inhibited_by: str | None = None  # id of the critical alert that silences this one
     resolution: str | None = None  # why it was resolved
     tier: Tier = "page"  # how it reaches the counselor: only a page escalates (and is pushed)
+    acknowledgement_outcome: AcknowledgementOutcome | None = None  # what the counselor did about it
 
     def deadline_for(self, deadline: Deadline, severity: Severity, at: datetime) -> datetime | None:
         """Its response deadline for ``severity`` from ``at``: none unless it pages."""
@@ -353,12 +354,27 @@ class PatientAlerts:
                 return alert
         raise AlertError("no such alert for this patient")
 
-    def acknowledge(self, alert_id: str, by: str, now: datetime, note: str | None = None) -> Change:
-        """The counselor has seen it and is acting: it stops escalating and stops asking."""
+    def acknowledge(
+        self,
+        alert_id: str,
+        by: str,
+        now: datetime,
+        note: str | None = None,
+        outcome: AcknowledgementOutcome | None = None,
+    ) -> Change:
+        """The counselor has seen it and is acting: it stops escalating and stops asking. ``outcome``
+        records what they did about it (acknowledging again with another outcome replaces it; without
+        one, an earlier outcome stays)."""
         alert = self._find(alert_id)
         if not alert.live:
             raise AlertError("the alert is resolved")
-        acknowledged = replace(alert, state="acknowledged", escalate_at=None, snoozed_until=None)
+        acknowledged = replace(
+            alert,
+            state="acknowledged",
+            escalate_at=None,
+            snoozed_until=None,
+            acknowledgement_outcome=outcome or alert.acknowledgement_outcome,
+        )
         self.alerts[alert.dedup_key] = acknowledged
         return Change("acknowledged", acknowledged, by, now, alert.state, note)
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from iopcare.contract import AcknowledgementOutcome
 from iopcare.domain.alerts import AlertError, Change, Deadline, PatientAlerts
 
 
 @dataclass(frozen=True)
 class Acknowledge:
-    """Seen and being acted on: it stops escalating."""
+    """Seen and being acted on: it stops escalating. ``outcome``: what the counselor did about it
+    (contacted the patient, changed the plan, no action needed, false alarm)."""
 
     by: str
     note: str | None = None
+    outcome: AcknowledgementOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ def act(
         raise AlertError("the alert is already resolved")
     changes = alerts.due(now, deadline)
     match action:
-        case Acknowledge(by=by, note=note):
-            changes.append(alerts.acknowledge(alert_id, by, now, note))
+        case Acknowledge(by=by, note=note, outcome=outcome):
+            changes.append(alerts.acknowledge(alert_id, by, now, note, outcome))
         case Snooze(by=by, until=until, reason=reason):
             changes.append(alerts.snooze(alert_id, by, until, reason, now))
         case Resolve(by=by, reason=reason):

@@ -36,7 +36,7 @@ class CareTeam:
 _COLUMNS = """alert_id, dedup_key, patient_id, counselor_id, supervisor_id, rule_id, rule_version,
     rule_pack_version, severity, state, title, explanation, recommended_action, event_ids, facts,
     occurrences, first_seen_at, last_seen_at, raised_at, escalate_at, escalated, snoozed_until,
-    inhibited_by, resolution, risk_score, tier"""
+    inhibited_by, resolution, risk_score, tier, acknowledgement_outcome"""
 
 
 async def load_alerts(
@@ -96,6 +96,7 @@ def _alert(row: asyncpg.Record) -> Alert:
         inhibited_by=str(row["inhibited_by"]) if row["inhibited_by"] else None,
         resolution=row["resolution"],
         tier=row["tier"],
+        acknowledgement_outcome=row["acknowledgement_outcome"],
     )
 
 
@@ -121,14 +122,14 @@ async def record_changes(
         f"""
         INSERT INTO alerts ({_COLUMNS})
         SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14::text[], c15, c16, c17, c18,
-               c19, c20, c21, c22, c23, c24, c25, c26
+               c19, c20, c21, c22, c23, c24, c25, c26, c27
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
             $14::text[], $15::jsonb[], $16::int[], $17::timestamptz[], $18::timestamptz[],
             $19::timestamptz[], $20::timestamptz[], $21::boolean[], $22::timestamptz[], $23::uuid[],
-            $24::text[], $25::int[], $26::text[])
+            $24::text[], $25::int[], $26::text[], $27::text[])
             AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
-                 c20, c21, c22, c23, c24, c25, c26)
+                 c20, c21, c22, c23, c24, c25, c26, c27)
         ON CONFLICT (alert_id) DO UPDATE SET
             counselor_id = EXCLUDED.counselor_id, supervisor_id = EXCLUDED.supervisor_id,
             rule_version = EXCLUDED.rule_version, rule_pack_version = EXCLUDED.rule_pack_version,
@@ -139,7 +140,7 @@ async def record_changes(
             escalate_at = EXCLUDED.escalate_at, escalated = EXCLUDED.escalated,
             snoozed_until = EXCLUDED.snoozed_until, inhibited_by = EXCLUDED.inhibited_by,
             resolution = EXCLUDED.resolution, risk_score = EXCLUDED.risk_score, tier = EXCLUDED.tier,
-            updated_at = now()
+            acknowledgement_outcome = EXCLUDED.acknowledgement_outcome, updated_at = now()
         """,
         [a.alert_id for a in snapshots],
         [a.dedup_key for a in snapshots],
@@ -168,12 +169,13 @@ async def record_changes(
         [a.resolution for a in snapshots],
         [risk_scores.get(a.patient_id) for a in snapshots],
         [a.tier for a in snapshots],
+        [a.acknowledgement_outcome for a in snapshots],
     )
     await connection.execute(
         """
-        INSERT INTO alert_transitions (alert_id, kind, actor, at, from_state, to_state, reason)
+        INSERT INTO alert_transitions (alert_id, kind, actor, at, from_state, to_state, reason, outcome)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                             $6::text[], $7::text[])
+                             $6::text[], $7::text[], $8::text[])
         """,
         [c.alert.alert_id for c in changes],
         [c.kind for c in changes],
@@ -182,6 +184,7 @@ async def record_changes(
         [c.from_state for c in changes],
         [c.alert.state for c in changes],
         [c.reason for c in changes],
+        [c.alert.acknowledgement_outcome if c.kind == "acknowledged" else None for c in changes],
     )
     events = [
         alert_event(
@@ -231,6 +234,7 @@ def _event_data(alert: Alert, team: CareTeam, risk_score: int | None) -> AlertEv
         risk_score=risk_score,
         escalated=alert.escalated,
         tier=alert.tier,
+        acknowledgement_outcome=alert.acknowledgement_outcome,
     )
 
 
