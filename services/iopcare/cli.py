@@ -739,7 +739,10 @@ def replay(events_file: Path, rules_file: Path | None, compare_file: Path | None
     help="What happened to each patient, one JSON line each (e.g. from `iopcare cohort --outcomes`).",
 )
 @_rules_option
-@_compare_option("A second rule pack, scored over the same events and outcomes, side by side.")
+@_compare_option(
+    "A second rule pack, scored over the same events and outcomes, side by side; with --database, a "
+    "candidate pack run beside the active one over the period's event log (shadow mode)."
+)
 @click.option(
     "--database",
     "from_database",
@@ -777,11 +780,9 @@ def evaluate(
     --database, judges the alerts the system raised by the counselors' own acknowledgement outcomes.
     """
     if from_database:
-        if events_file or outcomes_file or rules_file or compare_file:
-            raise click.UsageError(
-                "--database judges the live alerts: give no --events, --outcomes or --rules"
-            )
-        _evaluate_database(since, until, as_json_output)
+        if events_file or outcomes_file:
+            raise click.UsageError("--database judges the live alerts: give no --events or --outcomes")
+        _evaluate_database(since, until, as_json_output, rules_file, compare_file)
         return
     if since or until:
         raise click.UsageError("--since and --until go with --database")
@@ -806,11 +807,18 @@ def evaluate(
         click.echo(line)
 
 
-def _evaluate_database(since: datetime | None, until: datetime | None, as_json_output: bool) -> None:
+def _evaluate_database(
+    since: datetime | None,
+    until: datetime | None,
+    as_json_output: bool,
+    rules_file: Path | None,
+    compare_file: Path | None,
+) -> None:
     from datetime import UTC, timedelta
 
-    from iopcare.evaluate import render_verdicts, verdicts_json
+    from iopcare.evaluate import render_shifts, render_verdicts, shadow_alerts, verdicts_json
     from iopcare.evaluation.acknowledgements import verdicts
+    from iopcare.evaluation.shadow import compare_packs
     from iopcare.store.acknowledgements import acknowledgement_records
 
     last = until.date() if until else datetime.now(UTC).date() + timedelta(days=1)
@@ -821,10 +829,36 @@ def _evaluate_database(since: datetime | None, until: datetime | None, as_json_o
     end = datetime.combine(last, datetime.min.time(), UTC)
     records = _with_connection(lambda c: acknowledgement_records(c, start, end))
     found = verdicts(records, until=end)
+    document = verdicts_json(found, first, last)
+    lines = render_verdicts(found, first, last)
+    if compare_file is not None:
+        # The active pack: --rules, else the one the processor runs (IOPCARE_RULE_PACK).
+        active, candidate = _packs(rules_file, compare_file)
+        _echo_err(f"replaying the event log through {active.version} and {candidate.version} ...")
+
+        async def both(connection: Any) -> tuple[list[list[Any]], dict[str, Any]]:
+            async with connection.transaction():
+                alerts = await shadow_alerts(connection, [active, candidate], start, end)
+            rows = await connection.fetch(
+                "SELECT dedup_key, acknowledgement_outcome FROM alerts "
+                "WHERE raised_at >= $1 AND raised_at < $2",
+                start,
+                end,
+            )
+            return alerts, {r["dedup_key"]: r["acknowledgement_outcome"] for r in rows}
+
+        (now, then), outcomes = _with_connection(both)
+        shifts = compare_packs(now, then, outcomes)
+        document["compare"] = {
+            "rule_pack": active.version,
+            "candidate": candidate.version,
+            "per_rule": {s.rule_id: s.summary() for s in shifts},
+        }
+        lines += render_shifts(active, candidate, shifts)
     if as_json_output:
-        click.echo(json.dumps(verdicts_json(found, first, last), indent=2))
+        click.echo(json.dumps(document, indent=2))
         return
-    for line in render_verdicts(found, first, last):
+    for line in lines:
         click.echo(line)
 
 

@@ -18,7 +18,13 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, get_args
 
-from iopcare.contract import AcknowledgementOutcome, InboundEvent, LevelOfCareChanged, PatientEnrolled
+from iopcare.contract import (
+    AcknowledgementOutcome,
+    InboundEvent,
+    LevelOfCareChanged,
+    PatientEnrolled,
+    decode_event,
+)
 from iopcare.domain.backtest import StreamReplay
 from iopcare.domain.risk import risk_score
 from iopcare.domain.rules import RulePack
@@ -39,6 +45,7 @@ from iopcare.evaluation.scoring import (
     RiskSample,
     evaluate,
 )
+from iopcare.evaluation.shadow import RuleShift, ShadowAlert
 from iopcare.replay import Progress, collecting_less, read_events
 
 SAMPLE_EVERY = timedelta(days=7)
@@ -375,7 +382,87 @@ __all__ = [
     "as_json",
     "evaluate_files",
     "render",
+    "render_shifts",
     "render_verdicts",
     "run_evaluation",
+    "shadow_alerts",
     "verdicts_json",
 ]
+
+
+# --- a candidate pack beside the active one (from the event log) -------------------------------
+
+
+async def shadow_alerts(
+    connection: Any, packs: list[RulePack], since: datetime, until: datetime
+) -> list[list[ShadowAlert]]:
+    """What each pack raised (or would have) from ``since`` to ``until``: the event log up to
+    ``until`` replayed through each pack's courses, as the processor decides (on event time), the
+    alerts created in the period kept. Runs in the caller's transaction (a cursor)."""
+    replays = [StreamReplay(pack, until=until) for pack in packs]
+    raised: list[dict[str, ShadowAlert]] = [{} for _ in packs]
+
+    def record(index: int, moves: Iterable[tuple[str, Any]]) -> None:
+        for _pid, effects in moves:
+            gone = {c.alert.alert_id for c in effects.changes if c.kind == "resolved"}
+            for change in effects.changes:
+                alert = change.alert
+                if (
+                    change.kind == "created"
+                    and alert.alert_id not in gone
+                    and since <= alert.raised_at < until
+                ):
+                    raised[index][alert.dedup_key] = ShadowAlert(alert.dedup_key, alert.rule_id, alert.tier)
+
+    with collecting_less():
+        async for row in connection.cursor(
+            "SELECT payload::text AS payload FROM event_log WHERE event_time < $1 "
+            "ORDER BY event_time, source, event_id",
+            until,
+            prefetch=1000,
+        ):
+            event = decode_event(row["payload"].encode())
+            for index, replay in enumerate(replays):
+                record(index, replay.feed(event))
+        for index, replay in enumerate(replays):
+            record(index, replay.finish())
+    return [list(found.values()) for found in raised]
+
+
+def render_shifts(active: RulePack, candidate: RulePack, shifts: list[RuleShift]) -> list[str]:
+    """Per rule: what switching from ``active`` to ``candidate`` would keep, drop and add."""
+    rows = [
+        [
+            "rule",
+            "tier",
+            f"{active.version}",
+            f"{candidate.version}",
+            "kept",
+            "dropped",
+            "dropped: overridden / judged",
+            "added (unjudged)",
+        ]
+    ]
+    for s in shifts:
+        tiers = {s.tiers.get("active", "-"), s.tiers.get("candidate", "-")} - {"-"}
+        rows.append(
+            [
+                s.rule_id,
+                " -> ".join(sorted(tiers)) if len(tiers) > 1 else next(iter(tiers), "-"),
+                f"{s.active:,}",
+                f"{s.candidate:,}",
+                f"{s.kept:,}",
+                f"{s.dropped:,}",
+                f"{s.dropped_overridden:,} / {s.dropped_judged:,}",
+                f"{s.added:,}",
+            ]
+        )
+    total = [sum(getattr(s, name) for s in shifts) for name in ("active", "candidate", "dropped", "added")]
+    lines = [
+        "",
+        f"candidate {candidate.version} beside {active.version} over the same events (the event log "
+        f"replayed through both): {total[0]:,} alerts -> {total[1]:,}; {total[2]:,} dropped, "
+        f"{total[3]:,} added",
+        *_table(rows, left=2),
+    ]
+    return lines

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     webhook_coalesce_seconds: float = Field(default=0.5, ge=0, le=60)
     webhook_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    # How often the dispatcher looks whether the day's digests are due (the hour is the rule pack's
+    # [calendar] digest_hour, in the clinic's zone).
+    digest_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 @lru_cache(maxsize=1)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from iopcare.endpoints import Endpoints
+from iopcare.rulepacks import DEFAULT_PACK_PATH
 from tests.integration.clinic import NOW, Clinic
 
 pytestmark = pytest.mark.integration
@@ -42,7 +45,7 @@ async def _alert(clinic: Clinic, patient_id: str, rule_id: str) -> str:
 
 
 async def test_an_acknowledgement_records_its_outcome_and_evaluate_reads_the_counselors_verdict(
-    clinic: Clinic, clean_db: str, endpoints: Endpoints
+    clinic: Clinic, clean_db: str, endpoints: Endpoints, tmp_path: Path
 ) -> None:
     safety = await _alert(clinic, "pt-a1", "safety")
     craving = await _alert(clinic, "pt-a1", "craving_high")
@@ -95,3 +98,19 @@ async def test_an_acknowledgement_records_its_outcome_and_evaluate_reads_the_cou
     assert code == 0, err
     assert "3 acknowledged with an outcome" in table
     assert "no rule's override rate stays above 50%" in table  # too few outcomes to judge
+
+    # A candidate pack without craving_high, beside the active one over the same logged events: it
+    # would drop the 3 craving_high alerts, 2 of them overridden by the counselors.
+    candidate = tmp_path / "candidate.toml"
+    text = DEFAULT_PACK_PATH.read_text()
+    text = re.sub(r'version = "default-[^"]+"', 'version = "candidate-1"', text, count=1)
+    text = text.replace("[rules.craving_high]", "[rules.craving_high]\nenabled = false", 1)
+    candidate.write_text(text)
+    code, out, err = await _evaluate_database(env, "--json", "--compare", str(candidate))
+    assert code == 0, err
+    shifts = json.loads(out)["compare"]
+    assert shifts["candidate"] == "candidate-1"
+    craving = shifts["per_rule"]["craving_high"]
+    assert (craving["active"], craving["candidate"], craving["dropped"]) == (3, 0, 3)
+    assert (craving["dropped_judged"], craving["dropped_overridden"]) == (2, 2)
+    assert shifts["per_rule"]["safety"]["kept"] == shifts["per_rule"]["safety"]["active"] == 3

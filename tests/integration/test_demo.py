@@ -65,6 +65,10 @@ def test_the_demo_shows_explained_alerts_and_a_rerun_starts_from_empty_servers(t
     assert re.search(r"^     silence: checked in on \w{3} \d+ \w{3} \d\d:\d\d after \d+ hours$", first, re.M)
     webhook = re.search(r"(\d+) signed POSTs carried (\d+) alert notices .*; 0 failed verification", first)
     assert webhook is not None and int(webhook.group(1)) > 0
+    # The featured counselor's daily digest, made by the dispatcher and read through the API.
+    assert re.search(
+        r"today's digest \(GET /v1/digests\): Daily summary for \w{3} \d+ \w{3}: \d+ items? about", first
+    )
     assert "Stopped the demo's broker and Postgres" in first
 
     # Every stored state is what the event log folds to.

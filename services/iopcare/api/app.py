@@ -36,10 +36,14 @@ from iopcare.api import caseload, metrics
 from iopcare.api.audit import AuditEntry, Outcome, record_audit
 from iopcare.api.models import (
     MAX_BATCH,
+    AcknowledgeDigestRequest,
     AcknowledgeRequest,
     AlertDetail,
     AlertPage,
     AlertSummary,
+    DigestItemView,
+    DigestPage,
+    DigestView,
     Evidence,
     IngestResponse,
     IngestResult,
@@ -58,9 +62,11 @@ from iopcare.api.tokens import Principal, Role, authenticate
 from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
 from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
 from iopcare.domain.counselor import Acknowledge, CounselorAction, Resolve, Snooze
+from iopcare.domain.digest import by_rule, headline
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
 from iopcare.store.counselor_actions import AlertNotFound, apply_action
+from iopcare.store.digests import Digest, digest, digests_of, mark_acknowledged
 from iopcare.store.patients import case_summary_fields, read_summaries
 
 log = logging.getLogger(__name__)
@@ -681,6 +687,130 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise Refusal(400, "bad_request", f"{where}: {first['msg']}") from None
 
 
+# --- digests -----------------------------------------------------------------------------------
+
+
+async def _visible_counselors(connection: Any, principal: Principal) -> list[str]:
+    """Whose digests the caller may read: a counselor their own; a supervisor their own and those of
+    the counselors of their team's patients."""
+    if principal.role == "supervisor":
+        team = await connection.fetch(
+            "SELECT DISTINCT counselor_id FROM patient_state "
+            "WHERE supervisor_id = $1 AND counselor_id IS NOT NULL",
+            principal.subject,
+        )
+        return sorted({principal.subject, *(r["counselor_id"] for r in team)})
+    return [principal.subject]
+
+
+async def _digest_view(connection: Any, made: Digest) -> DigestView:
+    states = {
+        r["alert_id"]: r["state"]
+        for r in await connection.fetch(
+            "SELECT alert_id::text AS alert_id, state FROM alerts WHERE alert_id = ANY($1::uuid[])",
+            made.alert_ids,
+        )
+    }
+    return DigestView(
+        digest_id=made.digest_id,
+        counselor_id=made.counselor_id,
+        for_day=made.for_day,
+        made_at=made.made_at,
+        headline=headline(made.for_day, made.items),
+        by_rule=dict(by_rule(made.items)),
+        items=[
+            DigestItemView(
+                alert_id=i.alert_id,
+                patient_id=i.patient_id,
+                rule_id=i.rule_id,
+                title=i.title,
+                state=states.get(i.alert_id, "resolved"),
+            )
+            for i in made.items
+        ],
+        acknowledged_at=made.acknowledged_at,
+        acknowledged_by=made.acknowledged_by,
+    )
+
+
+def _digest_entries(
+    api: ApiService, request: web.Request, principal: Principal, action: str, digests: list[Digest]
+) -> list[AuditEntry]:
+    patients = sorted({item.patient_id for d in digests for item in d.items})
+    return [api.entry(request, principal, action, "allowed", pid) for pid in patients] or [
+        api.entry(request, principal, action, "allowed")
+    ]
+
+
+async def _list_digests(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", "14"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 90:
+        raise Refusal(400, "bad_request", "limit must be a whole number from 1 to 90")
+
+    async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+        found = await digests_of(connection, await _visible_counselors(connection, principal), limit)
+        page = DigestPage(digests=[await _digest_view(connection, d) for d in found])
+        return _json(page), _digest_entries(api, request, principal, "digests.list", found)
+
+    response: web.Response = await api.audited(request, principal, work)
+    return response
+
+
+async def _acknowledge_digest(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
+    body = await _body(request, AcknowledgeDigestRequest)
+    assert isinstance(body, AcknowledgeDigestRequest)
+    now = api.now()
+    action = "digest.acknowledge"
+
+    async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
+        digest_id = _uuid_or_none(request.match_info["digest_id"])
+        found = await digest(connection, digest_id) if digest_id else None
+        if found is None or found.counselor_id not in await _visible_counselors(connection, principal):
+            return Refusal(404, "not_found", "no such digest of yours"), [
+                api.entry(request, principal, action, "not_found")
+            ]
+        entries = []
+        for item in found.items:
+            row, audit = await _alert_in_caseload(api, connection, request, principal, action, item.alert_id)
+            entries.append(audit)
+            if row is None or row["state"] == "resolved":
+                continue
+            try:
+                async with connection.transaction():  # a savepoint: one item resolved meanwhile is skipped
+                    await apply_action(
+                        connection,
+                        item.alert_id,
+                        Acknowledge(principal.subject, None, body.outcome),
+                        now=now,
+                        deadline=api.deadline,
+                    )
+            except (AlertError, AlertNotFound):
+                continue
+        await mark_acknowledged(connection, found.digest_id, principal.subject, now)
+        after = await digest(connection, found.digest_id)
+        assert after is not None
+        return _json(await _digest_view(connection, after)), entries or [
+            api.entry(request, principal, action, "allowed")
+        ]
+
+    response: web.Response = await api.audited(request, principal, work)
+    return response
+
+
+async def _alert_in_caseload(
+    api: ApiService, connection: Any, request: web.Request, principal: Principal, action: str, alert_id: str
+) -> tuple[asyncpg.Record | None, AuditEntry]:
+    row, patient_id = await caseload.alert_with_caseload(connection, principal, alert_id)
+    if row is None:
+        return None, api.entry(
+            request, principal, action, "denied" if patient_id else "not_found", patient_id
+        )
+    return row, api.entry(request, principal, action, "allowed", row["patient_id"], row["alert_id"])
+
+
 _STATE_PARAM = QueryParam(
     "state",
     "Alert states to list (repeatable); default: every unresolved alert.",
@@ -744,6 +874,31 @@ ROUTES: tuple[Route, ...] = (
     ),
     _action_route("snooze", SnoozeRequest, "Snooze an alert until a time, with a reason; it reopens then"),
     _action_route("resolve", ResolveRequest, "Resolve an alert, with the reason"),
+    Route(
+        "GET",
+        "/v1/digests",
+        _list_digests,
+        CARE_ROLES,
+        "My daily digests (a supervisor: also my team's), newest first: the digest-tier alerts "
+        "gathered at the clinic's hour",
+        DigestPage,
+        query=(
+            QueryParam("limit", "How many.", {"type": "integer", "minimum": 1, "maximum": 90, "default": 14}),
+        ),
+        statuses=(400,),
+        action="digests.list",
+    ),
+    Route(
+        "POST",
+        "/v1/digests/{digest_id}/acknowledge",
+        _acknowledge_digest,
+        CARE_ROLES,
+        "Acknowledge a digest in one step: every live item of it, with an optional outcome",
+        DigestView,
+        request=AcknowledgeDigestRequest,
+        statuses=(400, 404),
+        action="digest.acknowledge",
+    ),
     Route(
         "GET",
         "/v1/patients/{patient_id}",

@@ -181,6 +181,43 @@ class ResolveRequest(ApiModel):
     reason: Note
 
 
+class DigestItemView(ApiModel):
+    """One alert of a digest: whose, which rule, its title and its state now."""
+
+    alert_id: str
+    patient_id: str
+    rule_id: str
+    title: str
+    state: AlertState
+
+
+class DigestView(ApiModel):
+    """A counselor's daily digest: the digest-tier alerts gathered at the clinic's hour."""
+
+    digest_id: str
+    counselor_id: str
+    for_day: date
+    made_at: datetime
+    headline: str
+    """e.g. "Daily summary for Mon 7 Dec: 5 items about 3 patients"."""
+    by_rule: dict[str, int]
+    """How many items each rule contributed."""
+    items: list[DigestItemView]
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class DigestPage(ApiModel):
+    """The latest digests, newest first."""
+
+    digests: list[DigestView]
+
+
+class AcknowledgeDigestRequest(ApiModel):
+    outcome: AcknowledgementOutcome | None = None
+    """Recorded on every item acknowledged (see the alert acknowledgement)."""
+
+
 class IngestResult(ApiModel):
     """What became of one posted event: accepted (acknowledged by the broker), rejected (it breaks the
     contract: fix it, the reason says how) or failed (the broker did not acknowledge it: retry it; the

@@ -23,6 +23,7 @@ from iopcare.dispatcher import metrics
 from iopcare.dispatcher.webhooks.policy import (
     DisablePolicy,
     RetryPolicy,
+    digest_body,
     notification_body,
     origin,
     signed_headers,
@@ -100,13 +101,17 @@ class WebhookSender:
                     task.cancel()
 
     async def _attempt(self, delivery: DueDelivery) -> None:
-        body = notification_body(
-            delivery.delivery_id,
-            delivery.notification_group,
-            delivery.patient_id,
-            delivery.created_at,
-            delivery.notices,
-        )
+        if delivery.digest is not None:
+            body = digest_body(delivery.delivery_id, delivery.created_at, delivery.digest)
+        else:
+            assert delivery.patient_id is not None  # an alert notification is one patient's
+            body = notification_body(
+                delivery.delivery_id,
+                delivery.notification_group,
+                delivery.patient_id,
+                delivery.created_at,
+                delivery.notices,
+            )
         headers = signed_headers(delivery.secret, body, delivery.delivery_id, delivery.attempt, self._clock())
         status: int | None = None
         error = ""

@@ -33,3 +33,7 @@ TAKE_IN_RETRIES = Counter(
     "iopcare_dispatcher_take_in_retries_total",
     "Batches of alert events whose Postgres transaction was retried (database unreachable or a race).",
 )
+DIGESTS = Counter(
+    "iopcare_digests_made_total",
+    "Counselors' daily digests made (one per counselor and day with digest-tier alerts waiting).",
+)

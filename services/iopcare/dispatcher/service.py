@@ -1,8 +1,9 @@
 """``iopcare dispatcher``: the alert-event consumer, the webhook sender and their web endpoints.
 
-One process runs three things on one event loop: :class:`AlertEventConsumer` (``iop.alerts.v1`` to
-delivery rows), :class:`WebhookSender` (delivery rows to signed POSTs) and a small aiohttp server
-with ``/metrics``, ``/healthz`` and ``/readyz``. Several dispatchers may run: the consumer group
+One process runs four things on one event loop: :class:`AlertEventConsumer` (``iop.alerts.v1`` to
+delivery rows), :class:`WebhookSender` (delivery rows to signed POSTs), :class:`DigestTimer` (the
+counselors' daily digests at the clinic's hour) and a small aiohttp server with ``/metrics``,
+``/healthz`` and ``/readyz``. Several dispatchers may run: the consumer group
 splits the partitions, and ``SKIP LOCKED`` claims split the deliveries. SIGTERM lets the batch and
 the POSTs in flight finish and be recorded, then commits and leaves the group.
 """
@@ -23,9 +24,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.dispatcher.consumer import AlertEventConsumer, AlertIntake
 from iopcare.dispatcher.delivery import WebhookSender
+from iopcare.dispatcher.digests import DigestTimer
 from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool, readiness
+from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class Dispatcher:
                 AlertEventConsumer(self._consumer, intake).run(self._stopping), name="alert-consumer"
             ),
             asyncio.create_task(self.sender.run(self._stopping), name="webhook-sender"),
+            asyncio.create_task(self._digest_timer(sender).run(self._stopping), name="digest-timer"),
         ]
         log.info(
             "dispatcher consuming %s as group %s; web on %s:%s",
@@ -93,6 +97,19 @@ class Dispatcher:
             settings.dispatcher_group_id,
             settings.dispatcher_web_host,
             self.web_port,
+        )
+
+    def _digest_timer(self, sender: WebhookSender) -> DigestTimer:
+        settings = self.settings
+        pack = load_pack(settings.rule_pack) if settings.rule_pack else DEFAULT_PACK
+        assert self._pool is not None
+        return DigestTimer(
+            self._pool,
+            hour=pack.calendar.digest_hour,
+            zone=pack.program_calendar.zone,
+            public_url=settings.public_url,
+            poll_seconds=settings.digest_poll_seconds,
+            on_made=sender.wake,
         )
 
     async def _start_consumer(self) -> AIOKafkaConsumer:

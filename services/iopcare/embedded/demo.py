@@ -172,6 +172,8 @@ def run_demo(
         "IOPCARE_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "IOPCARE_DISPATCHER_GROUP_ID": f"iopcare-demo-dispatcher-{os.getpid()}",
         "IOPCARE_DISPATCHER_WEB_PORT": str(dispatcher_port),
+        # The cohort's weeks pass in a minute: look for due digests every 2 s, not every minute.
+        "IOPCARE_DIGEST_POLL_SECONDS": "2",
     }
     counselor = next(p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured)
     receiver = WebhookReceiver()
@@ -462,7 +464,7 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.secret = "whsec_" + secrets.token_urlsafe(32)
-        self.posts = self.alerts = self.bad_signatures = 0
+        self.posts = self.alerts = self.digests = self.bad_signatures = 0
         self.example: bytes | None = None
         receiver = self
 
@@ -481,8 +483,12 @@ class WebhookReceiver:
                     self.send_response(401)
                 else:
                     receiver.posts += 1
-                    receiver.alerts += len(json.loads(body)["alerts"])
-                    receiver.example = receiver.example or body
+                    document = json.loads(body)
+                    if document["type"] == "iop.digest.notification":
+                        receiver.digests += 1
+                    else:
+                        receiver.alerts += len(document["alerts"])
+                        receiver.example = receiver.example or body
                     self.send_response(204)
                 self.end_headers()
 
@@ -499,8 +505,8 @@ class WebhookReceiver:
                 break
             time.sleep(0.5)
         say(
-            f"\n== Webhook: {self.posts} signed POSTs carried {self.alerts} alert notices to the demo "
-            f"receiver; {self.bad_signatures} failed verification"
+            f"\n== Webhook: {self.posts} signed POSTs carried {self.alerts} alert notices and "
+            f"{self.digests} daily digest to the demo receiver; {self.bad_signatures} failed verification"
         )
         if self.example is not None:
             say("   one of them (ids, codes and a link only, never clinical text):")
@@ -536,6 +542,15 @@ async def _show_inbox(base_url: str, token: str, counselor_id: str, say: Say) ->
                 response.raise_for_status()
                 acknowledged = await response.json()
             say(f"   acknowledged the first: state {acknowledged['state']} (recorded with who and when)")
+        async with http.get("/v1/digests") as response:
+            response.raise_for_status()
+            digests = (await response.json())["digests"]
+        if digests:
+            latest = digests[0]
+            parts = ", ".join(f"{rule} {n}" for rule, n in latest["by_rule"].items())
+            say(f"   today's digest (GET /v1/digests): {latest['headline']} ({parts})")
+        else:
+            say("   no daily digest yet (the dispatcher makes it at the clinic's digest hour)")
 
 
 def _unconsented_report(patient_id: str, at: datetime) -> CloudEvent[Any]:

@@ -45,6 +45,7 @@ __all__ = [
     "Routed",
     "Subscription",
     "check_url",
+    "digest_body",
     "notice_of",
     "notification_body",
     "origin",
@@ -61,6 +62,7 @@ DELIVERY_HEADER = "X-Iopcare-Delivery"  # the same on every retry of one deliver
 ATTEMPT_HEADER = "X-Iopcare-Attempt"
 
 NOTIFICATION_TYPE = "iop.alert.notification"
+DIGEST_TYPE = "iop.digest.notification"
 
 OwnerKind = Literal["counselor", "team"]
 
@@ -142,6 +144,24 @@ def notification_body(
             "patient_id": patient_id,
             "created_at": _rfc3339(created_at),
             "alerts": [n.as_json() for n in notices],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def digest_body(delivery_id: str, created_at: datetime, digest: dict[str, Any]) -> bytes:
+    """The JSON body POSTed for a counselor's daily digest: which digest, for which day, how many
+    items about how many patients, and its link in the inbox. No patient id and no rule: the inbox
+    says what they are. The same bytes on every retry."""
+    return json.dumps(
+        {
+            "type": DIGEST_TYPE,
+            "id": delivery_id,
+            "created_at": _rfc3339(created_at),
+            **{
+                name: digest[name]
+                for name in ("digest_id", "counselor_id", "for_day", "items", "patients", "url")
+            },
         },
         separators=(",", ":"),
     ).encode()

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -245,11 +246,12 @@ class DueDelivery:
     endpoint_id: int
     attempt: int  # this attempt's number, from 1
     notification_group: str
-    patient_id: str
+    patient_id: str | None  # None for a digest
     notices: tuple[Notice, ...]
     created_at: datetime
     url: str
     secret: str
+    digest: dict[str, Any] | None = None  # a counselor's daily digest instead of alert notices
 
 
 async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> list[DueDelivery]:
@@ -275,7 +277,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> lis
         WHERE d.id = due.id AND e.id = d.endpoint_id
         RETURNING d.id, d.delivery_id::text AS delivery_id, d.endpoint_id, d.attempts,
                   d.notification_group, d.patient_id, d.notices::text AS notices, d.created_at,
-                  e.url, e.secret
+                  d.digest::text AS digest, e.url, e.secret
         """,
         limit,
         lease_seconds,
@@ -292,6 +294,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> lis
             created_at=r["created_at"],
             url=r["url"],
             secret=r["secret"],
+            digest=json.loads(r["digest"]) if r["digest"] is not None else None,
         )
         for r in sorted(rows, key=lambda r: r["id"])
     ]

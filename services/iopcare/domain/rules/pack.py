@@ -458,6 +458,8 @@ class Calendar(_PackModel):
     """IANA zone of the clinic: program weeks and the dates in explanations are local."""
     week_close_grace_hours: int = Field(ge=0, le=72)
     """How long after a program week ends its attendance is judged (late entries the next morning)."""
+    digest_hour: int = Field(ge=0, le=23)
+    """The local hour each counselor's daily digest of digest-tier alerts is made (docs/rules.md)."""
 
     @field_validator("time_zone")
     @classmethod
