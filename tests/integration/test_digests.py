@@ -39,6 +39,7 @@ async def test_a_counselors_digest_is_made_once_listed_to_their_team_and_acknowl
     await _house_incidents(clinic)
     tiers = await clinic.pool.fetch("SELECT rule_id, tier FROM alerts WHERE patient_id = 'pt-a3'")
     assert sorted(tuple(r) for r in tiers) == [
+        ("silence", "inbox"),  # no check-in since the enrollment: shown in the inbox, not the digest
         ("sober_living_incident", "digest"),
         ("sober_living_incident", "digest"),
     ]
@@ -94,7 +95,7 @@ async def test_a_counselors_digest_is_made_once_listed_to_their_team_and_acknowl
         "acknowledged"
     }
     outcomes = await clinic.pool.fetch(
-        "SELECT acknowledgement_outcome FROM alerts WHERE patient_id = 'pt-a3'"
+        "SELECT acknowledgement_outcome FROM alerts WHERE patient_id = 'pt-a3' AND tier = 'digest'"
     )
     assert [r["acknowledgement_outcome"] for r in outcomes] == ["no_action_needed"] * 2
     rows = await clinic.audit_rows(done.headers["X-Request-Id"])
