@@ -20,11 +20,13 @@ from iopcare.api.tokens import create_token
 from iopcare.endpoints import Endpoints
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
+from iopcare.store.digests import digest_id_for
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import AcceptedEvent
 from tests.unit.domain.rules.clinic import Patient, at
 
 NOW = at(3, 20)  # shortly after the seeded events
+COUNSELOR_OF = {"pt-a1": "staff-c01", "pt-a2": "staff-c03", "pt-b1": "staff-c02"}
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Clinic:
     token_ids: dict[str, str]
     alert_of: dict[str, str]  # patient -> one of their alert ids
     house_report_id: str  # a sober-living report held for want of consent
+    digest_of: dict[str, str]  # patient -> yesterday's digest of their counselor, listing that alert
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -70,6 +73,7 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
         "pt-a2": _course("pt-a2", "staff-c03", "staff-s01"),  # same team, another counselor
         "pt-b1": _course("pt-b1", "staff-c02", "staff-s02"),
     }
+    assert {pid: p.events[0].data.counselor_id for pid, p in patients.items()} == COUNSELOR_OF
     events = [e for p in patients.values() for e in p.events]
     await store.commit_batch([AcceptedEvent(e, 0, n) for n, e in enumerate(events)], [])
     alert_of = {
@@ -79,6 +83,26 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
         for pid in patients
     }
     assert all(alert_of.values())
+    # Yesterday's digest of each counselor, listing their patient's alert (a digest normally lists
+    # digest-tier alerts; any alert will do for who may see and act on it).
+    digest_of = {
+        pid: digest_id_for(counselor, NOW.date() - timedelta(days=1))
+        for pid, counselor in COUNSELOR_OF.items()
+    }
+    await pool.executemany(
+        "INSERT INTO digests (digest_id, counselor_id, for_day, made_at, alert_ids) "
+        "VALUES ($1::uuid, $2, $3, $4, ARRAY[$5::uuid])",
+        [
+            (
+                digest_of[pid],
+                counselor,
+                NOW.date() - timedelta(days=1),
+                NOW - timedelta(hours=12),
+                alert_of[pid],
+            )
+            for pid, counselor in COUNSELOR_OF.items()
+        ],
+    )
     tokens: dict[str, str] = {}
     token_ids: dict[str, str] = {}
     expires = NOW + timedelta(days=30)
@@ -110,7 +134,7 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
     assert service.producer is not None, "the API's producer did not connect to the broker in 30 s"
     house_report = patients["pt-a1"].events[-1]
     try:
-        yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id)
+        yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id, digest_of)
     finally:
         await client.close()
         await pool.close()

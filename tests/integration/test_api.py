@@ -25,8 +25,12 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _path(template: str, alert_id: str, patient_id: str) -> str:
-    return template.replace("{alert_id}", alert_id).replace("{patient_id}", patient_id)
+def _path(template: str, alert_id: str, patient_id: str, digest_id: str = "") -> str:
+    return (
+        template.replace("{alert_id}", alert_id)
+        .replace("{patient_id}", patient_id)
+        .replace("{digest_id}", digest_id)
+    )
 
 
 _BODIES: dict[str, dict[str, Any]] = {
@@ -46,7 +50,7 @@ async def test_every_care_route_answers_not_found_across_caseloads_and_audits_th
     care_routes = [r for r in ROUTES if r.roles == CARE_ROLES and "{" in r.path]
     assert len(care_routes) >= 5
     for route in care_routes:
-        path = _path(route.path, clinic.alert_of["pt-b1"], "pt-b1")
+        path = _path(route.path, clinic.alert_of["pt-b1"], "pt-b1", clinic.digest_of["pt-b1"])
         response = await clinic.client.request(
             route.method, path, headers=clinic.auth("c01"), json=_body(path)
         )
@@ -73,7 +77,7 @@ async def test_roles_outside_the_care_team_are_forbidden_patient_data_and_counse
 ) -> None:
     for who in ("integrator", "ops"):
         for route in (r for r in ROUTES if r.roles == CARE_ROLES):
-            path = _path(route.path, clinic.alert_of["pt-a1"], "pt-a1")
+            path = _path(route.path, clinic.alert_of["pt-a1"], "pt-a1", clinic.digest_of["pt-a1"])
             response = await clinic.client.request(
                 route.method, path, headers=clinic.auth(who), json=_body(path)
             )

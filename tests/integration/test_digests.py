@@ -67,22 +67,27 @@ async def test_a_counselors_digest_is_made_once_listed_to_their_team_and_acknowl
 
     listed = await clinic.client.get("/v1/digests", headers=clinic.auth("c01"))
     assert listed.status == 200, await listed.text()
-    (view,) = (await listed.json())["digests"]
+    view, yesterday = (await listed.json())["digests"]  # newest first
+    assert view["digest_id"] == made.digest_id and yesterday["digest_id"] == clinic.digest_of["pt-a1"]
     assert view["headline"].endswith(": 2 items about 1 patient")
     assert view["by_rule"] == {"sober_living_incident": 2}
     assert {i["state"] for i in view["items"]} == {"open"}
     rows = await clinic.audit_rows(listed.headers["X-Request-Id"])
     assert [(r["action"], r["patient_id"], r["outcome"]) for r in rows] == [
-        ("digests.list", "pt-a3", "allowed")
+        ("digests.list", "pt-a1", "allowed"),
+        ("digests.list", "pt-a3", "allowed"),
     ]
     supervisor = await (await clinic.client.get("/v1/digests", headers=clinic.auth("s01"))).json()
-    assert [d["digest_id"] for d in supervisor["digests"]] == [made.digest_id]
+    assert supervisor["digests"][0]["digest_id"] == made.digest_id  # then the team's older ones
+    assert {d["counselor_id"] for d in supervisor["digests"]} == {"staff-c01", "staff-c03"}
     other = await (await clinic.client.get("/v1/digests", headers=clinic.auth("c02"))).json()
-    assert other["digests"] == []
+    assert [d["counselor_id"] for d in other["digests"]] == ["staff-c02"]
     refused = await clinic.client.post(
         f"/v1/digests/{made.digest_id}/acknowledge", headers=clinic.auth("c02"), json={}
     )
-    assert refused.status == 404
+    assert refused.status == 404  # as if there were none; the patients it is about are recorded
+    rows = await clinic.audit_rows(refused.headers["X-Request-Id"])
+    assert [(r["outcome"], r["patient_id"]) for r in rows] == [("denied", "pt-a3")]
 
     done = await clinic.client.post(
         f"/v1/digests/{made.digest_id}/acknowledge",
@@ -122,5 +127,5 @@ async def test_the_dispatchers_timer_makes_the_day_due_at_the_clinics_hour(clini
 
     assert await timer(hour_passed - timedelta(minutes=1)).gather_once() == 1  # yesterday's, late
     assert await timer(hour_passed).gather_once() == 0  # today's: nothing left to gather
-    days = await clinic.pool.fetch("SELECT for_day FROM digests")
+    days = await clinic.pool.fetch("SELECT for_day FROM digests WHERE for_day >= $1", NOW.date())
     assert [r["for_day"] for r in days] == [NOW.date()] and woken == [True]

@@ -141,8 +141,13 @@ class Caller:
         return len(audited)
 
 
-def _path(route: Route, alert_id: str, patient_id: str) -> str:
-    return route.path.replace("{alert_id}", alert_id).replace("{patient_id}", patient_id)
+def _path(route: Route, clinic: Clinic, patient_id: str) -> str:
+    """The route's path aimed at the patient's alert, the patient, or their counselor's digest."""
+    return (
+        route.path.replace("{alert_id}", clinic.alert_of[patient_id])
+        .replace("{patient_id}", patient_id)
+        .replace("{digest_id}", clinic.digest_of[patient_id])
+    )
 
 
 def _body_for(route: Route) -> dict[str, Any] | None:
@@ -171,7 +176,7 @@ async def test_every_route_every_role_own_and_other_caseload(clinic: Clinic, rec
         role = ROLE_OF[who]
         for route in ROUTES:
             for whose, patient_id in (("own", own), ("other", other)):
-                path = _path(route, clinic.alert_of[patient_id], patient_id)
+                path = _path(route, clinic, patient_id)
                 params = {"patient_id": patient_id} if route.path == "/v1/alerts" else None
                 body: Any = _body_for(route)
                 if route.path == "/v1/events":
@@ -213,7 +218,7 @@ async def test_revoked_expired_and_missing_tokens_fail_on_every_route(clinic: Cl
         )
     before = await _transitions(clinic, "pt-a1")
     for route in ROUTES:
-        path = _path(route, clinic.alert_of["pt-a1"], "pt-a1")
+        path = _path(route, clinic, "pt-a1")
         for token in (clinic.tokens["c01"], expired, None, "", "iop_", clinic.tokens["c01"] + "x"):
             status, text, headers = await caller.call(route, None, path, token=token, body=_body_for(route))
             assert status == 401, (route.path, status, text)
@@ -233,7 +238,7 @@ async def test_guessing_tokens_is_rate_limited_even_for_a_valid_token(
         status, _, _ = await caller.call(me, None, "/v1/me", token=f"iop_{guess:08x}_{uuid.uuid4().hex}")
         assert status == 401, guess
     for route in ROUTES:
-        path = _path(route, clinic.alert_of["pt-a1"], "pt-a1")
+        path = _path(route, clinic, "pt-a1")
         for who in ("c01", "integrator"):
             status, _, headers = await caller.call(route, who, path, body=_body_for(route))
             assert status == 429, (route.path, who)
@@ -295,13 +300,16 @@ async def test_sql_injection_in_every_parameter_changes_nothing_and_leaks_nothin
         # Path parameters, then query parameters, then body fields (aimed at another caseload's alert,
         # which must stay unchanged, so every table can be compared).
         segments = [quote(t, safe="") for t in INJECTIONS]  # one path segment each, as an attacker sends
-        paths = [route.path.replace("{alert_id}", t).replace("{patient_id}", t) for t in segments]
+        paths = [
+            route.path.replace("{alert_id}", t).replace("{patient_id}", t).replace("{digest_id}", t)
+            for t in segments
+        ]
         attempts: list[tuple[str, dict[str, str] | None, Any]] = [
             (p, None, _body_for(route)) for p in paths if "{" in route.path
         ]
         for param in route.query:
             attempts += [(route.path, {param.name: t}, None) for t in INJECTIONS]
-        target = _path(route, clinic.alert_of["pt-b1"], "pt-b1")
+        target = _path(route, clinic, "pt-b1")
         attempts += [(target, None, b) for b in _injected_bodies(route) if b is not None]
         for path, params, body in attempts:
             status, text, _ = await caller.call(route, who, path, params=params, body=body)

@@ -768,10 +768,16 @@ async def _acknowledge_digest(api: ApiService, request: web.Request, principal: 
     async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
         digest_id = _uuid_or_none(request.match_info["digest_id"])
         found = await digest(connection, digest_id) if digest_id else None
-        if found is None or found.counselor_id not in await _visible_counselors(connection, principal):
+        if found is None:
             return Refusal(404, "not_found", "no such digest of yours"), [
                 api.entry(request, principal, action, "not_found")
             ]
+        if found.counselor_id not in await _visible_counselors(connection, principal):
+            # Another caseload's: the same answer as none, and the patients it is about are recorded.
+            patients = sorted({item.patient_id for item in found.items})
+            return Refusal(404, "not_found", "no such digest of yours"), [
+                api.entry(request, principal, action, "denied", pid) for pid in patients
+            ] or [api.entry(request, principal, action, "denied")]
         entries = []
         for item in found.items:
             row, audit = await _alert_in_caseload(api, connection, request, principal, action, item.alert_id)
@@ -783,7 +789,7 @@ async def _acknowledge_digest(api: ApiService, request: web.Request, principal: 
                     await apply_action(
                         connection,
                         item.alert_id,
-                        Acknowledge(principal.subject, None, body.outcome),
+                        Acknowledge(principal.subject, body.note, body.outcome),
                         now=now,
                         deadline=api.deadline,
                     )

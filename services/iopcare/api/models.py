@@ -216,6 +216,8 @@ class DigestPage(ApiModel):
 class AcknowledgeDigestRequest(ApiModel):
     outcome: AcknowledgementOutcome | None = None
     """Recorded on every item acknowledged (see the alert acknowledgement)."""
+    note: Note | None = None
+    """Recorded on every item's acknowledgement (in the database only, as for an alert)."""
 
 
 class IngestResult(ApiModel):

@@ -41,6 +41,8 @@ TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
     # A connection cut in the middle of an operation (Postgres stopped during COMMIT) can leave
     # asyncpg's protocol in a state it reports as this client-side error, not as a lost connection.
     asyncpg.InternalClientError,
+    # A deadlock or serialization failure rolled the batch back: the same batch is retried whole.
+    asyncpg.TransactionRollbackError,
 )
 
 

@@ -3,9 +3,11 @@ dispatcher at the clinic's hour), reading them (the API) and acknowledging one i
 
 Gathering is idempotent and safe to run from two dispatchers at once: a digest is one row per
 counselor and day (``ON CONFLICT DO NOTHING``), and an alert is claimed by the digest that sets its
-``digest_id`` first (the update only takes alerts still without one). The webhook POST of a new digest
-is written in the same transaction, for each enabled endpoint of the counselor's own
-(``owner_kind = 'counselor'``): codes and counts only, no patient (docs/webhooks.md).
+``digest_id`` first (the update only takes alerts still without one, and skips rows locked by a
+batch or a counselor's action at that moment: they wait for the next day's digest). The webhook
+POST of a new digest is written in the same transaction, for each enabled endpoint of the
+counselor's own (``owner_kind = 'counselor'``): codes and counts only, no patient
+(docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -70,11 +72,18 @@ async def gather_digests(
         )
         if created is None:
             continue  # made already (by another dispatcher, or earlier today)
+        # SKIP LOCKED: an alert a batch or a counselor is changing right now is left for the next
+        # day's digest rather than waited for (the digest never holds up a batch, nor deadlocks one).
         items = await connection.fetch(
             """
             UPDATE alerts SET digest_id = $1
-            WHERE counselor_id = $2 AND tier = 'digest' AND digest_id IS NULL AND state <> 'resolved'
-              AND raised_at < $3
+            WHERE alert_id IN (
+                SELECT alert_id FROM alerts
+                WHERE counselor_id = $2 AND tier = 'digest' AND digest_id IS NULL
+                  AND state <> 'resolved' AND raised_at < $3
+                ORDER BY alert_id
+                FOR UPDATE SKIP LOCKED
+            )
             RETURNING alert_id::text AS alert_id, patient_id, rule_id, title, raised_at
             """,
             digest_id,
