@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -30,11 +32,19 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Page, async_playwright, expect
 
 from iopcare.api.app import ApiService
-from iopcare.contract import CheckInSubmitted, PatientEnrolled, new_event
+from iopcare.contract import (
+    CheckInSubmitted,
+    CloudEvent,
+    ConsentGranted,
+    PatientEnrolled,
+    SoberLivingReported,
+    new_event,
+)
 from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
+from iopcare.store.digests import gather_digests
 from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
@@ -149,7 +159,34 @@ def _crisis(patient_id: str, counselor: str) -> tuple[PatientEnrolled, CheckInSu
     return enrolled, crisis
 
 
-def _publish(kafka: str, topic: str, events: tuple[PatientEnrolled, CheckInSubmitted]) -> None:
+def _curfew_violation(patient_id: str) -> tuple[ConsentGranted, SoberLivingReported]:
+    """The patient's consent for their sober-living house, then the house reports a missed curfew:
+    a digest-tier alert (docs/rules.md, "Tiers")."""
+    now = datetime.now(UTC)
+    consent = new_event(
+        ConsentGranted,
+        subject=patient_id,
+        source="ehr.clinic-a",
+        data={
+            "recipient_kind": "sober_living_house",
+            "recipient_id": "house-maple",
+            "scope": ["attendance", "housing", "toxicology"],
+            "expires_at": (now + timedelta(days=180)).isoformat(),
+            "consent_form_id": "cf-house-maple",
+        },
+        time=now,
+    )
+    report = new_event(
+        SoberLivingReported,
+        subject=patient_id,
+        source="house.house-maple",
+        data={"house_id": "house-maple", "kind": "curfew_violation", "observed_at": now.isoformat()},
+        time=now + timedelta(seconds=1),
+    )
+    return consent, report
+
+
+def _publish(kafka: str, topic: str, events: tuple[CloudEvent[Any], ...]) -> None:
     with EventPublisher(kafka, topic) as publisher:
         for event in events:
             publisher.publish(event)
@@ -274,8 +311,10 @@ async def test_a_counselor_sees_a_published_crisis_appear_and_acknowledges_it_in
             await snooze.get_by_role("button", name="Cancel").click()
             await expect(snooze).to_be_hidden()
 
+            await card.get_by_label("What did you do?").select_option(label="Contacted the patient")
             await card.get_by_role("button", name="Acknowledge").click()
             await expect(card.locator(".badge.state")).to_have_text("Acknowledged")
+            await expect(card.get_by_label("What did you do?")).to_be_hidden()
             await expect(card.get_by_role("button", name="Acknowledge")).to_be_hidden()
             await expect(card.get_by_role("table", name="History")).to_contain_text("staff-c01")
             await expect(card.get_by_role("button", name="Resolve…")).to_be_enabled()
@@ -286,10 +325,37 @@ async def test_a_counselor_sees_a_published_crisis_appear_and_acknowledges_it_in
                 "SELECT state FROM alerts WHERE alert_id = $1::uuid", alert["alert_id"]
             )
             acknowledged = await inbox.pool.fetch(
-                "SELECT actor FROM alert_transitions WHERE alert_id = $1::uuid AND kind = 'acknowledged'",
+                "SELECT actor, outcome FROM alert_transitions "
+                "WHERE alert_id = $1::uuid AND kind = 'acknowledged'",
                 alert["alert_id"],
             )
-            assert state == "acknowledged" and [r["actor"] for r in acknowledged] == ["staff-c01"]
+            assert state == "acknowledged"
+            assert [tuple(r) for r in acknowledged] == [("staff-c01", "contacted_patient")]
+
+            # The house reports a missed curfew: a digest item. At the clinic's hour the dispatcher
+            # gathers the day's digest (here called directly); the page shows it above the alerts
+            # and acknowledges all of it in one step.
+            await asyncio.to_thread(
+                _publish, endpoints.kafka_bootstrap, topics.events_topic, _curfew_violation(patient_id)
+            )
+            digest_item = f"SELECT count(*) FROM alerts WHERE patient_id = '{patient_id}' AND tier = 'digest'"
+            assert await wait_for_count(clean_db, digest_item, 1, within=30) == 1, worker.log()[-3000:]
+            async with inbox.pool.acquire() as connection, connection.transaction():
+                today = datetime.now(UTC)
+                (made,) = await gather_digests(
+                    connection, today.date(), today + timedelta(minutes=1), inbox.url
+                )
+            digest = page.get_by_role("region", name=re.compile(r"^Daily summary for "))
+            await expect(digest).to_be_visible(timeout=15_000)
+            await expect(digest).to_contain_text("1 item about 1 patient")
+            await expect(digest).to_contain_text(f"Patient {patient_id}")
+            await page.screenshot(path=str(ARTIFACTS / "inbox-digest.png"), full_page=True)
+            await digest.get_by_role("button", name="Acknowledge the daily summary").click()
+            await expect(digest).to_be_hidden()
+            states = await inbox.pool.fetch(
+                "SELECT state FROM alerts WHERE digest_id = $1::uuid", made.digest_id
+            )
+            assert [r["state"] for r in states] == ["acknowledged"]
 
             # A link to the alert (as webhook payloads carry) opens it, in a fresh load of the page.
             await page.goto(f"{inbox.url}#alert-{alert['alert_id']}")

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -375,21 +375,34 @@ async def _list_alerts(api: ApiService, request: web.Request, principal: Princip
                 api.entry(request, principal, "alerts.list", "rejected")
             ]
         page = AlertPage(alerts=[_summary(r) for r in rows], next_cursor=next_cursor)
-        body = page.model_dump_json()
-        etag = f'"{hashlib.sha256(body.encode()).hexdigest()[:32]}"'
-        if etag in _entity_tags(request.headers.get("If-None-Match", "")):
-            # The caller holds this exact page: nothing is disclosed again, one row records the poll.
-            return web.Response(status=304, headers={"ETag": etag}), [
-                api.entry(request, principal, "alerts.list", "unchanged")
-            ]
-        patients = sorted({r["patient_id"] for r in rows})
-        entries = [api.entry(request, principal, "alerts.list", "allowed", pid) for pid in patients] or [
-            api.entry(request, principal, "alerts.list", "allowed")
-        ]
-        return web.Response(text=body, content_type="application/json", headers={"ETag": etag}), entries
+        return _conditional(api, request, principal, "alerts.list", page, (r["patient_id"] for r in rows))
 
     response: web.Response = await api.audited(request, principal, work)
     return response
+
+
+def _conditional(
+    api: ApiService,
+    request: web.Request,
+    principal: Principal,
+    action: str,
+    page: BaseModel,
+    patients: Iterable[str],
+) -> tuple[web.Response, list[AuditEntry]]:
+    """A list as a response with its ETag, and its audit: when the caller holds this exact page
+    (If-None-Match), a 304 that discloses nothing again, recorded as one "unchanged" row; else the
+    page, one row per patient shown."""
+    body = page.model_dump_json()
+    etag = f'"{hashlib.sha256(body.encode()).hexdigest()[:32]}"'
+    if etag in _entity_tags(request.headers.get("If-None-Match", "")):
+        return web.Response(status=304, headers={"ETag": etag}), [
+            api.entry(request, principal, action, "unchanged")
+        ]
+    shown = sorted(set(patients))
+    entries = [api.entry(request, principal, action, "allowed", pid) for pid in shown] or [
+        api.entry(request, principal, action, "allowed")
+    ]
+    return web.Response(text=body, content_type="application/json", headers={"ETag": etag}), entries
 
 
 async def _visible_alert(
@@ -733,15 +746,6 @@ async def _digest_view(connection: Any, made: Digest) -> DigestView:
     )
 
 
-def _digest_entries(
-    api: ApiService, request: web.Request, principal: Principal, action: str, digests: list[Digest]
-) -> list[AuditEntry]:
-    patients = sorted({item.patient_id for d in digests for item in d.items})
-    return [api.entry(request, principal, action, "allowed", pid) for pid in patients] or [
-        api.entry(request, principal, action, "allowed")
-    ]
-
-
 async def _list_digests(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
     try:
         limit = int(request.query.get("limit", "14"))
@@ -753,7 +757,8 @@ async def _list_digests(api: ApiService, request: web.Request, principal: Princi
     async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
         found = await digests_of(connection, await _visible_counselors(connection, principal), limit)
         page = DigestPage(digests=[await _digest_view(connection, d) for d in found])
-        return _json(page), _digest_entries(api, request, principal, "digests.list", found)
+        patients = (item.patient_id for d in found for item in d.items)
+        return _conditional(api, request, principal, "digests.list", page, patients)
 
     response: web.Response = await api.audited(request, principal, work)
     return response
@@ -891,7 +896,7 @@ ROUTES: tuple[Route, ...] = (
         query=(
             QueryParam("limit", "How many.", {"type": "integer", "minimum": 1, "maximum": 90, "default": 14}),
         ),
-        statuses=(400,),
+        statuses=(304, 400),
         action="digests.list",
     ),
     Route(

@@ -20,6 +20,15 @@
   const SEVERITY_LABEL = { critical: "Critical", high: "High", medium: "Medium", low: "Low", info: "Info" };
   const STATE_LABEL = { open: "Open", acknowledged: "Acknowledged", snoozed: "Snoozed", resolved: "Resolved" };
   const ALERT_HASH = /^#alert-([0-9a-fA-F-]{36})$/;
+  // What the counselor did, recorded with the acknowledgement (iopcare evaluate --database reads it).
+  const OUTCOMES = [
+    ["", "Not said"],
+    ["contacted_patient", "Contacted the patient"],
+    ["changed_plan", "Changed the plan"],
+    ["no_action_needed", "No action needed"],
+    ["false_alarm", "False alarm"],
+  ];
+  const RULE_LABEL = (rule) => rule.replaceAll("_", " ");
 
   const $ = (id) => document.getElementById(id);
 
@@ -32,6 +41,7 @@
     linked: null, // the card of an alert opened by #alert-<id> that is not in the list
     timer: null,
     inflight: null,
+    digest: null, // the latest unacknowledged daily digest shown, if any
   };
 
   // --- DOM helpers: text only ---------------------------------------------------------------------
@@ -182,6 +192,8 @@
     $("patients").replaceChildren();
     $("linked").replaceChildren();
     $("linked").hidden = true;
+    $("digest").hidden = true;
+    session.digest = null;
     $("who").textContent = "";
     document.title = "iopcare · counselor inbox";
   }
@@ -217,8 +229,10 @@
     const asked = performance.now();
     try {
       const alerts = await fetchAlerts();
+      const digests = await api("GET", "/v1/digests?limit=1");
       if (token !== session.token) return; // signed out meanwhile
       render(alerts, asked);
+      renderDigest(digests.digests[0]);
       showProblem($("inbox-error"), "");
       $("status").textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every ${POLL_MS / 1000} s`;
     } catch (error) {
@@ -344,15 +358,19 @@
     card.toggle = el("button", { type: "button", class: "toggle", "aria-expanded": "false", "aria-controls": card.detail.id }, "Show details");
     card.toggle.addEventListener("click", () => (card.expanded ? collapse(card) : expand(card)));
 
+    card.outcome = el("select", {}, ...OUTCOMES.map(([value, label]) => el("option", { value }, label)));
+    card.outcomeChoice = el("label", { class: "outcome-choice" }, "What did you do?", card.outcome);
     card.acknowledge = el("button", { type: "button", class: "acknowledge" }, "Acknowledge");
-    card.acknowledge.addEventListener("click", () => act(card, "acknowledge", {}));
+    card.acknowledge.addEventListener("click", () =>
+      act(card, "acknowledge", card.outcome.value ? { outcome: card.outcome.value } : {}),
+    );
     card.snoozeOpen = el("button", { type: "button", "aria-expanded": "false" }, "Snooze…");
     card.resolveOpen = el("button", { type: "button", "aria-expanded": "false" }, "Resolve…");
     card.snoozeForm = snoozeForm(card);
     card.resolveForm = resolveForm(card);
     card.snoozeOpen.addEventListener("click", () => openForm(card, card.snoozeForm, card.snoozeOpen));
     card.resolveOpen.addEventListener("click", () => openForm(card, card.resolveForm, card.resolveOpen));
-    const actions = el("div", { class: "actions" }, card.acknowledge, card.snoozeOpen, card.resolveOpen, card.toggle);
+    const actions = el("div", { class: "actions" }, card.outcomeChoice, card.acknowledge, card.snoozeOpen, card.resolveOpen, card.toggle);
 
     card.root = el(
       "article",
@@ -393,6 +411,12 @@
     if (alert.inhibited_by) rows.push(["Held back by", alert.inhibited_by]);
     card.facts.replaceChildren(...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     card.acknowledge.hidden = alert.state === "acknowledged" || alert.state === "resolved";
+    card.outcomeChoice.hidden = card.acknowledge.hidden;
+    // Every button says which alert it acts on (a screen reader lists them out of context).
+    const about = `${alert.title} (patient ${alert.patient_id})`;
+    card.acknowledge.setAttribute("aria-label", `Acknowledge: ${about}`);
+    card.snoozeOpen.setAttribute("aria-label", `Snooze…: ${about}`);
+    card.resolveOpen.setAttribute("aria-label", `Resolve…: ${about}`);
     card.snoozeOpen.hidden = alert.state === "resolved";
     card.resolveOpen.hidden = alert.state === "resolved";
     if (changed && card.expanded) loadDetail(card);
@@ -584,6 +608,42 @@
     }
   }
 
+  // --- the daily digest ----------------------------------------------------------------------------
+
+  function renderDigest(digest) {
+    const section = $("digest");
+    const show = Boolean(digest && !digest.acknowledged_at);
+    section.hidden = !show;
+    session.digest = show ? digest : null;
+    if (!show) return;
+    section.dataset.digestId = digest.digest_id;
+    $("digest-title").textContent = digest.headline;
+    section.querySelector(".digest-parts").textContent = Object.entries(digest.by_rule)
+      .map(([rule, n]) => `${RULE_LABEL(rule)} ${n}`)
+      .join(" · ");
+    section.querySelector(".digest-items").replaceChildren(
+      ...digest.items.map((item) => el("li", {}, `Patient ${item.patient_id}: ${item.title}`)),
+    );
+  }
+
+  async function acknowledgeDigest() {
+    const digest = session.digest;
+    if (!digest) return;
+    const button = $("digest-acknowledge");
+    showProblem($("digest-error"), "");
+    button.disabled = true;
+    try {
+      const done = await api("POST", `/v1/digests/${encodeURIComponent(digest.digest_id)}/acknowledge`, {});
+      renderDigest(done);
+      $("announce").textContent = "Daily summary acknowledged";
+      refresh();
+    } catch (error) {
+      if (session.token) showProblem($("digest-error"), `Could not acknowledge the summary: ${error.describe()}`);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // --- links to one alert (#alert-<id>, as webhook payloads carry) -----------------------------------
 
   async function followHash() {
@@ -631,6 +691,7 @@
     if (token) signIn(token);
   });
   $("sign-out").addEventListener("click", () => signOut("Signed out."));
+  $("digest-acknowledge").addEventListener("click", acknowledgeDigest);
   window.addEventListener("hashchange", followHash);
   document.addEventListener("visibilitychange", () => {
     if (!session.token) return;
