@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -233,6 +234,17 @@ def dispatcher(web_port: int | None) -> None:
     asyncio.run(Dispatcher(settings, endpoints).run())
 
 
+def _stop_on_sigterm_as_on_ctrl_c() -> None:
+    """SIGTERM (a process supervisor, `timeout`, `docker stop`) does what Ctrl-C does: the command's
+    cleanup runs and stops every process and server it started. Python's default for SIGTERM is to
+    exit at once, leaving the children running."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @main.command()
 @click.option("--patients", type=click.IntRange(1, 5000), default=48, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -244,6 +256,8 @@ def dispatcher(web_port: int | None) -> None:
 def demo(patients: int, seed: int, keep_serving: bool | None) -> None:
     """Start the embedded runtime and stream a synthetic cohort through a real worker and the API."""
     from iopcare.embedded.demo import fresh_runtime, run_demo
+
+    _stop_on_sigterm_as_on_ctrl_c()
     from iopcare.endpoints import Endpoints
 
     settings = get_settings()
