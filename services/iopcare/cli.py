@@ -28,7 +28,29 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: a setting that does not validate (IOPCARE_API_PORT=abc) or a server that is
+    not configured is one line naming the fix, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError
+
+        from iopcare.endpoints import EndpointsUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            problems = "; ".join(
+                f"IOPCARE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise click.ClickException(f"invalid setting: {problems}") from None
+        except EndpointsUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="iopcare")
 def main() -> None:
     """iopcare: care coordination for intensive outpatient programs."""
@@ -101,7 +123,12 @@ def setup() -> None:
 
 
 @main.command()
-@click.option("--web-port", type=int, default=None, help="Port for /metrics and /healthz (default 6066).")
+@click.option(
+    "--web-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port for /metrics and /healthz (default 6066).",
+)
 def worker(web_port: int | None) -> None:
     """Run a processor worker (Faust). Start several for more throughput: they share the partitions."""
     from faust.worker import Worker
@@ -118,7 +145,12 @@ def worker(web_port: int | None) -> None:
 
 
 @main.command()
-@click.option("--port", type=int, default=None, help="Port to listen on (default IOPCARE_API_PORT, 8080).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on (default IOPCARE_API_PORT, 8080).",
+)
 def api(port: int | None) -> None:
     """Run the HTTP API and counselor inbox. Tokens come from `iopcare tokens create`."""
     import logging
@@ -144,13 +176,23 @@ def tokens() -> None:
 
 
 def _with_connection(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work`` on one connection to the configured (or embedded) database."""
+    """Run ``work`` on one connection to the configured (or embedded) database; a database that is
+    not there, or refuses the login, is one line naming the fix."""
     import asyncpg
 
-    from iopcare.endpoints import resolve_endpoints
+    from iopcare.endpoints import redacted, resolve_database_url
+
+    url = resolve_database_url(get_settings())
 
     async def run() -> T:
-        connection = await asyncpg.connect(resolve_endpoints(get_settings()).database_url)
+        try:
+            connection = await asyncpg.connect(url, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise click.ClickException(
+                f"cannot reach Postgres at {redacted(url)} ({reason}): check IOPCARE_DATABASE_URL, or start "
+                "the embedded one with `iopcare dev up`"
+            ) from None
         try:
             return await work(connection)
         finally:
@@ -215,7 +257,10 @@ def tokens_revoke(token_id: str) -> None:
 
 @main.command()
 @click.option(
-    "--web-port", type=int, default=None, help="Port for /metrics, /healthz, /readyz (default 6067)."
+    "--web-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port for /metrics, /healthz, /readyz (default 6067).",
 )
 def dispatcher(web_port: int | None) -> None:
     """Run the dispatcher: alert events from iop.alerts.v1 to signed webhooks (docs/webhooks.md)."""
@@ -342,10 +387,10 @@ def db() -> None:
 @db.command("migrate")
 def db_migrate() -> None:
     """Apply pending SQL migrations (safe to run from several processes at once)."""
-    from iopcare.endpoints import resolve_endpoints
+    from iopcare.endpoints import resolve_database_url
     from iopcare.store.migrate import migrate_url
 
-    url = resolve_endpoints(get_settings()).database_url
+    url = resolve_database_url(get_settings())
     applied = asyncio.run(migrate_url(url, report=click.echo))
     click.echo(f"{len(applied)} migration(s) applied; schema is current")
 
@@ -550,13 +595,9 @@ def state_rebuild(patients: tuple[str, ...], apply: bool, demo: bool) -> None:
             sys.exit(2)
         database_url = runtime.up().database_url
     else:
-        from iopcare.endpoints import EndpointsUnavailable, resolve_endpoints
+        from iopcare.endpoints import resolve_database_url
 
-        try:
-            database_url = resolve_endpoints(settings).database_url
-        except EndpointsUnavailable as exc:
-            _echo_err(str(exc))
-            sys.exit(2)
+        database_url = resolve_database_url(settings)
 
     def progress(done: int, total: int) -> None:
         click.echo(f"\r  {done}/{total} patients", nl=done == total, err=True)
@@ -625,11 +666,11 @@ def publish(file: IO[bytes], topic: str | None) -> None:
     Each invalid line is reported with its number and reason; the exit status is 1 if any line was
     invalid or not acknowledged.
     """
-    from iopcare.endpoints import resolve_endpoints
+    from iopcare.endpoints import resolve_kafka_bootstrap
     from iopcare.publish import EventPublisher, numbered_lines
 
     settings = get_settings()
-    endpoints = resolve_endpoints(settings)
+    kafka_bootstrap = resolve_kafka_bootstrap(settings)
     total: int | None = None
     try:
         total = Path(file.name).stat().st_size if file.name not in ("<stdin>", "-") else None
@@ -637,7 +678,7 @@ def publish(file: IO[bytes], topic: str | None) -> None:
         total = None
     progress = _Progress(file, total)
     with EventPublisher(
-        endpoints.kafka_bootstrap,
+        kafka_bootstrap,
         topic or settings.events_topic,
         timeout_seconds=settings.publish_timeout_seconds,
     ) as publisher:
