@@ -874,7 +874,7 @@ def _evaluate_database(
     from iopcare.evaluate import render_shifts, render_verdicts, shadow_alerts, verdicts_json
     from iopcare.evaluation.acknowledgements import verdicts
     from iopcare.evaluation.shadow import compare_packs
-    from iopcare.store.acknowledgements import acknowledgement_records
+    from iopcare.store.acknowledgements import acknowledgement_records, outcomes_by_dedup_key
 
     last = until.date() if until else datetime.now(UTC).date() + timedelta(days=1)
     first = since.date() if since else last - timedelta(days=90)
@@ -894,13 +894,7 @@ def _evaluate_database(
         async def both(connection: Any) -> tuple[list[list[Any]], dict[str, Any]]:
             async with connection.transaction():
                 alerts = await shadow_alerts(connection, [active, candidate], start, end)
-            rows = await connection.fetch(
-                "SELECT dedup_key, acknowledgement_outcome FROM alerts "
-                "WHERE raised_at >= $1 AND raised_at < $2",
-                start,
-                end,
-            )
-            return alerts, {r["dedup_key"]: r["acknowledgement_outcome"] for r in rows}
+            return alerts, await outcomes_by_dedup_key(connection, start, end)
 
         (now, then), outcomes = _with_connection(both)
         shifts = compare_packs(now, then, outcomes)

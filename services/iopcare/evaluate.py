@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as clock_time
@@ -25,6 +25,7 @@ from iopcare.contract import (
     PatientEnrolled,
     decode_event,
 )
+from iopcare.domain.alerts import Alert
 from iopcare.domain.backtest import StreamReplay
 from iopcare.domain.risk import risk_score
 from iopcare.domain.rules import RulePack
@@ -74,6 +75,15 @@ class Scored:
     unmatched_patients: int  # patients in the events with no outcome (left out of the scores)
 
 
+def _reached(effects: Any) -> Iterator[Alert]:
+    """The alerts a step created that reached someone: not one resolved in the same step it was
+    raised in (a late event of a discharged patient, a use report a step-up summarizes at once)."""
+    gone = {c.alert.alert_id for c in effects.changes if c.kind == "resolved"}
+    for change in effects.changes:
+        if change.kind == "created" and change.alert.alert_id not in gone:
+            yield change.alert
+
+
 def run_evaluation(
     events: Iterable[InboundEvent], outcomes: dict[str, PatientOutcome], pack: RulePack
 ) -> tuple[Evaluation, int, int]:
@@ -111,13 +121,7 @@ def run_evaluation(
     def record(moves: Iterable[tuple[str, Any]]) -> None:
         for pid, effects in moves:
             watch = watched.get(pid, _Watch())
-            # An alert resolved in the same step it was raised in (a late event of a discharged
-            # patient, a use report a step-up summarizes at once) never reached anyone.
-            gone = {c.alert.alert_id for c in effects.changes if c.kind == "resolved"}
-            for change in effects.changes:
-                if change.kind != "created" or change.alert.alert_id in gone:
-                    continue
-                alert = change.alert
+            for alert in _reached(effects):
                 alerts.append(
                     RaisedAlert(
                         patient_id=pid,
@@ -404,14 +408,8 @@ async def shadow_alerts(
 
     def record(index: int, moves: Iterable[tuple[str, Any]]) -> None:
         for _pid, effects in moves:
-            gone = {c.alert.alert_id for c in effects.changes if c.kind == "resolved"}
-            for change in effects.changes:
-                alert = change.alert
-                if (
-                    change.kind == "created"
-                    and alert.alert_id not in gone
-                    and since <= alert.raised_at < until
-                ):
+            for alert in _reached(effects):
+                if since <= alert.raised_at < until:
                     raised[index][alert.dedup_key] = ShadowAlert(alert.dedup_key, alert.rule_id, alert.tier)
 
     with collecting_less():

@@ -406,11 +406,17 @@ def _conditional(
 
 
 async def _visible_alert(
-    api: ApiService, connection: Any, request: web.Request, principal: Principal, action: str
+    api: ApiService,
+    connection: Any,
+    request: web.Request,
+    principal: Principal,
+    action: str,
+    alert_id: str | None = None,
 ) -> tuple[asyncpg.Record | None, AuditEntry]:
-    """The alert named in the path if it is in the caller's caseload, and the audit entry: allowed, or
-    denied (it exists, outside the caseload: the patient is recorded) or not found."""
-    alert_id = _uuid_or_none(request.match_info["alert_id"])
+    """The alert (named in the path unless given) if it is in the caller's caseload, and the audit
+    entry: allowed, or denied (it exists, outside the caseload: the patient is recorded) or not found."""
+    if alert_id is None:
+        alert_id = _uuid_or_none(request.match_info["alert_id"])
     row, patient_id = (None, None)
     if alert_id is not None:
         row, patient_id = await caseload.alert_with_caseload(connection, principal, alert_id)
@@ -716,14 +722,7 @@ async def _visible_counselors(connection: Any, principal: Principal) -> list[str
     return [principal.subject]
 
 
-async def _digest_view(connection: Any, made: Digest) -> DigestView:
-    states = {
-        r["alert_id"]: r["state"]
-        for r in await connection.fetch(
-            "SELECT alert_id::text AS alert_id, state FROM alerts WHERE alert_id = ANY($1::uuid[])",
-            made.alert_ids,
-        )
-    }
+def _digest_view(made: Digest) -> DigestView:
     return DigestView(
         digest_id=made.digest_id,
         counselor_id=made.counselor_id,
@@ -737,7 +736,7 @@ async def _digest_view(connection: Any, made: Digest) -> DigestView:
                 patient_id=i.patient_id,
                 rule_id=i.rule_id,
                 title=i.title,
-                state=states.get(i.alert_id, "resolved"),
+                state=made.states.get(i.alert_id, "resolved"),
             )
             for i in made.items
         ],
@@ -756,7 +755,7 @@ async def _list_digests(api: ApiService, request: web.Request, principal: Princi
 
     async def work(connection: Any) -> tuple[Any, list[AuditEntry]]:
         found = await digests_of(connection, await _visible_counselors(connection, principal), limit)
-        page = DigestPage(digests=[await _digest_view(connection, d) for d in found])
+        page = DigestPage(digests=[_digest_view(d) for d in found])
         patients = (item.patient_id for d in found for item in d.items)
         return _conditional(api, request, principal, "digests.list", page, patients)
 
@@ -785,7 +784,7 @@ async def _acknowledge_digest(api: ApiService, request: web.Request, principal: 
             ] or [api.entry(request, principal, action, "denied")]
         entries = []
         for item in found.items:
-            row, audit = await _alert_in_caseload(api, connection, request, principal, action, item.alert_id)
+            row, audit = await _visible_alert(api, connection, request, principal, action, item.alert_id)
             entries.append(audit)
             if row is None or row["state"] == "resolved":
                 continue
@@ -803,23 +802,10 @@ async def _acknowledge_digest(api: ApiService, request: web.Request, principal: 
         await mark_acknowledged(connection, found.digest_id, principal.subject, now)
         after = await digest(connection, found.digest_id)
         assert after is not None
-        return _json(await _digest_view(connection, after)), entries or [
-            api.entry(request, principal, action, "allowed")
-        ]
+        return _json(_digest_view(after)), entries or [api.entry(request, principal, action, "allowed")]
 
     response: web.Response = await api.audited(request, principal, work)
     return response
-
-
-async def _alert_in_caseload(
-    api: ApiService, connection: Any, request: web.Request, principal: Principal, action: str, alert_id: str
-) -> tuple[asyncpg.Record | None, AuditEntry]:
-    row, patient_id = await caseload.alert_with_caseload(connection, principal, alert_id)
-    if row is None:
-        return None, api.entry(
-            request, principal, action, "denied" if patient_id else "not_found", patient_id
-        )
-    return row, api.entry(request, principal, action, "allowed", row["patient_id"], row["alert_id"])
 
 
 _STATE_PARAM = QueryParam(

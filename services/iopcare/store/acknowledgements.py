@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from iopcare.contract import AcknowledgementOutcome
 from iopcare.evaluation.acknowledgements import AcknowledgementRecord
 from iopcare.store.alerts import Connection
 
@@ -38,4 +39,17 @@ async def acknowledgement_records(
     ]
 
 
-__all__ = ["acknowledgement_records"]
+async def outcomes_by_dedup_key(
+    connection: Connection, since: datetime, until: datetime
+) -> dict[str, AcknowledgementOutcome | None]:
+    """The latest outcome of every alert raised in ``[since, until)``, by dedup key (how a replayed
+    alert is matched to the live one)."""
+    rows = await connection.fetch(
+        "SELECT dedup_key, acknowledgement_outcome FROM alerts WHERE raised_at >= $1 AND raised_at < $2",
+        since,
+        until,
+    )
+    return {r["dedup_key"]: r["acknowledgement_outcome"] for r in rows}
+
+
+__all__ = ["acknowledgement_records", "outcomes_by_dedup_key"]

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from iopcare.contract import AlertState
 from iopcare.domain.digest import DigestItem
 from iopcare.store.alerts import Connection
 
@@ -31,6 +33,7 @@ class Digest:
     items: tuple[DigestItem, ...]
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    states: Mapping[str, AlertState] = field(default_factory=dict)  # alert id -> its state now (when read)
 
     @property
     def alert_ids(self) -> list[str]:
@@ -160,7 +163,7 @@ async def digest(connection: Connection, digest_id: str) -> Digest | None:
 async def _with_items(connection: Connection, row: Any) -> Digest:
     ids = list(row["alert_ids"])
     alerts = await connection.fetch(
-        "SELECT alert_id::text AS alert_id, patient_id, rule_id, title FROM alerts "
+        "SELECT alert_id::text AS alert_id, patient_id, rule_id, title, state FROM alerts "
         "WHERE alert_id = ANY($1::uuid[])",
         ids,
     )
@@ -178,6 +181,7 @@ async def _with_items(connection: Connection, row: Any) -> Digest:
         items,
         row["acknowledged_at"],
         row["acknowledged_by"],
+        {i: by_id[i]["state"] for i in ids if i in by_id},
     )
 
 
