@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
 
 # Labels Prometheus adds to every scraped series (static targets, compose DNS discovery).
-TARGET_LABELS = frozenset({"job", "instance"})
+# environment: set by the scrape configs (deploy/prometheus, the ServiceMonitors) for the dashboard.
+TARGET_LABELS = frozenset({"job", "instance", "environment"})
 
 _METRIC_TYPES = {"Counter", "Gauge", "Histogram", "Summary"}
 
