@@ -93,7 +93,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
     [
         ("worker", "deploy", {"replicas": 2, "replica": 2}),
         ("api", "healthcheck", {"test": 3}),
-        ("kafka", "ports", "9092"),
+        ("kafka", "ports", "9094"),
     ],
 )
 def test_the_compose_schema_check_rejects_a_broken_service(service: str, field: str, value: Any) -> None:
@@ -160,3 +160,28 @@ def test_prometheus_and_grafana_mount_files_that_exist() -> None:
     assert (ROOT / "deploy" / "prometheus" / "prometheus.yml").is_file()
     home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (ROOT / "deploy" / "grafana" / "dashboards" / Path(home).name).is_file()
+
+
+def _listeners(value: str) -> dict[str, str]:
+    """``NAME://host:port,...`` as {NAME: "host:port"}."""
+    return dict(item.split("://", 1) for item in value.split(","))
+
+
+def test_kafka_answers_the_containers_and_a_publisher_on_the_host_each_at_an_address_it_can_reach() -> None:
+    services = _compose()["services"]
+    kafka = services["kafka"]["environment"]
+    listeners = _listeners(kafka["KAFKA_LISTENERS"])
+    advertised = _listeners(kafka["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(advertised) <= set(listeners) == set(protocols)
+    # The containers bootstrap from a listener that advertises the service name ...
+    for name, service in _iopcare_services().items():
+        bootstrap = service["environment"]["IOPCARE_KAFKA_BOOTSTRAP"]
+        (inside,) = [n for n, address in advertised.items() if address == bootstrap]
+        assert bootstrap.startswith("kafka:"), name
+    # ... and the host reaches, through the published port, one that advertises localhost.
+    (published,) = services["kafka"]["ports"]
+    host_port, container_port = published.split(":")
+    (outside,) = [n for n, address in listeners.items() if address.endswith(f":{container_port}")]
+    assert advertised[outside] == f"localhost:{host_port}"
+    assert outside != inside and kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] == inside
