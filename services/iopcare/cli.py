@@ -134,6 +134,7 @@ def worker(web_port: int | None) -> None:
     from faust.worker import Worker
 
     from iopcare.endpoints import resolve_endpoints
+    from iopcare.logs import logging_config
     from iopcare.processor.app import build_app
 
     settings = get_settings()
@@ -141,7 +142,12 @@ def worker(web_port: int | None) -> None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
     endpoints = resolve_endpoints(settings)
     app = build_app(settings, endpoints, app_id=settings.processor_app_id)
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        logging_config=logging_config("worker", settings.log_level, settings.log_format),
+    ).execute_from_commandline()
 
 
 @main.command()
@@ -153,17 +159,14 @@ def worker(web_port: int | None) -> None:
 )
 def api(port: int | None) -> None:
     """Run the HTTP API and counselor inbox. Tokens come from `iopcare tokens create`."""
-    import logging
-
     from iopcare.api.serve import serve
     from iopcare.endpoints import resolve_endpoints
+    from iopcare.logs import configure as configure_logging
 
     settings = get_settings()
     if port is not None:
         settings = settings.model_copy(update={"api_port": port})
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging("api", settings.log_level, settings.log_format)
     asyncio.run(serve(settings, resolve_endpoints(settings)))
 
 
@@ -264,17 +267,14 @@ def tokens_revoke(token_id: str) -> None:
 )
 def dispatcher(web_port: int | None) -> None:
     """Run the dispatcher: alert events from iop.alerts.v1 to signed webhooks (docs/webhooks.md)."""
-    import logging
-
     from iopcare.dispatcher.service import Dispatcher
     from iopcare.endpoints import resolve_endpoints
+    from iopcare.logs import configure as configure_logging
 
     settings = get_settings()
     if web_port is not None:
         settings = settings.model_copy(update={"dispatcher_web_port": web_port})
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("dispatcher", settings.log_level, settings.log_format)
     endpoints = resolve_endpoints(settings)
     asyncio.run(Dispatcher(settings, endpoints).run())
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 class Settings(BaseSettings):
@@ -64,7 +71,10 @@ class Settings(BaseSettings):
     # The HTTP API and counselor inbox (`iopcare api`).
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
-    log_level: str = "INFO"
+    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    # json (one object per line), console (text for a person) or auto: console on a terminal, else
+    # JSON (docs/operations.md, "Logs").
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     # Dispatcher: alert events -> webhooks (docs/webhooks.md). Dispatchers sharing the group id
     # share the alerts topic's partitions; the deliveries table is their common queue.

@@ -4,6 +4,7 @@ their revocation, rate limiting, the audit log, counselor actions, ingest and th
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -193,6 +194,38 @@ async def test_acknowledge_snooze_and_resolve_record_the_counselor_and_refuse_wh
     metrics = await (await clinic.client.get("/metrics")).text()
     assert 'iopcare_alert_time_to_acknowledge_seconds_count{severity="critical"}' in metrics
     assert "pt-a1" not in metrics and alert_id not in metrics
+
+
+async def test_a_callers_request_id_and_trace_follow_the_request_to_the_audit_row_and_the_alert_event(
+    clinic: Clinic,
+) -> None:
+    alert_id = clinic.alert_of["pt-a1"]
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    proxy_id = "7f3a9c01d2e44b5c9a1e0c2d4f6b8a90"  # as nginx's $request_id: 32 hex digits
+    headers = clinic.auth("c01") | {"X-Request-ID": proxy_id, "traceparent": traceparent}
+    response = await clinic.client.post(
+        f"/v1/alerts/{alert_id}/acknowledge", headers=headers, json={"outcome": "contacted_patient"}
+    )
+    assert response.status == 200, await response.text()
+    assert response.headers["X-Request-ID"] == str(uuid.UUID(proxy_id))
+    assert [r["action"] for r in await clinic.audit_rows(proxy_id)] == ["alert.acknowledge"]
+    answered = response.headers["traceresponse"]
+    assert answered.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and answered != traceparent
+    published = await clinic.pool.fetchval(
+        "SELECT payload->>'traceparent' FROM outbox "
+        "WHERE kind = 'iop.alert.acknowledged' AND payload->'data'->>'alert_id' = $1",
+        alert_id,
+    )
+    assert published == answered  # the request's span published the alert event
+
+    # An id that is not a plain token is replaced, never echoed; so is an invalid traceparent.
+    for offered in ("short", "lb-7f3a9c01d2e4", "<script>alert(1)</script>", "a" * 200):
+        response = await clinic.client.get(
+            "/v1/alerts", headers=clinic.auth("c01") | {"X-Request-ID": offered, "traceparent": "00-zz"}
+        )
+        assert response.status == 200
+        assert re.fullmatch(r"[0-9a-f-]{36}", response.headers["X-Request-ID"]), offered
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", response.headers["traceresponse"])
 
 
 async def test_patient_summary_has_risk_and_live_alerts(clinic: Clinic) -> None:

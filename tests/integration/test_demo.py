@@ -5,6 +5,7 @@ ids repeat, so a reused database would show the first run's state)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from iopcare.embedded.demo import DEMO_NOTE
+from iopcare.simulation import cohort_roster
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +74,7 @@ def test_the_demo_shows_explained_alerts_and_a_rerun_starts_from_empty_servers(t
         r"today's digest \(GET /v1/digests\): Daily summary for \w{3} \d+ \w{3}: \d+ items? about", first
     )
     assert "Stopped the demo's broker and Postgres" in first
+    _check_the_service_logs(tmp_path / "demo", first)
 
     # Every stored state is what the event log folds to.
     rebuilt = _iopcare(tmp_path, "state", "rebuild", "--demo")
@@ -96,3 +101,46 @@ def _lines(output: str, pattern: re.Pattern[str]) -> list[str]:
         block = output.split("-- after program week 1:", 1)[1].split("-- after program week", 1)[0]
         return [line for line in block.splitlines() if pattern.match(line)]
     return [line for line in output.splitlines() if pattern.match(line)]
+
+
+SERVICES = ("worker", "api", "dispatcher")
+
+
+def _check_the_service_logs(log_dir: Path, demo_output: str) -> None:
+    """Every service logs JSON lines: the API each request with its request id, the worker each alert
+    and the dispatcher each webhook under the trace of the event that caused them (one trace from the
+    published event to the webhook POST); and no line holds a patient id, the counselor's note, the
+    API token or the webhook secret."""
+    lines = {name: (log_dir / f"{name}.log").read_text().splitlines() for name in SERVICES}
+    records: dict[str, list[dict[str, object]]] = {}
+    for name, text in lines.items():
+        assert text, f"{name} logged nothing"
+        records[name] = [json.loads(line) for line in text]  # every line is one JSON object
+        for record in records[name]:
+            assert record["service"] == name
+            assert {"timestamp", "level", "logger", "message"} <= set(record), record
+    requests = [r for r in records["api"] if r["message"] == "request"]
+    assert any(r["route"] == "/v1/alerts/{alert_id}/acknowledge" for r in requests)
+    assert all(re.fullmatch(r"[0-9a-f-]{36}", str(r["request_id"])) for r in requests)
+    acknowledged = re.search(r"acknowledged the first: .*; request ([0-9a-f-]{36})\)", demo_output)
+    assert acknowledged is not None and acknowledged.group(1) in {r["request_id"] for r in requests}
+    alerts = [r for r in records["worker"] if str(r["message"]).startswith("alert ")]
+    deliveries = [r for r in records["dispatcher"] if r["message"] == "webhook delivered"]
+    assert alerts and deliveries
+    assert all(re.fullmatch(r"[0-9a-f]{32}", str(r["trace_id"])) for r in alerts + deliveries)
+    assert {r["trace_id"] for r in alerts} & {r["trace_id"] for r in deliveries}, "no trace runs end to end"
+
+    token = re.search(r"with this token \(valid 1 day\):\n   (\S+)", demo_output)
+    assert token is not None
+    secrets = {token.group(1)}
+    patients = {p.patient_id for p in cohort_roster(48, seed=7)} | set(
+        re.findall(r"\bp-[0-9a-f]{10}\b", demo_output)
+    )
+    assert len(patients) >= 48
+    for name, text in lines.items():
+        log = "\n".join(text)
+        leaked = sorted(p for p in patients if p in log)
+        assert not leaked, f"{name}.log names patients {leaked[:3]}"
+        assert DEMO_NOTE not in log and DEMO_NOTE[:20] not in log, f"{name}.log holds the note"
+        assert not any(secret in log for secret in secrets), f"{name}.log holds the API token"
+        assert "whsec_" not in log, f"{name}.log holds a webhook secret"

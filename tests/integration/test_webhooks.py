@@ -28,12 +28,14 @@ from iopcare.dispatcher.webhooks.store import add_endpoint
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
+from iopcare.tracing import parse_traceparent
 from tests.integration.webhook_receiver import Receiver, eventually, produce
 from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, TITLE, alert
 
 pytestmark = pytest.mark.integration
 
 SECRET = "whsec_integration"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 StartDispatcher = Callable[..., Awaitable[Dispatcher]]
 
@@ -153,6 +155,20 @@ async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_sec
     row = await hx.db.fetchrow("SELECT attempts, last_status, last_error FROM webhook_deliveries")
     assert (row["attempts"], row["last_status"], row["last_error"]) == (1, 200, None)
     assert sample("iopcare_webhook_deliveries_total", outcome="delivered") == delivered + 1
+
+
+async def test_the_post_continues_the_trace_of_the_alert_event_in_its_traceparent_header(hx: Harness) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await hx.start()
+    traced = alert("created").model_copy(update={"traceparent": TRACEPARENT})
+    await hx.publish([traced], str(uuid.uuid4()))
+    await eventually(lambda: hx.receiver.requests, message="no POST reached the receiver")
+    [request] = hx.receiver.requests
+    header = parse_traceparent(request.headers["traceparent"])
+    cause = parse_traceparent(TRACEPARENT)
+    assert header is not None and cause is not None
+    assert header.trace_id == cause.trace_id and header.span_id != cause.span_id  # a span of its own
+    assert b"traceparent" not in request.body  # the trace travels in the header, not the body
 
 
 async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(hx: Harness) -> None:

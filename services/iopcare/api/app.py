@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -65,9 +66,11 @@ from iopcare.domain.counselor import Acknowledge, CounselorAction, Resolve, Snoo
 from iopcare.domain.digest import by_rule, headline
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
+from iopcare.logs import bind as bind_log_context
 from iopcare.store.counselor_actions import AlertNotFound, apply_action
 from iopcare.store.digests import Digest, digest, digests_of, mark_acknowledged
 from iopcare.store.patients import case_summary_fields, read_summaries
+from iopcare.tracing import current_trace, new_trace, parse_traceparent, tracing
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,10 @@ CARE_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor"})
 ALL_ROLES: frozenset[Role] = frozenset({"counselor", "supervisor", "integrator", "ops"})
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# A caller's X-Request-ID is kept when it is a UUID, with or without dashes (nginx's $request_id is 32
+# hex digits), so one id follows the request through the proxy's logs, ours and the audit rows (a
+# uuid column); it is answered in the canonical dashed form. Anything else is replaced, not echoed.
+_REQUEST_ID = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$")
 AUDITED = web.RequestKey("audited", bool)
 """Set once a request's audit rows are written; a patient-data request refused before that gets one."""
 
@@ -220,27 +227,46 @@ class ApiService:
     async def _observe(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Request id, metrics by route template, and problems for every error."""
-        request_id = str(uuid.uuid4())
+        """Request id (the caller's ``X-Request-ID`` when it is a sane token, else a new UUID) and
+        trace (the caller's ``traceparent`` continued, else a new one) bound to every log line of
+        the request; one log line per request; metrics by route template; problems for every error."""
+        request_id = _request_id(request.headers.get("X-Request-ID"))
         request[REQUEST_ID] = request_id
+        parent = parse_traceparent(request.headers.get("traceparent"))
+        trace = parent.child() if parent is not None else new_trace()
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         started = time.perf_counter()
-        try:
-            response = await handler(request)
-        except Refusal as refusal:
-            response = _problem(refusal.status, refusal.error, refusal.detail, request_id, refusal.headers)
-        except web.HTTPException as exc:
-            response = _problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, request_id)
-        except Exception:
-            log.exception("request %s on %s %s failed", request_id, request.method, route)
-            response = _problem(500, "internal", "the request failed; quote the request id", request_id)
-        response.headers["X-Request-Id"] = request_id
+        with bind_log_context(request_id=request_id), tracing(trace):
+            try:
+                response = await handler(request)
+            except Refusal as no:
+                response = _problem(no.status, no.error, no.detail, request_id, no.headers)
+            except web.HTTPException as exc:
+                response = _problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, request_id)
+            except Exception:
+                log.exception("request failed", extra={"method": request.method, "route": route})
+                response = _problem(500, "internal", "the request failed; quote the request id", request_id)
+            elapsed = time.perf_counter() - started
+            # The route template, never the path: a path names the patient or alert it is about.
+            # Probes and scrapes come every few seconds: at DEBUG, so they do not bury the requests.
+            log.log(
+                logging.DEBUG if route in _PROBES else logging.INFO,
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
+        response.headers["X-Request-ID"] = request_id
+        response.headers["traceresponse"] = trace.traceparent
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if response.content_type == "application/json":
             response.headers.setdefault("Cache-Control", "no-store")  # patient data stays out of caches
         metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
-        metrics.REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+        metrics.REQUEST_SECONDS.labels(route, request.method).observe(elapsed)
         return response
 
     def _guarded(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -566,6 +592,10 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
                 index=index, status="rejected", reason=exc.reason, detail=exc.detail
             )
             continue
+        trace = current_trace()
+        if event.traceparent is None and trace is not None:
+            # Posted without a trace of its own: it continues this request's, to the alert and webhook.
+            event = event.model_copy(update={"traceparent": trace.traceparent})
         future = await producer.send(api.events_topic, value=encode_event(event), key=event.subject.encode())
         sends.append((index, event.id, event.subject, future))
     entries: list[AuditEntry] = []
@@ -659,6 +689,15 @@ async def _inbox_asset(request: web.Request) -> web.StreamResponse:
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _request_id(offered: str | None) -> str:
+    if offered is not None and _REQUEST_ID.match(offered):
+        return str(uuid.UUID(offered))
+    return str(uuid.uuid4())
 
 
 def _problem(

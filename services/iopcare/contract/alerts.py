@@ -179,8 +179,10 @@ def alert_event(
     source: str,
     time: datetime | None = None,
     id: str | None = None,
+    traceparent: str | None = None,
 ) -> AlertEvent:
-    """Build an `iop.alert.<kind>` event for `data`; `id` defaults to a UUID4, `time` to now (UTC)."""
+    """Build an `iop.alert.<kind>` event for `data`; `id` defaults to a UUID4, `time` to now (UTC);
+    `traceparent` is the span of the work that changed the alert (see :mod:`iopcare.tracing`)."""
     if kind not in get_args(AlertEventKind):
         raise ValueError(f"unknown alert event kind {kind!r}")
     return new_event(
@@ -191,4 +193,5 @@ def alert_event(
         time=time,
         id=id,
         type=_TYPE_PREFIX + kind,
+        traceparent=traceparent,
     )

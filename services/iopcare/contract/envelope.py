@@ -1,9 +1,9 @@
 """The CloudEvents 1.0 envelope and the value types shared by every event and alert.
 
 Everything on the wire is CloudEvents 1.0 in structured JSON mode: one JSON object carrying the
-context attributes (`specversion`, `id`, `source`, `type`, `time`, `subject`) and the payload in
-`data`. `subject` is always the pseudonymous patient id, which is also the Kafka message key, so
-all of one patient's events share a partition and stay in order.
+context attributes (`specversion`, `id`, `source`, `type`, `time`, `subject`, optionally
+`traceparent`) and the payload in `data`. `subject` is always the pseudonymous patient id, which
+is also the Kafka message key, so all of one patient's events share a partition and stay in order.
 
 Privacy (42 CFR Part 2, HIPAA): identifiers in the contract are opaque pseudonyms and every
 non-identifier field is a number, a date or a code from a closed vocabulary. There is no free text
@@ -27,6 +27,8 @@ from pydantic import (
     StringConstraints,
 )
 from pydantic_core import PydanticCustomError
+
+from iopcare.tracing import TRACEPARENT_PATTERN
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -173,6 +175,10 @@ class CloudEvent(ContractModel, Generic[DataT]):
     subject: PatientId
     datacontenttype: Literal["application/json"] = "application/json"
     """Media type of `data`."""
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
+    """W3C Trace Context `traceparent` of the span that produced the event (the CloudEvents
+    Distributed Tracing extension), e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`.
+    Optional; iopcare continues the trace to the alert events and webhooks the event causes."""
     data: DataT
 
     @property
@@ -198,6 +204,7 @@ def new_event(
     time: datetime | None = None,
     id: str | None = None,
     type: str | None = None,
+    traceparent: str | None = None,
 ) -> EventT:
     """Build and validate an event of `event_cls`, filling in the envelope.
 
@@ -216,4 +223,6 @@ def new_event(
     }
     if type is not None:
         fields["type"] = type
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
     return event_cls.model_validate(fields)

@@ -672,7 +672,9 @@ def encode_event(event: CloudEvent[Any]) -> bytes:
 
     Deterministic for a given event (sets are sorted); `decode_event(encode_event(e)) == e`.
     """
-    return event.model_dump_json(by_alias=True).encode("utf-8")
+    # An absent traceparent is left out, as CloudEvents leaves out every unset optional attribute.
+    unset = {"traceparent"} if event.traceparent is None else None
+    return event.model_dump_json(by_alias=True, exclude=unset).encode("utf-8")
 
 
 # --- dead letters ------------------------------------------------------------------------------

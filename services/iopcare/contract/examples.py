@@ -169,6 +169,11 @@ EXAMPLE_ALERT_DATA: dict[str, Any] = {
 """Valid `data` of an `iop.alert.created` event."""
 
 
+# The clinic system's span, and the worker's span of the same trace for the alert it caused.
+EXAMPLE_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+EXAMPLE_ALERT_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
+
+
 def example_event(event_type: str) -> InboundEvent:
     """The example event of `event_type`, with a fixed envelope (deterministic)."""
     event = new_event(
@@ -178,6 +183,7 @@ def example_event(event_type: str) -> InboundEvent:
         data=EXAMPLE_DATA[event_type],
         time=EXAMPLE_TIME,
         id=f"example-{event_type}",
+        traceparent=EXAMPLE_TRACEPARENT,
     )
     return cast(InboundEvent, event)  # EVENT_TYPES holds exactly the InboundEvent classes
 
@@ -190,4 +196,5 @@ def example_alert_event() -> AlertEvent:
         source="/iopcare/dispatcher",
         time=EXAMPLE_TIME,
         id="example-alert-created",
+        traceparent=EXAMPLE_ALERT_TRACEPARENT,
     )

@@ -36,6 +36,7 @@ from iopcare.dispatcher.webhooks.store import (
     record_delivered,
     record_failed_attempt,
 )
+from iopcare.tracing import new_trace, parse_traceparent, tracing
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,13 @@ class WebhookSender:
                     task.cancel()
 
     async def _attempt(self, delivery: DueDelivery) -> None:
+        # The POST continues the trace of the (first) alert event it carries; a digest starts one.
+        causes = (parse_traceparent(n.traceparent) for n in delivery.notices)
+        cause = next((c for c in causes if c is not None), None)
+        with tracing(cause.child() if cause is not None else new_trace()) as trace:
+            await self._post(delivery, trace.traceparent)
+
+    async def _post(self, delivery: DueDelivery, traceparent: str) -> None:
         if delivery.digest is not None:
             body = digest_body(delivery.delivery_id, delivery.created_at, delivery.digest)
         else:
@@ -113,6 +121,7 @@ class WebhookSender:
                 delivery.notices,
             )
         headers = signed_headers(delivery.secret, body, delivery.delivery_id, delivery.attempt, self._clock())
+        headers["traceparent"] = traceparent
         status: int | None = None
         error = ""
         started = time.perf_counter()
@@ -126,10 +135,21 @@ class WebhookSender:
         except Exception as exc:  # any failure of the POST is the endpoint's, never the dispatcher's
             error = type(exc).__name__
         finally:
-            metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.DELIVERY_SECONDS.observe(elapsed)
         if status is not None and 200 <= status < 300:
             await record_delivered(self._pool, delivery, status)
             metrics.DELIVERIES.labels("delivered").inc()
+            log.info(
+                "webhook delivered",
+                extra={
+                    "delivery_id": delivery.delivery_id,
+                    "endpoint_id": delivery.endpoint_id,
+                    "attempt": delivery.attempt,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
             return
         if status is not None:
             error = f"http_{status}"

@@ -55,6 +55,7 @@ from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.simulation import cohort_roster, generate_cohort
 from iopcare.store.patients import parse_state
+from iopcare.tracing import new_trace
 
 Say = Callable[[str], None]
 
@@ -166,6 +167,8 @@ def run_demo(
         # (docs/architecture.md, "Absence sweeps").
         IOPCARE_CLOCK="stream",
         IOPCARE_SWEEP_INTERVAL_SECONDS="1",
+        # The services' logs go to files: JSON lines, as in production (docs/operations.md, "Logs").
+        IOPCARE_LOG_FORMAT=os.environ.get("IOPCARE_LOG_FORMAT", "json"),
     )
     worker_port, api_port, dispatcher_port = free_port(), free_port(), free_port()
     env |= {
@@ -178,7 +181,7 @@ def run_demo(
     counselor = next(p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured)
     receiver = WebhookReceiver()
     token = asyncio.run(_prepare_counselor(endpoints.database_url, counselor, receiver))
-    say(f"\n== Starting a processor worker (log: {log_dir / 'worker.log'})")
+    say(f"\n== Starting a processor worker (log, JSON lines: {log_dir / 'worker.log'})")
     say(f"   metrics: http://127.0.0.1:{worker_port}/metrics")
     say(f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_port}/metrics")
     say(f"== Starting the webhook dispatcher (log: {log_dir / 'dispatcher.log'})")
@@ -253,7 +256,12 @@ async def _stream(
             low = None if week == 1 else week_start
             high = None if week == len(week_starts) - 1 else week_end
             chunk = [e for e in events if (low is None or e.time >= low) and (high is None or e.time < high)]
-            report = publisher.publish_all((i, encode_event(e)) for i, e in enumerate(chunk, start=1))
+            # Each event as a clinic system would send it, with the trace (W3C traceparent) of the span
+            # that produced it: the worker's alert and the dispatcher's webhook continue that trace.
+            report = publisher.publish_all(
+                (i, encode_event(e.model_copy(update={"traceparent": new_trace().traceparent})))
+                for i, e in enumerate(chunk, start=1)
+            )
             sent += report.sent
             sources.extend(e.source for e in chunk)
             ids.extend(e.id for e in chunk)
@@ -429,6 +437,11 @@ async def _show_quarantine(database_url: str, say: Say) -> None:
         )
 
 
+# The note the demo counselor writes when acknowledging: it stays in the database (audited), and a
+# test checks it never reaches a log or a topic.
+DEMO_NOTE = "Called after group: staying with her sister this week, agreed to come Thursday"
+
+
 def _start(arguments: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
@@ -537,11 +550,16 @@ async def _show_inbox(base_url: str, token: str, counselor_id: str, say: Say) ->
         if alerts:
             first = alerts[0]
             async with http.post(
-                f"/v1/alerts/{first['alert_id']}/acknowledge", json={"note": "demo: seen"}
+                f"/v1/alerts/{first['alert_id']}/acknowledge",
+                json={"outcome": "contacted_patient", "note": DEMO_NOTE},
             ) as response:
                 response.raise_for_status()
                 acknowledged = await response.json()
-            say(f"   acknowledged the first: state {acknowledged['state']} (recorded with who and when)")
+                request_id = response.headers["X-Request-ID"]
+            say(
+                f"   acknowledged the first: state {acknowledged['state']}, outcome contacted_patient "
+                f"(recorded with who and when; request {request_id})"
+            )
         async with http.get("/v1/digests") as response:
             response.raise_for_status()
             digests = (await response.json())["digests"]

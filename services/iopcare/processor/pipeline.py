@@ -22,10 +22,11 @@ from pathlib import Path
 
 import asyncpg
 
-from iopcare.contract import MAX_CLOCK_SKEW, DeadLetterReason, InvalidEvent, decode_event
+from iopcare.contract import MAX_CLOCK_SKEW, AlertEvent, DeadLetterReason, InvalidEvent, decode_event
 from iopcare.processor import metrics
 from iopcare.store.engagement import BatchOutcome, EngagementStore
 from iopcare.store.events import AcceptedEvent, RejectedRecord
+from iopcare.tracing import parse_traceparent, tracing
 
 log = logging.getLogger(__name__)
 
@@ -214,3 +215,25 @@ class EngagementPipeline:
             metrics.RELEASED.labels(released.party.kind).inc()
         for change in outcome.alert_changes:
             metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()
+        log_alert_events(outcome.alert_events)
+
+
+def log_alert_events(events: Sequence[AlertEvent]) -> None:
+    """One log line per alert event committed, under the event's trace: what changed, by which
+    rule, at which severity and tier (codes and the alert's id; never the patient or the text)."""
+    for event in events:
+        trace = parse_traceparent(event.traceparent)
+        fields = {
+            "kind": event.kind,
+            "alert_id": event.data.alert_id,
+            "rule_id": event.data.rule_id,
+            "severity": event.data.severity,
+            "tier": event.data.tier,
+        }
+        # A repeat trigger (updated) is routine; every other change is worth a line at INFO.
+        level = logging.DEBUG if event.kind == "updated" else logging.INFO
+        if trace is None:
+            log.log(level, "alert %s", event.kind, extra=fields)
+            continue
+        with tracing(trace):
+            log.log(level, "alert %s", event.kind, extra=fields)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from iopcare.processor import metrics
-from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS, failure_detail
+from iopcare.processor.pipeline import TRANSIENT_STORE_ERRORS, failure_detail, log_alert_events
 from iopcare.store.engagement import Clock, EngagementStore, SweepOutcome
+from iopcare.tracing import new_trace, tracing
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class Sweeper:
                 return fired
             for _ in range(self._max_sweeps):
                 started = time.perf_counter()
-                outcome = await self._store.sweep(now, self._limit)
+                with tracing(new_trace()):  # what a sweep finds starts a trace of its own
+                    outcome = await self._store.sweep(now, self._limit)
                 metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
                 metrics.SWEEP_RUNS.labels("ok").inc()
                 self._observe(outcome)
@@ -83,3 +85,4 @@ class Sweeper:
             metrics.SWEEP_CHECKS.labels(kind, "true" if signalled else "false").inc()
         for change in outcome.alert_changes:
             metrics.ALERT_CHANGES.labels(change.kind, change.alert.severity).inc()
+        log_alert_events(outcome.alert_events)

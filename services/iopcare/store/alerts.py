@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from iopcare.contract import AlertEventData, Evidence, alert_event, encode_event
+from iopcare.contract import AlertEvent, AlertEventData, Evidence, alert_event, encode_event
 from iopcare.domain.alerts import Alert, Change, PatientAlerts
+from iopcare.tracing import current_trace, new_trace, parse_traceparent
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -105,10 +106,14 @@ async def record_changes(
     changes: Sequence[Change],
     teams: Mapping[str, CareTeam],
     risk_scores: Mapping[str, int | None] | None = None,
-) -> None:
-    """Write the alerts' latest snapshots, the transitions and the alert events (outbox)."""
+    traces: Mapping[str, str] | None = None,
+) -> list[AlertEvent]:
+    """Write the alerts' latest snapshots, the transitions and the alert events (outbox); return the
+    events. ``traces``: the ``traceparent`` of inbound events by event id; an alert event continues
+    the trace of the first event of its evidence found there, else the trace in progress (an API
+    request's, a sweep's), else a new one."""
     if not changes:
-        return
+        return []
     risk_scores = risk_scores or {}
     latest: dict[str, Alert] = {}
     for change in changes:
@@ -193,6 +198,7 @@ async def record_changes(
             source=ALERT_SOURCE,
             time=change.at,
             id=str(uuid.uuid4()),
+            traceparent=_traceparent(change, traces or {}),
         )
         for change in changes
     ]
@@ -210,6 +216,16 @@ async def record_changes(
         [encode_event(e).decode() for e in events],
         [groups[e.subject] for e in events],
     )
+    return events
+
+
+def _traceparent(change: Change, traces: Mapping[str, str]) -> str:
+    for event_id in change.alert.event_ids:
+        cause = parse_traceparent(traces.get(event_id))
+        if cause is not None:
+            return cause.child().traceparent  # the worker's span, under the clinic system's
+    ambient = current_trace()
+    return (ambient or new_trace()).traceparent
 
 
 def _event_data(alert: Alert, team: CareTeam, risk_score: int | None) -> AlertEventData:

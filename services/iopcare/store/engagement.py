@@ -35,7 +35,7 @@ from typing import Literal
 
 import asyncpg
 
-from iopcare.contract import ConsentGranted, InboundEvent
+from iopcare.contract import AlertEvent, ConsentGranted, InboundEvent
 from iopcare.domain.alerts import Change, Deadline
 from iopcare.domain.course import Effects, PatientCourse, deadlines_of
 from iopcare.domain.engagement import PatientState, Tuning
@@ -81,6 +81,7 @@ class BatchOutcome:
     quarantined: list[Held] = field(default_factory=list)
     released: list[Held] = field(default_factory=list)
     alert_changes: list[Change] = field(default_factory=list)
+    alert_events: list[AlertEvent] = field(default_factory=list)  # what the changes published
 
     def merge(self, other: BatchOutcome) -> None:
         """Add another transaction's outcome (a batch split to isolate a bad event)."""
@@ -92,6 +93,7 @@ class BatchOutcome:
         self.quarantined.extend(other.quarantined)
         self.released.extend(other.released)
         self.alert_changes.extend(other.alert_changes)
+        self.alert_events.extend(other.alert_events)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class SweepOutcome:
 
     fired: list[tuple[str, bool]] = field(default_factory=list)  # (check kind, signalled) per check
     alert_changes: list[Change] = field(default_factory=list)
+    alert_events: list[AlertEvent] = field(default_factory=list)  # what the changes published
     patients: int = 0  # patients advanced
     skipped_busy: int = 0  # patients locked by a batch in flight: their checks wait for the next sweep
     failed: list[Exception] = field(default_factory=list)  # advancing a patient raised (set aside)
@@ -195,7 +198,8 @@ class EngagementStore:
             else {}
         )
         outcome.patients = len(patient_ids)
-        await self._write_effects(connection, courses, effects, outcome, as_of=wall)
+        traces = {event.id: event.traceparent for event in fresh if event.traceparent is not None}
+        await self._write_effects(connection, courses, effects, outcome, as_of=wall, traces=traces)
         # Only rewritten rows have a new version; the others' cached copies stay valid as they are.
         return {pid: (versions[pid], courses[pid].state) for pid in versions}
 
@@ -230,11 +234,12 @@ class EngagementStore:
         outcome: BatchOutcome | SweepOutcome,
         teams: dict[str, CareTeam] | None = None,
         as_of: datetime | None = None,
+        traces: dict[str, str] | None = None,
     ) -> None:
         """Make the courses' effects durable, one statement per table (the states are written apart),
         and the case summaries of the patients something happened to, judged at ``as_of`` (default:
         each patient's latest event). ``teams``: the care teams as stored, where the caller read
-        them (else from the states)."""
+        them (else from the states); ``traces``: the inbound events' traceparents by event id."""
         summaries = [courses[pid].summary(as_of) for pid, e in effects.items() if e]
         if summaries:
             await write_summaries(connection, summaries)
@@ -259,7 +264,7 @@ class EngagementStore:
                 for pid in touched
             }
             risks = {pid: courses[pid].risk_score() for pid in touched}
-            await record_changes(connection, changes, teams, risks)
+            outcome.alert_events = await record_changes(connection, changes, teams, risks, traces)
         outcome.alert_changes = changes
         if isinstance(outcome, BatchOutcome):
             for e in effects.values():

@@ -137,9 +137,35 @@ def test_extra_field_in_data_is_a_schema_violation(event_type: str) -> None:
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_extra_top_level_field_is_a_schema_violation(event_type: str) -> None:
-    error = rejection(raw(envelope(event_type, traceparent="00-abc")))
+    error = rejection(raw(envelope(event_type, comment="called her mother")))
     assert error.reason == "schema_violation"
-    assert error.detail == "traceparent: extra_forbidden"
+    assert error.detail == "comment: extra_forbidden"
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_a_traceparent_is_carried_and_an_absent_one_stays_absent(event_type: str) -> None:
+    traced = decode_event(raw(envelope(event_type, traceparent=TRACEPARENT)))
+    assert traced.traceparent == TRACEPARENT
+    assert json.loads(encode_event(traced))["traceparent"] == TRACEPARENT
+    plain = decode_event(raw(envelope(event_type)))
+    assert plain.traceparent is None and "traceparent" not in json.loads(encode_event(plain))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "00-abc",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # version 00 is lower-case hex
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        TRACEPARENT + " ",
+    ],
+)
+def test_a_malformed_traceparent_is_a_schema_violation(bad: str) -> None:
+    error = rejection(raw(envelope("iop.checkin.submitted", traceparent=bad)))
+    assert (error.reason, error.detail) == ("schema_violation", "traceparent: string_pattern_mismatch")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)

@@ -92,6 +92,9 @@ class Notice:
     escalated: bool
     time: str  # when the change happened, RFC 3339
     url: str  # the alert in the counselor inbox
+    # The alert event's trace (W3C traceparent): the POST continues it in its traceparent header.
+    # Stored with the notice, never put in the body.
+    traceparent: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON object of this notice in a notification body."""
@@ -106,10 +109,14 @@ class Notice:
             "url": self.url,
         }
 
+    def stored_json(self) -> dict[str, Any]:
+        """The notice as the deliveries table keeps it: the body's fields and the trace."""
+        return {**self.as_json(), "traceparent": self.traceparent}
+
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Notice:
-        """The notice stored by :meth:`as_json` (the deliveries table keeps them as JSON)."""
-        return cls(**{name: value[name] for name in cls.__dataclass_fields__})
+        """The notice stored by :meth:`stored_json` (rows written before traces have none)."""
+        return cls(**{name: value[name] for name in cls.__dataclass_fields__ if name in value})
 
 
 def notice_of(event: AlertEvent, public_url: str) -> Notice:
@@ -124,6 +131,7 @@ def notice_of(event: AlertEvent, public_url: str) -> Notice:
         escalated=data.escalated,
         time=_rfc3339(event.time),
         url=f"{public_url.rstrip('/')}/inbox#alert-{data.alert_id}",
+        traceparent=event.traceparent,
     )
 
 

@@ -231,7 +231,7 @@ async def apply_plan(connection: Connection, plan: DeliveryPlan, coalesce_second
 
 
 def _notices_json(notices: Sequence[Notice]) -> str:
-    return json.dumps([n.as_json() for n in notices])
+    return json.dumps([n.stored_json() for n in notices])
 
 
 # -- sending ------------------------------------------------------------------------------------
