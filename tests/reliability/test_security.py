@@ -454,7 +454,8 @@ async def test_logs_of_real_processes_hold_no_tokens_and_no_free_text(
     assert api_code in (0, -15) and worker_code in (0, -15), (api.log()[-2000:], worker.log()[-2000:])
     logs = {path.name: path.read_text(errors="replace") for path in sorted(tmp_path.glob("*.log"))}  # noqa: ASYNC240
     assert set(logs) >= {"api.log", "worker-w1.log"} and all(logs.values())
-    assert "DEBUG" in logs["worker-w1.log"] or "DEBUG" in logs["api.log"]  # the level took effect
+    # The level took effect (the services log JSON lines: a level is `"level": "debug"`).
+    assert all('"level": "debug"' in logs[name] for name in ("worker-w1.log", "api.log"))
     secrets = [*tokens.values(), *guesses, *markers]
     found = [(name, s[:20]) for name, text in logs.items() for s in secrets if s in text]
     found += [
