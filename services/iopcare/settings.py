@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+FETCH_MAX_WAIT_MS = 100
+
 
 def _log_level(value: str) -> str:
     level = value.upper()
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_max_wait_seconds: float = Field(default=0.1, gt=0, le=10)
+    # How long a fetch from the broker may wait for records before it returns empty: the latency an
+    # event arriving on a quiet partition can wait before the worker sees it. Faust's own is 1500 ms
+    # (docs/benchmarks.md, "Fetch wait", for the measurements behind the default).
+    fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=0, le=10_000)
     database_pool_size: int = Field(default=4, ge=1, le=100)
     # Faust's defaults take ~30 s to join a group; these take ~3 s (docs/operations.md). Raise them for
     # production clusters with slow networks.

@@ -5,7 +5,7 @@ python -m tests.bench --quick              # a short one (make bench-quick)
 python -m tests.bench --only latency --out none
 python -m tests.bench --only replay        # the offline backtest alone, no broker (make bench-replay)
 python -m tests.bench --worker-env IOPCARE_BATCH_MAX_RECORDS=2000 --out none   # an experiment
-    python -m tests.bench --worker-env BENCH_FETCH_MAX_WAIT_MS=100 --only latency   # see tests.bench.tuned
+python -m tests.bench --worker-env IOPCARE_FETCH_MAX_WAIT_MS=1500 --only latency   # Faust's own fetch wait
 """
 
 from __future__ import annotations

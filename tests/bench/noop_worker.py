@@ -3,9 +3,9 @@
 Run as ``python -m tests.bench.noop_worker`` with the same ``IOPCARE_*`` environment as a pipeline
 worker. Its app is built from the very options ``iopcare.processor.app.build_app`` passes to
 ``faust.App`` (raw serializers, group timeouts, ``broker_max_poll_records``, ``stream_buffer_maxsize``,
-commit settings), and its agent consumes the same way (``noack_take`` batches, one ``ack`` per
-record), so the only difference from the pipeline is the work done per batch. ``GET /progress``
-reports how many records it has acked.
+commit settings, the ``iopcare://`` transport and its fetch wait), and its agent consumes the same
+way (``noack_take`` batches, one ``ack`` per record), so the only difference from the pipeline is the
+work done per batch. ``GET /progress`` reports how many records it has acked.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from faust.worker import Worker
 
 from iopcare.endpoints import Endpoints
 from iopcare.processor.app import build_app
+from iopcare.processor.transport import use_fetch_wait
 from iopcare.settings import get_settings
-from tests.bench.tuned import apply_fetch_wait
 
 
 def noop_app() -> faust.App:
@@ -32,6 +32,7 @@ def noop_app() -> faust.App:
     template = build_app(settings, endpoints, app_id=settings.processor_app_id)
     app_id, options = template._default_options
     app = faust.App(app_id, **options)
+    use_fetch_wait(app, settings.fetch_max_wait_ms)  # the same consumer as the pipeline's
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     progress: dict[str, Any] = {"records": 0, "first_at": None, "last_at": None}
     # Seconds from each record's Kafka timestamp (set by the producer when it sends) to its ack.
@@ -64,7 +65,6 @@ def noop_app() -> faust.App:
 
 
 def main() -> None:
-    apply_fetch_wait()  # only under the fetch-wait experiment (tests.bench.tuned)
     settings = get_settings()
     Worker(noop_app(), loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iopcare.embedded.runtime import free_port
-from tests.bench.tuned import FETCH_WAIT_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -152,9 +151,7 @@ def spawn(
     if kind in ("pipeline", "noop") and extra_env:
         full_env.update(extra_env)
     if kind == "pipeline":
-        # `iopcare worker` itself, or with the fetch-wait experiment applied (tests.bench.tuned).
-        cli = "tests.bench.tuned" if FETCH_WAIT_ENV in full_env else "iopcare.cli"
-        command = [sys.executable, "-m", cli, "worker", "--web-port", str(port)]
+        command = [sys.executable, "-m", "iopcare.cli", "worker", "--web-port", str(port)]
     elif kind == "noop":
         full_env["IOPCARE_WORKER_WEB_PORT"] = str(port)
         command = [sys.executable, "-m", "tests.bench.noop_worker"]

@@ -27,6 +27,7 @@ from iopcare.processor import metrics
 from iopcare.processor.lag import Applied, LagTracker
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
+from iopcare.processor.transport import use_fetch_wait
 from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
@@ -59,7 +60,8 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     pack = load_pack(settings.rule_pack) if settings.rule_pack else DEFAULT_PACK
     app = faust.App(
         app_id,
-        broker=[f"kafka://{host}" for host in endpoints.kafka_bootstrap.split(",")],
+        # iopcare:// is Faust's aiokafka transport with the fetch wait below (processor/transport.py).
+        broker=[f"iopcare://{host}" for host in endpoints.kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=True,
@@ -80,6 +82,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
     )
+    use_fetch_wait(app, settings.fetch_max_wait_ms)
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
