@@ -227,7 +227,7 @@ class ApiService:
     async def _observe(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Request id (the caller's ``X-Request-ID`` when it is a sane token, else a new UUID) and
+        """Request id (the caller's ``X-Request-ID`` when it is a UUID, else a new one) and
         trace (the caller's ``traceparent`` continued, else a new one) bound to every log line of
         the request; one log line per request; metrics by route template; problems for every error."""
         request_id = _request_id(request.headers.get("X-Request-ID"))
