@@ -1,7 +1,7 @@
-"""CI's shortened reliability scenarios 1-3 (issue 6): a small cohort through real workers with kill -9,
-a 1 → 3 → 2 rebalance and a 10 s Postgres outage, each held to the exactness standard of
-``tests/reliability/exactness.py``. ``make reliability`` runs the full versions and writes the figures
-into docs/reliability.md; these only assert.
+"""CI's shortened reliability scenarios 1-3 and 5: a small cohort through real workers with kill -9, a
+1 → 3 → 2 rebalance, a 10 s Postgres outage and a Postgres hard crash, each held to the exactness
+standard of ``tests/reliability/exactness.py``. ``make reliability`` runs the full versions and writes
+the figures into docs/reliability.md; these only assert.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.endpoints import Endpoints
 from tests.conftest import PROJECT_ROOT
-from tests.reliability import scenario_crash, scenario_outage, scenario_rebalance
+from tests.reliability import scenario_crash, scenario_outage, scenario_postgres_crash, scenario_rebalance
 from tests.reliability.harness import Env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,8 +32,8 @@ async def env(endpoints: Endpoints, tmp_path: Path) -> AsyncIterator[Env]:
 
 @pytest.mark.parametrize(
     "scenario",
-    [scenario_crash, scenario_rebalance, scenario_outage],
-    ids=["crash", "rebalance", "postgres_outage"],
+    [scenario_crash, scenario_rebalance, scenario_outage, scenario_postgres_crash],
+    ids=["crash", "rebalance", "postgres_outage", "postgres_crash"],
 )
 async def test_quick_fault_scenario_keeps_every_event_and_alert_exactly_once(
     env: Env, scenario: ModuleType

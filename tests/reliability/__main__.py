@@ -35,6 +35,7 @@ SCENARIOS = {
     "rebalance": "tests.reliability.scenario_rebalance",
     "outage": "tests.reliability.scenario_outage",
     "load": "tests.reliability.scenario_load",
+    "postgres-crash": "tests.reliability.scenario_postgres_crash",
 }
 STATE_DIR = PROJECT_ROOT / ".iopcare" / "reliability"
 

@@ -135,15 +135,17 @@ class EmbeddedRuntime:
         self._state_file.unlink(missing_ok=True)
         return stopped
 
-    def stop_postgres(self) -> None:
-        """Stop Postgres alone (fast shutdown: every session is cut), keeping its data and port.
+    def stop_postgres(self, *, crash: bool = False) -> None:
+        """Stop Postgres alone, keeping its data and port: a fast shutdown (every session is cut, a
+        checkpoint is written), or with ``crash`` an immediate one (every process quits at once, no
+        checkpoint: the next start replays the WAL, as after a power loss or ``kill -9``).
 
-        For fault drills (the reliability suite's Postgres outage): clients see the server go away
-        as they would in a restart or failover, and :meth:`start_postgres` brings it back where they
-        expect it.
+        For fault drills (the reliability suite's Postgres outage and hard crash): clients see the
+        server go away as they would in a restart, failover or crash, and :meth:`start_postgres`
+        brings it back where they expect it.
         """
         if self._postgres_running():
-            self._pg_ctl(["-m", "fast", "-w", "stop"])
+            self._pg_ctl(["-m", "immediate" if crash else "fast", "-w", "stop"])
 
     def start_postgres(self) -> None:
         """Start Postgres again on the port recorded by ``up`` (after :meth:`stop_postgres`)."""
@@ -306,10 +308,10 @@ class EmbeddedRuntime:
 
     def _start_postgres(self, port: int) -> None:
         # TCP on loopback only, no Unix socket (socket paths have a 107-byte limit that deep
-        # project folders exceed); fsync off: this is a throwaway dev/test server.
-        options = (
-            f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off -c max_connections=200"
-        )
+        # project folders exceed). Durable as a production server is: fsync and synchronous_commit
+        # stay on, so a commit the processor made (and whose Kafka offsets it then committed) survives
+        # a crash of Postgres or of the machine (the reliability suite's hard-crash scenario).
+        options = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200"
         self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(self._postgres_log), "start"])
         _wait_for_port(port, 30, "Embedded Postgres", self._postgres_log)
 
