@@ -1,4 +1,4 @@
-"""CI's shortened reliability scenarios 1-3 and 5: a small cohort through real workers with kill -9, a
+"""CI's shortened reliability scenarios 1-3 and 8: a small cohort through real workers with kill -9, a
 1 → 3 → 2 rebalance, a 10 s Postgres outage and a Postgres hard crash, each held to the exactness
 standard of ``tests/reliability/exactness.py``. ``make reliability`` runs the full versions and writes
 the figures into docs/reliability.md; these only assert.

@@ -1,4 +1,4 @@
-"""Scenario 5, Postgres hard crash: Postgres is killed mid-stream (``pg_ctl stop -m immediate``: every
+"""Scenario 8, Postgres hard crash: Postgres is killed mid-stream (``pg_ctl stop -m immediate``: every
 process quits at once, no checkpoint), stays down 10-25 s, and starts again, replaying its WAL.
 
 What must hold is the outage's standard (:mod:`tests.reliability.scenario_outage`): the workers wait
@@ -13,7 +13,7 @@ from __future__ import annotations
 from tests.reliability import scenario_outage
 from tests.reliability.harness import Env, Outcome
 
-NAME = "5. Postgres hard crash mid-stream"
+NAME = "8. Postgres hard crash mid-stream"
 
 
 async def run(env: Env, quick: bool) -> Outcome:
