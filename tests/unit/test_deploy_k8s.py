@@ -29,13 +29,9 @@ WEB_PORTS = {"worker": 6066, "api": 8080, "dispatcher": 6067}
 JOBS = {"iopcare-worker", "iopcare-api", "iopcare-dispatcher"}
 
 
-def _render(kustomization: Path) -> list[dict[str, Any]]:
-    return kubectl_kustomize(kustomization)
-
-
 @cache
 def _rendered(name: str) -> tuple[dict[str, Any], ...]:
-    return tuple(_render(K8S / name))
+    return tuple(kubectl_kustomize(K8S / name))
 
 
 def _objects(name: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -237,7 +233,7 @@ def _demo_with_the_operator_component(directory: Path) -> Path:
 
 
 def test_the_prometheus_operator_component_gives_the_agreed_job_names(tmp_path: Path) -> None:
-    rendered = _render(_demo_with_the_operator_component(tmp_path))
+    rendered = kubectl_kustomize(_demo_with_the_operator_component(tmp_path))
     monitors = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "ServiceMonitor"}
     services = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "Service"}
     # The operator names the job after the Service: the names the alert rules expect.

@@ -12,6 +12,7 @@ unreachable Postgres stops progress, and then the batch is retried, not acked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -232,8 +233,5 @@ def log_alert_events(events: Sequence[AlertEvent]) -> None:
         }
         # A repeat trigger (updated) is routine; every other change is worth a line at INFO.
         level = logging.DEBUG if event.kind == "updated" else logging.INFO
-        if trace is None:
-            log.log(level, "alert %s", event.kind, extra=fields)
-            continue
-        with tracing(trace):
+        with tracing(trace) if trace is not None else contextlib.nullcontext():
             log.log(level, "alert %s", event.kind, extra=fields)

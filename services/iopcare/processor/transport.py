@@ -8,8 +8,9 @@ waits that long before the worker sees it. That wait, not our work, was most of 
 
 This module is the driver Faust itself offers for such a change: a transport registered under the
 ``faust.transports`` entry point (pyproject.toml) as ``iopcare://``, a subclass of Faust's own
-aiokafka transport whose consumer thread sets the wait from ``app.conf`` before the consumer starts
-(aiokafka hands it to its fetcher on ``start()``). Everything else is Faust's driver as it is.
+aiokafka transport whose consumer thread sets the wait that :func:`use_fetch_wait` left on the app
+before the consumer starts (aiokafka hands it to its fetcher on ``start()``). Everything else is
+Faust's driver as it is.
 """
 
 from __future__ import annotations
