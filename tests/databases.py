@@ -6,7 +6,12 @@ import asyncpg
 
 from iopcare.settings import Settings
 from iopcare.store.migrate import migrate
+from iopcare.store.roles import ROLES, Service, as_role, enable_logins
 from iopcare.topics import ensure_topics
+
+ROLE_PASSWORD = "iopcare-test-role"
+"""The test servers' login password of every service role (the embedded server trusts local
+connections and ignores it; a server named by ``IOPCARE_DATABASE_URL`` checks it)."""
 
 
 def with_database(url: str, name: str) -> str:
@@ -26,14 +31,21 @@ async def create(server_url: str, name: str) -> str:
 
 
 async def create_migrated(server_url: str, name: str) -> str:
-    """Create database ``name`` on the server of ``server_url``, apply every migration, return its URL."""
+    """Create database ``name`` on the server of ``server_url``, apply every migration and give the
+    services' roles their logins (as ``iopcare setup`` does); return its URL (the owner's)."""
     url = await create(server_url, name)
     connection = await asyncpg.connect(url)
     try:
         await migrate(connection)
+        await enable_logins(connection, dict.fromkeys(ROLES, ROLE_PASSWORD), trusted_server=False)
     finally:
         await connection.close()
     return url
+
+
+def service_url(database_url: str, service: Service) -> str:
+    """``database_url`` as the service's own role: how the services connect in production."""
+    return as_role(database_url, service, ROLE_PASSWORD)
 
 
 async def drop(server_url: str, *names: str) -> None:

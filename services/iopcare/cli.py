@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from iopcare.settings import get_settings
+from iopcare.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from iopcare.domain.rules import RulePack
@@ -103,13 +103,32 @@ def dev_status() -> None:
 
 
 def _prepare(kafka_bootstrap: str, database_url: str) -> None:
+    """Topics, migrations and the services' database logins (docs/operations.md, "Database roles"):
+    without a password in the settings, a role gets a login only on the embedded Postgres, which
+    trusts local connections."""
     from iopcare.store.migrate import migrate_url
     from iopcare.topics import ensure_topics
 
-    created = ensure_topics(kafka_bootstrap, get_settings())
+    settings = get_settings()
+    created = ensure_topics(kafka_bootstrap, settings)
     if created:
         click.echo("created topics: " + ", ".join(created))
     asyncio.run(migrate_url(database_url, report=click.echo))
+    asyncio.run(_enable_logins(database_url, settings, embedded=settings.database_url is None))
+
+
+async def _enable_logins(database_url: str, settings: Settings, *, embedded: bool) -> None:
+    import asyncpg
+
+    from iopcare.store.roles import enable_logins
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        await enable_logins(
+            connection, settings.service_database_passwords(), trusted_server=embedded, report=click.echo
+        )
+    finally:
+        await connection.close()
 
 
 @main.command()
@@ -140,7 +159,7 @@ def worker(web_port: int | None) -> None:
     settings = get_settings()
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
-    endpoints = resolve_endpoints(settings)
+    endpoints = resolve_endpoints(settings, service="processor")
     app = build_app(settings, endpoints, app_id=settings.processor_app_id)
     Worker(
         app,
@@ -167,7 +186,7 @@ def api(port: int | None) -> None:
     if port is not None:
         settings = settings.model_copy(update={"api_port": port})
     configure_logging("api", settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, resolve_endpoints(settings)))
+    asyncio.run(serve(settings, resolve_endpoints(settings, service="api")))
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -275,7 +294,7 @@ def dispatcher(web_port: int | None) -> None:
     if web_port is not None:
         settings = settings.model_copy(update={"dispatcher_web_port": web_port})
     configure_logging("dispatcher", settings.log_level, settings.log_format)
-    endpoints = resolve_endpoints(settings)
+    endpoints = resolve_endpoints(settings, service="dispatcher")
     asyncio.run(Dispatcher(settings, endpoints).run())
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from iopcare.settings import Settings
+from iopcare.store.roles import Service, as_role
 
 if TYPE_CHECKING:
     from iopcare.embedded.runtime import RuntimeAddresses
@@ -25,15 +26,22 @@ class Endpoints:
     embedded: bool
 
 
-def resolve_endpoints(settings: Settings, *, start_embedded: bool = False) -> Endpoints:
+def resolve_endpoints(
+    settings: Settings, *, start_embedded: bool = False, service: Service | None = None
+) -> Endpoints:
     """``IOPCARE_KAFKA_BOOTSTRAP`` / ``IOPCARE_DATABASE_URL`` win; whichever is unset comes from the
-    embedded runtime under ``settings.state_dir`` (started first when ``start_embedded``)."""
+    embedded runtime under ``settings.state_dir`` (started first when ``start_embedded``). A
+    ``service`` connects to the embedded Postgres as its own role (``IOPCARE_DATABASE_URL`` names
+    the role itself)."""
     if settings.kafka_bootstrap and settings.database_url:
         return Endpoints(settings.kafka_bootstrap, settings.database_url, embedded=False)
     addresses = _embedded(settings, start_embedded, "IOPCARE_KAFKA_BOOTSTRAP and IOPCARE_DATABASE_URL")
+    database_url = settings.database_url
+    if database_url is None:
+        database_url = addresses.database_url if service is None else as_role(addresses.database_url, service)
     return Endpoints(
         kafka_bootstrap=settings.kafka_bootstrap or addresses.kafka_bootstrap,
-        database_url=settings.database_url or addresses.database_url,
+        database_url=database_url,
         embedded=True,
     )
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FETCH_MAX_WAIT_MS = 100
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="Postgres URL (postgresql://...). Unset: embedded Postgres."
     )
+    # The services' own database roles (docs/operations.md, "Database roles"): `iopcare setup`, run
+    # as the owner, sets these as their login passwords; each service then connects as its role.
+    processor_database_password: SecretStr | None = None
+    api_database_password: SecretStr | None = None
+    dispatcher_database_password: SecretStr | None = None
     state_dir: Path = Field(
         default=Path(".iopcare"), description="Project-local folder for the embedded runtime's data and logs."
     )
@@ -104,6 +109,15 @@ class Settings(BaseSettings):
     # How often the dispatcher looks whether the day's digests are due (the hour is the rule pack's
     # [calendar] digest_hour, in the clinic's zone).
     digest_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    def service_database_passwords(self) -> dict[str, str | None]:
+        """The login password of each service's database role, as far as the settings give one."""
+        given = {
+            "processor": self.processor_database_password,
+            "api": self.api_database_password,
+            "dispatcher": self.dispatcher_database_password,
+        }
+        return {name: None if secret is None else secret.get_secret_value() for name, secret in given.items()}
 
 
 @lru_cache(maxsize=1)

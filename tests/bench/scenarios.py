@@ -44,6 +44,7 @@ from tests.bench.processes import (
     spawn,
     stop_all,
 )
+from tests.databases import service_url
 
 POLL_SECONDS = 0.05
 LATENCY_POLL_SECONDS = 0.02
@@ -116,10 +117,10 @@ class MemoryResult:
 def contender_env(
     environment: BenchEnvironment, topics: Settings, app_id: str, database_url: str
 ) -> dict[str, str]:
-    """The IOPCARE_* settings a contender process runs with."""
+    """The IOPCARE_* settings a contender process runs with (as the processor's database role)."""
     return {
         "IOPCARE_KAFKA_BOOTSTRAP": environment.kafka_bootstrap,
-        "IOPCARE_DATABASE_URL": database_url,
+        "IOPCARE_DATABASE_URL": service_url(database_url, "processor"),
         "IOPCARE_EVENTS_TOPIC": topics.events_topic,
         "IOPCARE_DEAD_LETTER_TOPIC": topics.dead_letter_topic,
         "IOPCARE_ALERTS_TOPIC": topics.alerts_topic,

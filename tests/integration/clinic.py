@@ -23,6 +23,7 @@ from iopcare.settings import Settings
 from iopcare.store.digests import digest_id_for
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import AcceptedEvent
+from tests.databases import service_url
 from tests.unit.domain.rules.clinic import Patient, at
 
 NOW = at(3, 20)  # shortly after the seeded events
@@ -115,8 +116,11 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
             ("ops", "ops", "prometheus"),
         ]:
             token_ids[who], tokens[who] = await create_token(connection, role, subject, expires_at=expires)
+    # The API connects as its own role, as in production; the test's pool is the owner's.
+    api_pool = await asyncpg.create_pool(service_url(clean_db, "api"), min_size=1, max_size=4)
+    assert api_pool is not None
     service = ApiService(
-        pool=pool,
+        pool=api_pool,
         pack=DEFAULT_PACK,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         events_topic=unique_topics.events_topic,
@@ -137,4 +141,5 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
         yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id, digest_of)
     finally:
         await client.close()
+        await api_pool.close()
         await pool.close()

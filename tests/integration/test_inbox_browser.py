@@ -45,6 +45,7 @@ from iopcare.publish import EventPublisher
 from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.settings import Settings
 from iopcare.store.digests import gather_digests
+from tests.databases import service_url
 from tests.integration.workers import WorkerProcess, wait_for_count
 
 pytestmark = pytest.mark.integration
@@ -85,9 +86,10 @@ class Inbox:
 async def inbox(clean_db: str, endpoints: Endpoints, topics: Settings) -> AsyncIterator[Inbox]:
     """The API (real app, real port) on this test's database and topics."""
     pool = await asyncpg.create_pool(clean_db, min_size=1, max_size=4)
-    assert pool is not None
+    api_pool = await asyncpg.create_pool(service_url(clean_db, "api"), min_size=1, max_size=4)
+    assert pool is not None and api_pool is not None
     service = ApiService(
-        pool=pool,
+        pool=api_pool,
         pack=DEFAULT_PACK,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         events_topic=topics.events_topic,
@@ -98,6 +100,7 @@ async def inbox(clean_db: str, endpoints: Endpoints, topics: Settings) -> AsyncI
         yield Inbox(str(server.make_url("/inbox")), pool)
     finally:
         await server.close()
+        await api_pool.close()
         await pool.close()
 
 

@@ -29,6 +29,7 @@ from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
 from iopcare.tracing import parse_traceparent
+from tests.databases import service_url
 from tests.integration.webhook_receiver import Receiver, eventually, produce
 from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, TITLE, alert
 
@@ -88,7 +89,7 @@ async def start_dispatcher(
     async def start(**overrides: Any) -> Dispatcher:
         dispatcher = Dispatcher(
             settings.model_copy(update=overrides),
-            Endpoints(endpoints.kafka_bootstrap, clean_db, embedded=False),
+            Endpoints(endpoints.kafka_bootstrap, service_url(clean_db, "dispatcher"), embedded=False),
         )
         await dispatcher.start()
         started.append(dispatcher)

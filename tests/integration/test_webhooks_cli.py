@@ -24,6 +24,7 @@ from iopcare.dispatcher.webhooks.policy import SIGNATURE_HEADER, TIMESTAMP_HEADE
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
+from tests.databases import service_url
 from tests.integration.webhook_receiver import Receiver, eventually, produce
 from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, alert
 
@@ -74,7 +75,7 @@ def dispatcher_process(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "iopcare.cli", "dispatcher", "--web-port", str(port)],
-            env=_env(endpoints, clean_db, topics),
+            env=_env(endpoints, service_url(clean_db, "dispatcher"), topics),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
@@ -159,7 +160,9 @@ async def test_readiness_names_the_broker_while_it_is_unreachable(
     endpoints: Endpoints, topics: Settings, clean_db: str
 ) -> None:
     settings = topics.model_copy(update={"dispatcher_web_port": 0})
-    dispatcher = Dispatcher(settings, Endpoints(f"127.0.0.1:{free_port()}", clean_db, embedded=False))
+    dispatcher = Dispatcher(
+        settings, Endpoints(f"127.0.0.1:{free_port()}", service_url(clean_db, "dispatcher"), embedded=False)
+    )
     starting = asyncio.create_task(dispatcher.start())
     try:
         await eventually(lambda: dispatcher.web_port, message="web server not up")

@@ -19,13 +19,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from iopcare.embedded.runtime import free_port
 from iopcare.settings import Settings
+from iopcare.store.roles import Service
+from tests.databases import service_url
 
 
 class ServiceProcess:
     """An ``iopcare`` service (``worker``, ``api``) in its own process on the given broker, database
-    and topics, with its output in a log file and its web server on a free port."""
+    and topics, with its output in a log file and its web server on a free port. It connects to the
+    database as its own role (``service``), as in production."""
 
     role = "service"
+    service: Service
 
     def __init__(
         self,
@@ -43,7 +47,7 @@ class ServiceProcess:
         env = dict(
             os.environ,
             IOPCARE_KAFKA_BOOTSTRAP=kafka,
-            IOPCARE_DATABASE_URL=database_url,
+            IOPCARE_DATABASE_URL=service_url(database_url, self.service),
             IOPCARE_EVENTS_TOPIC=settings.events_topic,
             IOPCARE_DEAD_LETTER_TOPIC=settings.dead_letter_topic,
             IOPCARE_ALERTS_TOPIC=settings.alerts_topic,
@@ -97,6 +101,7 @@ class WorkerProcess(ServiceProcess):
     """`iopcare worker` in its own process, with its output in a log file."""
 
     role = "worker"
+    service = "processor"
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ class ApiProcess(ServiceProcess):
     """``python -m iopcare.cli api --port N`` on the given broker, database and topics."""
 
     role = "api"
+    service = "api"
 
     def __init__(
         self,

@@ -55,6 +55,7 @@ from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.simulation import cohort_roster, generate_cohort
 from iopcare.store.patients import parse_state
+from iopcare.store.roles import Service, as_role
 from iopcare.tracing import new_trace
 
 Say = Callable[[str], None]
@@ -98,6 +99,16 @@ async def _show_states(
                 calendar,
             )
         )
+
+
+def _as(env: dict[str, str], service: Service, settings: Settings) -> dict[str, str]:
+    """The service's environment, connecting as its own database role (docs/operations.md,
+    "Database roles"): on the embedded Postgres always; elsewhere when the settings give the role's
+    password, else as the given URL's user."""
+    password = settings.service_database_passwords()[service]
+    if settings.database_url is None or password:
+        return env | {"IOPCARE_DATABASE_URL": as_role(env["IOPCARE_DATABASE_URL"], service, password)}
+    return env
 
 
 async def _count(database_url: str, query: str, *args: Any) -> int:
@@ -186,10 +197,14 @@ def run_demo(
     say(f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_port}/metrics")
     say(f"== Starting the webhook dispatcher (log: {log_dir / 'dispatcher.log'})")
     say(f"   {counselor}'s webhook goes to a receiver in this process: {receiver.url}")
+    commands: list[tuple[str, Service, str, int]] = [
+        ("worker", "processor", "--web-port", worker_port),
+        ("api", "api", "--port", api_port),
+        ("dispatcher", "dispatcher", "--web-port", dispatcher_port),
+    ]
     services = [
-        _start(["worker", "--web-port", str(worker_port)], env, log_dir / "worker.log"),
-        _start(["api", "--port", str(api_port)], env, log_dir / "api.log"),
-        _start(["dispatcher", "--web-port", str(dispatcher_port)], env, log_dir / "dispatcher.log"),
+        _start([name, option, str(port)], _as(env, service, settings), log_dir / f"{name}.log")
+        for name, service, option, port in commands
     ]
     try:
         say(f"\n== Counselor inbox: http://127.0.0.1:{api_port}/inbox")
