@@ -18,7 +18,7 @@ import pytest
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
-from tests.databases import create_migrated, drop
+from tests.databases import create_migrated, drop, empty_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,14 +51,7 @@ async def clean_db(database_url: str) -> AsyncIterator[str]:
     """The session database, every table but the migration record emptied before the test."""
     connection = await asyncpg.connect(database_url)
     try:
-        tables = await connection.fetch(
-            "SELECT quote_ident(tablename) AS name FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        # The audit log's trigger refuses TRUNCATE to everyone (migration 0015); a replica session
-        # (superuser only) does not fire triggers, which is what emptying a test database needs.
-        await connection.execute("SET session_replication_role = replica")
-        await connection.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY")
+        await empty_tables(connection)
     finally:
         await connection.close()
     yield database_url

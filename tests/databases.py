@@ -48,6 +48,19 @@ def service_url(database_url: str, service: Service) -> str:
     return as_role(database_url, service, ROLE_PASSWORD)
 
 
+async def empty_tables(connection: asyncpg.Connection) -> None:
+    """Empty every table but the migration record (as the owner, on a superuser's connection)."""
+    tables = await connection.fetch(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables "
+        "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+    )
+    # The audit log's trigger refuses TRUNCATE to everyone (migration 0015); a replica session
+    # (superuser only) fires no triggers, which is what emptying a test database needs.
+    async with connection.transaction():
+        await connection.execute("SET LOCAL session_replication_role = replica")
+        await connection.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY")
+
+
 async def drop(server_url: str, *names: str) -> None:
     """Drop the databases, disconnecting anyone still on them."""
     admin = await asyncpg.connect(with_database(server_url, "postgres"))

@@ -31,7 +31,7 @@ GRANTS: dict[str, dict[Service, str]] = {
     "stream_progress": {"processor": "SIU", "api": "S"},
     "quarantined_events": {"processor": "SIU", "api": "S"},
     "absence_checks": {"processor": "SIUD", "api": "S"},
-    "alerts": {"processor": "SIU", "api": "SU", "dispatcher": "SU"},
+    "alerts": {"processor": "SIU", "api": "SIU", "dispatcher": "SU"},
     "alert_transitions": {"processor": "SI", "api": "SI", "dispatcher": "S"},
     "outbox": {"processor": "SIU", "api": "SI"},
     "digests": {"api": "SU", "dispatcher": "SIU"},

@@ -63,6 +63,7 @@ from iopcare.rulepacks import DEFAULT_PACK
 from iopcare.simulation import generate_cohort
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import AcceptedEvent
+from tests.databases import empty_tables
 from tests.unit.domain.rules.clinic import Patient, at
 
 # The state as plain data: dicts compare whatever order they were filled in.
@@ -265,11 +266,7 @@ def test_disorder_figures(record_property: Any) -> None:
 
 async def _emptied(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection:
-        tables = await connection.fetch(
-            "SELECT quote_ident(tablename) AS name FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        await connection.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY")
+        await empty_tables(connection)
 
 
 @pytest.fixture

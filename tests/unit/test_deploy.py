@@ -185,3 +185,15 @@ def test_kafka_answers_the_containers_and_a_publisher_on_the_host_each_at_an_add
     (outside,) = [n for n, address in listeners.items() if address.endswith(f":{container_port}")]
     assert advertised[outside] == f"localhost:{host_port}"
     assert outside != inside and kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] == inside
+
+
+def test_each_compose_service_connects_as_its_own_role_with_the_password_setup_gives_it() -> None:
+    from urllib.parse import urlsplit
+
+    services = _iopcare_services()
+    migrate = services["migrate"]["environment"]
+    assert urlsplit(migrate["IOPCARE_DATABASE_URL"]).username == "iopcare"  # the owner: migrations
+    for name, role in (("worker", "processor"), ("api", "api"), ("dispatcher", "dispatcher")):
+        url = urlsplit(services[name]["environment"]["IOPCARE_DATABASE_URL"])
+        assert url.username == f"iopcare_{role}", name
+        assert url.password == migrate[f"IOPCARE_{role.upper()}_DATABASE_PASSWORD"], name

@@ -78,6 +78,11 @@ def test_everything_lands_in_the_iopcare_namespace(name: str) -> None:
             assert document["metadata"]["namespace"] == "iopcare", document["metadata"]["name"]
 
 
+# Each pod reads the database credentials of its own role (docs/operations.md, "Database roles");
+# only the setup Job connects as the tables' owner.
+ROLE_OF = {"setup": "owner", "worker": "processor", "api": "api", "dispatcher": "dispatcher"}
+
+
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_every_container_runs_a_real_cli_command_with_real_settings(name: str) -> None:
     assert isinstance(main, Group)
@@ -95,7 +100,13 @@ def test_every_container_runs_a_real_cli_command_with_real_settings(name: str) -
             env = _env(container, config["data"])
             unknown = {key for key in env if key not in settings}
             assert not unknown, f"{pod}: {sorted(unknown)} are not iopcare settings"
-            assert env["IOPCARE_DATABASE_URL"] == {"secretKeyRef": {"name": "iopcare-database", "key": "url"}}
+            secret = f"iopcare-database-{ROLE_OF[command]}"
+            assert env["IOPCARE_DATABASE_URL"] == {"secretKeyRef": {"name": secret, "key": "url"}}
+            if command == "setup":
+                for service in ("processor", "api", "dispatcher"):
+                    assert env[f"IOPCARE_{service.upper()}_DATABASE_PASSWORD"] == {
+                        "secretKeyRef": {"name": f"iopcare-database-{service}", "key": "password"}
+                    }
     assert commands == {
         "iopcare-setup": "setup",
         "iopcare-worker": "worker",

@@ -43,4 +43,6 @@ def test_a_role_url_replaces_the_user_and_password_and_keeps_the_rest() -> None:
         as_role(url, "processor", "p@ss/word")
         == "postgresql://iopcare_processor:p%40ss%2Fword@db.example.org:5432/iopcare?sslmode=require"
     )
-    assert as_role("postgresql://127.0.0.1:5/x", "dispatcher") == "postgresql://iopcare_dispatcher@127.0.0.1:5/x"
+    assert (
+        as_role("postgresql://127.0.0.1:5/x", "dispatcher") == "postgresql://iopcare_dispatcher@127.0.0.1:5/x"
+    )

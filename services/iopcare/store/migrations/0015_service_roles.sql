@@ -38,9 +38,13 @@ GRANT SELECT ON quarantine_status TO iopcare_processor;
 -- (which write transitions and alert events to the outbox), token lookup, and the audit log.
 GRANT SELECT ON api_tokens, patient_state, patient_summary, event_log, quarantined_events,
     quarantine_status, absence_checks, stream_progress TO iopcare_api;
-GRANT SELECT, UPDATE ON alerts, digests TO iopcare_api;
+GRANT SELECT, UPDATE ON digests TO iopcare_api;
+GRANT SELECT, INSERT, UPDATE ON alerts TO iopcare_api;  -- written as the processor writes them (upsert)
 GRANT SELECT, INSERT ON alert_transitions, outbox TO iopcare_api;
 GRANT INSERT ON audit_log TO iopcare_api;
+-- A counselor's action takes the patient's row lock as a batch does (SELECT ... FOR UPDATE), which
+-- Postgres allows only with UPDATE on some column: the one whose change does no harm.
+GRANT UPDATE (updated_at) ON patient_state TO iopcare_api;
 
 -- The dispatcher: webhook endpoints and deliveries, the daily digests it gathers (marking the alerts
 -- they list), and the alerts and read model a notice is made from.
