@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from iopcare.networks import parse_networks
+
 FETCH_MAX_WAIT_MS = 100
 
 
@@ -21,6 +23,11 @@ def _log_level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
+
+
+def _networks(value: str) -> str:
+    parse_networks(value)
+    return value
 
 
 class Settings(BaseSettings):
@@ -82,6 +89,17 @@ class Settings(BaseSettings):
     # The HTTP API and counselor inbox (`iopcare api`).
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
+    # /metrics (and the probes again) on a port of their own, kept off the public one.
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=6068, ge=0, le=65535)
+    # The proxies in front of the API (an ingress, a load balancer), whose X-Forwarded-For names the
+    # client: comma-separated addresses or CIDR ranges. Unset: the peer is the client.
+    api_trusted_proxies: Annotated[str, AfterValidator(_networks)] = ""
+    # Bad tokens per client per window before further failures are answered 429 (docs/api.md).
+    api_failed_auth_limit: int = Field(default=10, ge=1)
+    api_failed_auth_window_seconds: float = Field(default=60.0, gt=0)
+    # Strict-Transport-Security max-age, sent when public_url is https (TLS terminates in front).
+    api_hsts_max_age_seconds: int = Field(default=31_536_000, ge=0)
     log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
     # json (one object per line), console (text for a person) or auto: console on a terminal, else
     # JSON (docs/operations.md, "Logs").

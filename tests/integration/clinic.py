@@ -35,6 +35,7 @@ class Clinic:
     """Two caseloads under two supervisors, each patient with live alerts, and a token per role."""
 
     client: TestClient[Any, Any]
+    metrics: TestClient[Any, Any]  # the API's operations port: /metrics
     pool: asyncpg.Pool
     service: ApiService
     tokens: dict[str, str]
@@ -129,6 +130,8 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
     )
     client = TestClient(TestServer(service.application()))
     await client.start_server()
+    metrics = TestClient(TestServer(service.metrics_application()))
+    await metrics.start_server()
     # The API connects its producer in the background (it serves reads while the broker is away);
     # ingest tests need it connected, which on a loaded machine can take more than their first request.
     for _ in range(300):
@@ -138,8 +141,9 @@ async def clinic(clean_db: str, endpoints: Endpoints, unique_topics: Settings) -
     assert service.producer is not None, "the API's producer did not connect to the broker in 30 s"
     house_report = patients["pt-a1"].events[-1]
     try:
-        yield Clinic(client, pool, service, tokens, token_ids, alert_of, house_report.id, digest_of)
+        yield Clinic(client, metrics, pool, service, tokens, token_ids, alert_of, house_report.id, digest_of)
     finally:
+        await metrics.close()
         await client.close()
         await api_pool.close()
         await pool.close()

@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from kafka import KafkaConsumer
 
 from iopcare.api.app import CARE_ROLES, ROUTES, openapi
+from iopcare.api.models import MAX_ACTION_BYTES
 from iopcare.api.tokens import create_token, revoke_token
 from iopcare.contract import encode_event
 from iopcare.endpoints import Endpoints
+from iopcare.networks import parse_networks
 from iopcare.settings import Settings
 from tests.integration.clinic import NOW, Clinic
 from tests.unit.domain.rules.clinic import Patient, at
@@ -191,7 +196,7 @@ async def test_acknowledge_snooze_and_resolve_record_the_counselor_and_refuse_wh
         f"/v1/alerts/{alert_id}/acknowledge", headers=clinic.auth("c01"), json={}
     )
     assert again.status == 409
-    metrics = await (await clinic.client.get("/metrics")).text()
+    metrics = await (await clinic.metrics.get("/metrics")).text()
     assert 'iopcare_alert_time_to_acknowledge_seconds_count{severity="critical"}' in metrics
     assert "pt-a1" not in metrics and alert_id not in metrics
 
@@ -268,12 +273,101 @@ async def test_revoked_and_expired_tokens_fail(clinic: Clinic) -> None:
     assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_failed_authentication_is_rate_limited_per_address(clinic: Clinic) -> None:
+async def test_failed_authentication_is_rate_limited_per_address_and_a_valid_token_still_works(
+    clinic: Clinic,
+) -> None:
     for attempt in range(5):
         response = await clinic.client.get("/v1/me", headers={"Authorization": f"Bearer iop_guess{attempt}"})
         assert response.status == 401
-    limited = await clinic.client.get("/v1/me", headers=clinic.auth("c01"))  # even a valid token
+    limited = await clinic.client.get("/v1/me", headers={"Authorization": "Bearer iop_guess6"})
     assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert (await clinic.client.get("/v1/me", headers=clinic.auth("c01"))).status == 200
+    # Without trusted proxies X-Forwarded-For is anyone's to send: it names no other client.
+    spoofed = await clinic.client.get(
+        "/v1/me", headers={"Authorization": "Bearer iop_guess7", "X-Forwarded-For": "203.0.113.50"}
+    )
+    assert spoofed.status == 429
+
+
+async def test_behind_a_trusted_proxy_one_clients_bad_tokens_do_not_lock_out_another(clinic: Clinic) -> None:
+    clinic.service.trusted_proxies = parse_networks("127.0.0.1, 10.0.0.0/8")
+
+    def via_proxy(client: str, token: str) -> dict[str, str]:
+        # A spoofed first hop, the client as the edge proxy saw it, then an inner proxy.
+        return {"Authorization": f"Bearer {token}", "X-Forwarded-For": f"198.51.100.1, {client}, 10.0.0.7"}
+
+    for attempt in range(6):
+        response = await clinic.client.get("/v1/me", headers=via_proxy("203.0.113.5", f"iop_guess{attempt}"))
+        assert response.status == (401 if attempt < 5 else 429), attempt
+    other = await clinic.client.get("/v1/me", headers=via_proxy("203.0.113.9", clinic.tokens["c01"]))
+    assert other.status == 200
+    assert (await clinic.client.get("/v1/me", headers=via_proxy("203.0.113.9", "iop_typo"))).status == 401
+    rows = await clinic.pool.fetch("SELECT client, failures FROM auth_failures ORDER BY client")
+    assert [(r["client"], r["failures"]) for r in rows] == [("203.0.113.5", 6), ("203.0.113.9", 1)]
+
+
+async def test_the_failed_attempts_are_counted_across_api_replicas(clinic: Clinic) -> None:
+    replica = TestClient(TestServer(replace(clinic.service, producer=None, _background=[]).application()))
+    await replica.start_server()
+    try:
+        for attempt in range(5):
+            client = clinic.client if attempt % 2 else replica
+            assert (
+                await client.get("/v1/me", headers={"Authorization": f"Bearer iop_{attempt}"})
+            ).status == 401
+        assert (await replica.get("/v1/me", headers={"Authorization": "Bearer iop_x"})).status == 429
+        assert (await clinic.client.get("/v1/me", headers={"Authorization": "Bearer iop_y"})).status == 429
+    finally:
+        await replica.close()
+
+
+async def test_bodies_must_be_json_and_within_the_routes_limit(clinic: Clinic) -> None:
+    alert = clinic.alert_of["pt-a1"]
+    path = f"/v1/alerts/{alert}/acknowledge"
+    as_form = await clinic.client.post(
+        path,
+        data=b"note=hi",
+        headers=clinic.auth("c01") | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert as_form.status == 415 and (await as_form.json())["error"] == "unsupported_media_type"
+    huge = b'{"note": "' + b"x" * (MAX_ACTION_BYTES + 10) + b'"}'
+    too_big = await clinic.client.post(
+        path, data=huge, headers=clinic.auth("c01") | {"Content-Type": "application/json"}
+    )
+    assert too_big.status == 413
+
+    # Refused on its Content-Length, before the body is read: 20 MB never reach memory.
+    async def twenty_megabytes() -> AsyncIterator[bytes]:
+        for _ in range(20 * 16):
+            yield b"[" + b" " * (64 * 1024 - 2) + b"]"
+
+    ingest = await clinic.client.post(
+        "/v1/events",
+        data=twenty_megabytes(),
+        headers=clinic.auth("integrator") | {"Content-Type": "application/cloudevents-batch+json"},
+    )
+    assert ingest.status == 413
+    assert all(r["outcome"] != "allowed" for r in await clinic.pool.fetch("SELECT outcome FROM audit_log"))
+    fine = await clinic.client.post(path, json={"outcome": "contacted_patient"}, headers=clinic.auth("c01"))
+    assert fine.status == 200
+
+
+async def test_responses_name_no_server_software_and_metrics_are_not_public(clinic: Clinic) -> None:
+    response = await clinic.client.get("/healthz")
+    assert response.headers["Server"] == "iopcare"
+    assert "Strict-Transport-Security" not in response.headers  # plain HTTP here: no TLS in front
+    assert (await clinic.client.get("/metrics")).status == 404
+    metrics = await clinic.metrics.get("/metrics")
+    assert metrics.status == 200 and "iopcare_api_requests_total" in await metrics.text()
+    behind_tls = TestClient(
+        TestServer(replace(clinic.service, hsts_max_age=31_536_000).metrics_application())
+    )
+    await behind_tls.start_server()
+    try:
+        hsts = (await behind_tls.get("/healthz")).headers["Strict-Transport-Security"]
+        assert hsts == "max-age=31536000; includeSubDomains"
+    finally:
+        await behind_tls.close()
 
 
 async def test_ingest_produces_valid_events_and_rejects_bad_ones_with_reasons(
@@ -317,9 +411,10 @@ async def test_ingest_produces_valid_events_and_rejects_bad_ones_with_reasons(
         ("events.ingest", "allowed", "pt-new1"),
         ("events.ingest", "rejected", None),
     ]
-    assert (
-        await clinic.client.post("/v1/events", headers=clinic.auth("integrator"), data=b"\xff{")
-    ).status == 400
+    as_json = clinic.auth("integrator") | {"Content-Type": "application/json"}
+    assert (await clinic.client.post("/v1/events", headers=as_json, data=b"\xff{")).status == 400
+    untyped = await clinic.client.post("/v1/events", headers=clinic.auth("integrator"), data=b"{}")
+    assert untyped.status == 415  # no Content-Type: aiohttp's default is application/octet-stream
     only_bad = await clinic.client.post("/v1/events", headers=clinic.auth("integrator"), json=bad_type)
     assert only_bad.status == 422
 
@@ -356,7 +451,7 @@ async def test_the_openapi_document_is_served_checked_in_and_matches_the_router(
 
 async def test_alert_gauges_count_live_alerts_by_severity_and_state(clinic: Clinic) -> None:
     await clinic.service.update_alert_gauges()
-    metrics = await (await clinic.client.get("/metrics")).text()
+    metrics = await (await clinic.metrics.get("/metrics")).text()
     critical = await clinic.pool.fetchval(
         "SELECT count(*) FROM alerts WHERE severity = 'critical' AND state = 'open'"
     )

@@ -37,6 +37,7 @@ GRANTS: dict[str, dict[Service, str]] = {
     "digests": {"api": "SU", "dispatcher": "SIU"},
     "api_tokens": {"api": "S"},
     "audit_log": {"api": "I"},
+    "auth_failures": {"api": "SIUD"},
     "webhook_endpoints": {"dispatcher": "SU"},
     "webhook_deliveries": {"dispatcher": "SIU"},
 }

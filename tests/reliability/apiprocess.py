@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iopcare.embedded.runtime import free_port
 from iopcare.settings import Settings
 from tests.integration.workers import ServiceProcess
 
@@ -25,7 +26,9 @@ class ApiProcess(ServiceProcess):
         name: str = "api",
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(["api", "--port"], kafka, database_url, settings, log_dir, name, extra_env)
+        self.metrics_port = free_port()
+        env = {"IOPCARE_API_METRICS_PORT": str(self.metrics_port), **(extra_env or {})}
+        super().__init__(["api", "--port"], kafka, database_url, settings, log_dir, name, env)
 
     async def wait_ready(self, within: float = 60) -> None:
         """Wait until ``/readyz`` answers 200: Postgres and the broker are both reachable."""

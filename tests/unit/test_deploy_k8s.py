@@ -25,6 +25,8 @@ KUBERNETES_VERSION = "1.31.0"
 KUSTOMIZATIONS = ["base", "overlays/demo"]
 # The port each service's web server listens on (/healthz, /readyz, /metrics).
 WEB_PORTS = {"worker": 6066, "api": 8080, "dispatcher": 6067}
+# Where /metrics is: the API keeps it off its public port.
+METRICS_PORTS = WEB_PORTS | {"api": 6068}
 # Prometheus job names the alert rules expect (deploy/prometheus/rules).
 JOBS = {"iopcare-worker", "iopcare-api", "iopcare-dispatcher"}
 
@@ -138,7 +140,8 @@ def test_services_are_probed_on_healthz_and_readyz_where_they_listen(name: str) 
             assert ports[http["port"]] == WEB_PORTS[role], f"{deployment} {probe}"
         annotations = _objects(name, "Deployment")[deployment]["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
-        assert int(annotations["prometheus.io/port"]) == WEB_PORTS[role]
+        assert int(annotations["prometheus.io/port"]) == METRICS_PORTS[role]
+        assert METRICS_PORTS[role] in ports.values(), f"{deployment}: the metrics port is not a container port"
         assert annotations["prometheus.io/path"] == "/metrics"
 
 

@@ -102,6 +102,11 @@ def _without_grafana_variables(expr: str) -> str:
 # -- the metric-name collector the other checks rely on ------------------------------------------
 
 
+def _compose_environment(service: str) -> dict[str, str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return dict(compose["services"][service]["environment"])
+
+
 def test_the_source_scan_finds_every_metric_the_processor_registers() -> None:
     registered = {family.name for family in REGISTRY.collect() if family.name.startswith("iopcare_")}
     scanned = {definition.name.removesuffix("_total") for definition in defined_metrics().values()}
@@ -144,7 +149,9 @@ def test_prometheus_scrapes_every_iopcare_service_under_the_agreed_job_names() -
     assert jobs["iopcare-worker"]["dns_sd_configs"] == [
         {"names": ["worker"], "type": "A", "port": 6066, "refresh_interval": "15s"}
     ]
-    assert jobs["iopcare-api"]["static_configs"] == [{"targets": ["api:8080"]}]
+    api = _compose_environment("api")
+    assert int(api["IOPCARE_API_METRICS_PORT"]) == 6068 and api["IOPCARE_API_METRICS_HOST"] == "0.0.0.0"
+    assert jobs["iopcare-api"]["static_configs"] == [{"targets": ["api:6068"]}]
     assert jobs["iopcare-dispatcher"]["static_configs"] == [{"targets": ["dispatcher:6067"]}]
 
 

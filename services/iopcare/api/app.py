@@ -35,8 +35,12 @@ from pydantic import BaseModel, ValidationError
 
 from iopcare.api import caseload, metrics
 from iopcare.api.audit import AuditEntry, Outcome, record_audit
+from iopcare.api.client_address import client_address
 from iopcare.api.models import (
+    JSON_BODY_TYPES,
+    MAX_ACTION_BYTES,
     MAX_BATCH,
+    MAX_INGEST_BYTES,
     AcknowledgeDigestRequest,
     AcknowledgeRequest,
     AlertDetail,
@@ -67,6 +71,7 @@ from iopcare.domain.digest import by_rule, headline
 from iopcare.domain.rules import RulePack
 from iopcare.health import readiness
 from iopcare.logs import bind as bind_log_context
+from iopcare.networks import Network
 from iopcare.store.counselor_actions import AlertNotFound, apply_action
 from iopcare.store.digests import Digest, digest, digests_of, mark_acknowledged
 from iopcare.store.patients import case_summary_fields, read_summaries
@@ -141,6 +146,11 @@ class ApiService:
     events_topic: str
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
+    # The proxies whose X-Forwarded-For names the client (iopcare.api.client_address).
+    trusted_proxies: tuple[Network, ...] = ()
+    # Strict-Transport-Security's max-age on every response, where TLS terminates in front of the
+    # API (its public URL is https); None sends none.
+    hsts_max_age: int | None = None
     gauge_interval_seconds: float = 15.0
     producer: AIOKafkaProducer | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -152,18 +162,36 @@ class ApiService:
         )
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._observe], client_max_size=MAX_BATCH * 70_000 + 1_000_000)
+        """The public app: ``/v1``, the inbox, the OpenAPI document and the probes. Bodies are read
+        by the routes themselves, each up to its own limit (:func:`_read_body`)."""
+        app = web.Application(middlewares=[self._observe], client_max_size=MAX_INGEST_BYTES)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._guarded(route), name=route.operation_id)
         app.router.add_get("/healthz", _healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", _metrics)
         app.router.add_get("/openapi.json", _openapi)
         app.router.add_get("/inbox", _inbox_page)
         app.router.add_get("/inbox/{asset}", _inbox_asset)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
+        app.on_response_prepare.append(self._harden)
         return app
+
+    def metrics_application(self) -> web.Application:
+        """The operations app, on its own port (``IOPCARE_API_METRICS_PORT``), kept off the public
+        one: ``/metrics`` and the probes."""
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/metrics", _metrics)
+        app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.on_response_prepare.append(self._harden)
+        return app
+
+    async def _harden(self, _request: web.Request, response: web.StreamResponse) -> None:
+        """No server software or version named; HSTS where the API is reached over TLS."""
+        response.headers["Server"] = "iopcare"
+        if self.hsts_max_age is not None:
+            response.headers["Strict-Transport-Security"] = f"max-age={self.hsts_max_age}; includeSubDomains"
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -200,6 +228,8 @@ class ApiService:
         while True:
             try:
                 await self.update_alert_gauges()
+                async with self.pool.acquire() as connection:
+                    await self.limiter.prune(connection)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("alert gauges not refreshed (%s)", type(exc).__name__)
             await asyncio.sleep(self.gauge_interval_seconds)
@@ -288,8 +318,20 @@ class ApiService:
         return guarded
 
     async def _authenticate(self, request: web.Request) -> Principal:
-        client = request.remote or "unknown"
-        retry_after = self.limiter.retry_after(client)
+        """The token's principal. A bad token counts against the client (the address behind the
+        trusted proxies), which past the limit is answered 429; a valid token is always served
+        (iopcare.api.ratelimit says why)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        async with self.pool.acquire() as connection:
+            if scheme.lower() == "bearer" and token:
+                principal = await authenticate(connection, token.strip(), self.now())
+                if principal is not None:
+                    return principal
+            client = client_address(
+                request.remote, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
+            )
+            retry_after = await self.limiter.failed(connection, client)
+        metrics.AUTH_FAILURES.inc()
         if retry_after is not None:
             metrics.RATE_LIMITED.inc()
             raise Refusal(
@@ -298,21 +340,12 @@ class ApiService:
                 "too many failed authentication attempts from this address; try later",
                 {"Retry-After": str(max(1, round(retry_after)))},
             )
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        principal = None
-        if scheme.lower() == "bearer" and token:
-            async with self.pool.acquire() as connection:
-                principal = await authenticate(connection, token.strip(), self.now())
-        if principal is None:
-            self.limiter.failed(client)
-            metrics.AUTH_FAILURES.inc()
-            raise Refusal(
-                401,
-                "unauthenticated",
-                "a valid bearer token is required",
-                {"WWW-Authenticate": 'Bearer realm="iopcare"'},
-            )
-        return principal
+        raise Refusal(
+            401,
+            "unauthenticated",
+            "a valid bearer token is required",
+            {"WWW-Authenticate": 'Bearer realm="iopcare"'},
+        )
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready, checks = await readiness(self.pool, self.kafka_bootstrap)
@@ -563,7 +596,7 @@ def _patient_summary(row: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> P
 
 async def _ingest_events(api: ApiService, request: web.Request, principal: Principal) -> web.Response:
     try:
-        document = json.loads(await request.read())
+        document = json.loads(await _read_body(request, MAX_INGEST_BYTES))
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's depth too
         raise Refusal(
             400, "bad_request", "the body is not JSON: send one event object or an array of them"
@@ -691,7 +724,7 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
 
 
-_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+_PROBES = frozenset({"/healthz", "/readyz"})
 
 
 def _request_id(offered: str | None) -> str:
@@ -735,8 +768,30 @@ def _uuid_or_none(text: str) -> str | None:
         return None
 
 
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The body, refused before it is read when it is not JSON (415) or says it is larger than
+    ``max_bytes``, and as soon as it grows past that when it does not say (413)."""
+    if request.body_exists:
+        allowed = JSON_BODY_TYPES.get(request.path, frozenset({"application/json"}))
+        if request.content_type not in allowed:
+            raise Refusal(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON: Content-Type {' or '.join(sorted(allowed))}",
+            )
+    too_large = Refusal(413, "too_large", f"the body is larger than this route takes ({max_bytes:,} bytes)")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    raw = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise too_large
+    return bytes(raw)
+
+
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.read()
+    raw = await _read_body(request, MAX_ACTION_BYTES)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:

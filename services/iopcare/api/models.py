@@ -17,6 +17,21 @@ from iopcare.contract import AcknowledgementOutcome, AlertState, Severity, Tier
 MAX_BATCH = 500
 """Events per ``POST /v1/events``; larger loads belong on Kafka (``iopcare publish``)."""
 
+MAX_INGEST_BYTES = 4 * 1024 * 1024
+"""The largest body of ``POST /v1/events``: a full batch of the contract's largest ordinary events
+(a check-in with every field is about 1 KiB, so 500 of them 0.5 MiB) with room to spare. An event
+over the processor's 256 KiB limit is refused either way."""
+
+MAX_ACTION_BYTES = 64 * 1024
+"""The largest body of a counselor's action (an acknowledgement's note is at most 500 characters)."""
+
+JSON_BODY_TYPES: dict[str, frozenset[str]] = {
+    "/v1/events": frozenset(
+        {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
+    ),
+}
+"""The content types a route's body may have (JSON everywhere; CloudEvents' own on ingest)."""
+
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 

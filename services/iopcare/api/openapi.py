@@ -30,7 +30,8 @@ _STATUS_TEXT = {
     403: "The token's role may not call this route",
     404: "No such alert or patient in your caseload",
     409: "The action does not apply to the alert in its current state",
-    413: "Too many events in one request",
+    413: "The body is larger than the route takes (or, on ingest, more than 500 events)",
+    415: "A body that is not JSON (Content-Type application/json)",
     422: "Every event was rejected (see each result)",
     429: "Too many failed authentication attempts from this address",
     503: "The broker did not acknowledge some events (status failed): retry those",
@@ -101,7 +102,8 @@ def _operation(route: Route) -> dict[str, Any]:
         )
         responses["200"]["headers"] = {"ETag": {"schema": {"type": "string"}}}
         responses["304"] = {"description": _STATUS_TEXT[304]}
-    for status in sorted({401, 403, 429, *route.statuses} - {304}):
+    takes_body = route.request is not None or route.path == "/v1/events"
+    for status in sorted({401, 403, 429, *route.statuses, *((413, 415) if takes_body else ())} - {304}):
         responses[str(status)] = {
             "description": _STATUS_TEXT[status],
             "content": {"application/json": {"schema": _error_schema(route, status)}},
@@ -161,7 +163,6 @@ def openapi_document(routes: Sequence[Route], inbox_assets: Iterable[str]) -> di
     paths["/readyz"] = _public(
         "Readiness", "Postgres and the broker are reachable (503 names the failed check)"
     )
-    paths["/metrics"] = _public("Prometheus metrics", "Metrics in the Prometheus text format")
     paths["/openapi.json"] = _public("This document", "The OpenAPI document")
     paths["/inbox"] = _public(
         "The counselor inbox page",

@@ -1,51 +1,59 @@
-"""Failed-authentication rate limiting, per client address.
+"""Failed-authentication limiting per client, shared by every API replica through Postgres.
 
-After ``limit`` failed attempts within ``window`` seconds an address is refused (429) for every
-request, valid token or not, until its failures age out: if a valid token still worked, a guesser
-would learn when they hit one. Per API process and in memory: a restart forgets, and N replicas
-allow N times the attempts, which is still far below what guessing a 256-bit token needs.
+After ``limit`` failed attempts within a ``window`` (a fixed window from the client's first failure)
+a client's further failures are answered 429 with ``Retry-After`` until the window ends: a client
+that keeps sending bad tokens (a misconfigured integration, a script guessing) is slowed and shows
+on the metrics, at no cost to anyone else. A valid token is always served, from any address: a
+token carries 256 random bits, so the limit is about noise and load, never what keeps a token
+secret, and a lockout must never shut the clinic out of its inbox (behind a proxy with
+``IOPCARE_API_TRUSTED_PROXIES`` unset every counselor shares the proxy's address).
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
+@dataclass(frozen=True)
 class FailedAuthLimiter:
-    def __init__(
-        self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+    limit: int = 10
+    window: float = 60.0
 
-    def _recent(self, client: str) -> deque[float]:
-        failures = self._failures.get(client)
-        if failures is None:
-            return deque()
-        cutoff = self._clock() - self.window
-        while failures and failures[0] <= cutoff:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-        return failures
-
-    def retry_after(self, client: str) -> float | None:
-        """Seconds until ``client`` may try again, or None if it is not limited."""
-        failures = self._recent(client)
-        if len(failures) < self.limit:
+    async def failed(self, connection: Connection, client: str) -> float | None:
+        """Record a failure of ``client``; seconds until its window ends if it is now past the limit,
+        else None."""
+        row = await connection.fetchrow(
+            """
+            INSERT INTO auth_failures AS f (client, window_start, failures)
+            VALUES ($1, clock_timestamp(), 1)
+            ON CONFLICT (client) DO UPDATE SET
+                window_start = CASE WHEN f.window_start + make_interval(secs => $2) <= clock_timestamp()
+                                    THEN clock_timestamp() ELSE f.window_start END,
+                failures = CASE WHEN f.window_start + make_interval(secs => $2) <= clock_timestamp()
+                                THEN 1 ELSE f.failures + 1 END
+            RETURNING failures,
+                      extract(epoch FROM f.window_start + make_interval(secs => $2) - clock_timestamp())
+                          AS remaining
+            """,
+            client,
+            self.window,
+        )
+        assert row is not None  # an upsert returns its row
+        if row["failures"] <= self.limit:
             return None
-        return max(0.0, failures[-self.limit] + self.window - self._clock())
+        return max(0.0, float(row["remaining"]))
 
-    def failed(self, client: str) -> None:
-        self._recent(client)
-        self._failures.setdefault(client, deque()).append(self._clock())
-        if len(self._failures) > 10_000:  # bound memory under a spray from many addresses
-            oldest = min(self._failures, key=lambda c: self._failures[c][-1])
-            del self._failures[oldest]
+    async def prune(self, connection: Connection) -> int:
+        """Forget the clients whose window has passed; returns how many."""
+        done = await connection.execute(
+            "DELETE FROM auth_failures WHERE window_start + make_interval(secs => $1) <= clock_timestamp()",
+            self.window,
+        )
+        return int(done.rsplit(" ", 1)[1])
 
 
 __all__ = ["FailedAuthLimiter"]

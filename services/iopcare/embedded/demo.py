@@ -182,8 +182,10 @@ def run_demo(
         IOPCARE_LOG_FORMAT=os.environ.get("IOPCARE_LOG_FORMAT", "json"),
     )
     worker_port, api_port, dispatcher_port = free_port(), free_port(), free_port()
+    api_metrics_port = free_port()
     env |= {
         "IOPCARE_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+        "IOPCARE_API_METRICS_PORT": str(api_metrics_port),
         "IOPCARE_DISPATCHER_GROUP_ID": f"iopcare-demo-dispatcher-{os.getpid()}",
         "IOPCARE_DISPATCHER_WEB_PORT": str(dispatcher_port),
         # The cohort's weeks pass in a minute: look for due digests every 2 s, not every minute.
@@ -194,7 +196,9 @@ def run_demo(
     token = asyncio.run(_prepare_counselor(endpoints.database_url, counselor, receiver))
     say(f"\n== Starting a processor worker (log, JSON lines: {log_dir / 'worker.log'})")
     say(f"   metrics: http://127.0.0.1:{worker_port}/metrics")
-    say(f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_port}/metrics")
+    say(
+        f"== Starting the API (log: {log_dir / 'api.log'}), metrics: http://127.0.0.1:{api_metrics_port}/metrics"
+    )
     say(f"== Starting the webhook dispatcher (log: {log_dir / 'dispatcher.log'})")
     say(f"   {counselor}'s webhook goes to a receiver in this process: {receiver.url}")
     commands: list[tuple[str, Service, str, int]] = [
