@@ -141,7 +141,7 @@ def test_services_are_probed_on_healthz_and_readyz_where_they_listen(name: str) 
         annotations = _objects(name, "Deployment")[deployment]["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert int(annotations["prometheus.io/port"]) == METRICS_PORTS[role]
-        assert METRICS_PORTS[role] in ports.values(), f"{deployment}: the metrics port is not a container port"
+        assert METRICS_PORTS[role] in ports.values(), f"{deployment}: no such container port"
         assert annotations["prometheus.io/path"] == "/metrics"
 
 
