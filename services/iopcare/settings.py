@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "iop.events.v1.dlq"
     topic_partitions: int = Field(default=8, ge=1, le=1024)
 
+    # Dead letters older than this are deleted from the table (the topic keeps its own retention);
+    # 0 keeps them for ever.
+    dead_letter_retention_days: int = Field(default=30, ge=0)
+
     publish_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Processor (Faust worker). Workers with the same app id form one consumer group.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import urllib.request
 import uuid
@@ -23,6 +24,7 @@ from iopcare.endpoints import Endpoints
 from iopcare.publish import EventPublisher
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
+from iopcare.store.events import DEAD_LETTER_PREFIX_BYTES
 from tests.integration.workers import WorkerProcess, read_topic, wait_for_count
 
 pytestmark = pytest.mark.integration
@@ -121,6 +123,8 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
         (b"p-00002", json.dumps(dict(good_bytes, data={"craving": 99})).encode(), "schema_violation"),
         (b"p-99999", encode_event(valid[1]), "key_mismatch"),
         (b"p-00000", json.dumps(dict(good_bytes, time="2099-01-01T00:00:00Z")).encode(), "future_time"),
+        (b"p-00001", json.dumps(dict(good_bytes, data={"note": "x" * 300_000})).encode(), "oversized"),
+        (b"p-00002", b'{"specversion": "1.0", "n": ' + b"7" * 5_000 + b"}", "invalid_json"),
     ]
     producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
     try:
@@ -138,11 +142,19 @@ async def test_poison_records_are_dead_lettered_and_the_rest_processed(
     assert await wait_for_count(clean_db, "SELECT count(*) FROM dead_letters", len(poison)) == len(poison)
     connection = await asyncpg.connect(clean_db)
     try:
-        rows = await connection.fetch("SELECT reason, payload FROM dead_letters")
+        rows = await connection.fetch(
+            "SELECT reason, detail, payload, payload_bytes, payload_sha256 FROM dead_letters"
+        )
     finally:
         await connection.close()
     assert sorted(r["reason"] for r in rows) == sorted(reason for _, _, reason in poison)
-    assert {bytes(r["payload"]) for r in rows} == {value for _, value, _ in poison}
+    # The table keeps a capped prefix, the size and the digest of the original (the topic has it all).
+    assert {(bytes(r["payload"]), r["payload_bytes"], bytes(r["payload_sha256"])) for r in rows} == {
+        (value[:DEAD_LETTER_PREFIX_BYTES], len(value), hashlib.sha256(value).digest())
+        for _, value, _ in poison
+    }
+    assert max(len(r["payload"]) for r in rows) == DEAD_LETTER_PREFIX_BYTES
+    assert "a number with too many digits" in {r["detail"] for r in rows}
     assert await _states(clean_db) == replay(valid)
 
     dead = read_topic(endpoints.kafka_bootstrap, topics.dead_letter_topic, len(poison))

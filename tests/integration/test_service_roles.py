@@ -25,7 +25,7 @@ SERVICES: list[Service] = ["processor", "api", "dispatcher"]
 # added here (the test names it), which is the moment to decide who may touch it.
 GRANTS: dict[str, dict[Service, str]] = {
     "event_log": {"processor": "SI", "api": "S"},
-    "dead_letters": {"processor": "SI"},
+    "dead_letters": {"processor": "SID"},
     "patient_state": {"processor": "SIU", "api": "S"},
     "patient_summary": {"processor": "SIU", "api": "S", "dispatcher": "S"},
     "stream_progress": {"processor": "SIU", "api": "S"},

@@ -617,8 +617,12 @@ def decode_event(
     return event
 
 
+class _NotJsonConstant(ValueError):
+    """NaN, Infinity or -Infinity: the stdlib reads them, JSON has no such thing."""
+
+
 def _not_json(constant: str) -> None:
-    raise ValueError(constant)
+    raise _NotJsonConstant(constant)
 
 
 def _classify(text: str) -> InvalidEvent:
@@ -628,8 +632,11 @@ def _classify(text: str) -> InvalidEvent:
         obj = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         return InvalidEvent("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
-    except ValueError:
+    except _NotJsonConstant:
         return InvalidEvent("invalid_json", "NaN or Infinity is not JSON")
+    except ValueError:
+        # Python refuses to convert an integer of more than 4,300 digits (sys.get_int_max_str_digits).
+        return InvalidEvent("invalid_json", "a number with too many digits")
     except RecursionError:
         return InvalidEvent("invalid_json", "nesting too deep")
     if not isinstance(obj, dict):

@@ -31,7 +31,7 @@ from iopcare.processor.transport import use_fetch_wait
 from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
-from iopcare.store.events import RejectedRecord
+from iopcare.store.events import RejectedRecord, delete_old_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,22 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         for partition, behind in measured.messages.items():
             metrics.CONSUMER_LAG_MESSAGES.labels(str(partition)).set(behind)
         metrics.CONSUMER_LAG_SECONDS.set(measured.seconds)
+
+    @app.timer(3600.0, name="dead_letter_retention")  # type: ignore[untyped-decorator]
+    async def dead_letter_retention() -> None:
+        if settings.dead_letter_retention_days == 0:
+            return
+        try:
+            async with (await connected()).pool.acquire() as connection:
+                deleted = await delete_old_dead_letters(connection, settings.dead_letter_retention_days)
+        except Exception as exc:  # the next hour's run deletes them
+            log.warning("old dead letters not deleted (%s); retrying in an hour", type(exc).__name__)
+            return
+        if deleted:
+            log.info(
+                "deleted old dead letters",
+                extra={"deleted": deleted, "retention_days": settings.dead_letter_retention_days},
+            )
 
     @app.page("/healthz")
     async def healthz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:

@@ -7,6 +7,7 @@ its reason; ``stream_progress`` the latest event time committed per partition (t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,13 +65,23 @@ async def insert_events(connection: Connection, items: Sequence[AcceptedEvent]) 
     return {(row["source"], row["event_id"]) for row in rows}
 
 
+DEAD_LETTER_PREFIX_BYTES = 16 * 1024
+"""How much of a refused record the table keeps (the dead-letter topic has it whole): enough to see
+what was wrong with any ordinary event, not the 10 MB a hostile sender may choose."""
+
+_KEY_PREFIX_BYTES = 1024
+
+
 async def insert_dead_letters(connection: Connection, rejected: Sequence[RejectedRecord]) -> int:
+    """Record refused records once each: reason, detail, where it was, the first
+    :data:`DEAD_LETTER_PREFIX_BYTES` of it, its size and the SHA-256 of the whole."""
     result = await connection.execute(
         """
         INSERT INTO dead_letters
-            (reason, detail, source_topic, source_partition, source_offset, record_key, payload)
+            (reason, detail, source_topic, source_partition, source_offset, record_key, payload,
+             payload_bytes, payload_sha256)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[],
-                             $6::bytea[], $7::bytea[])
+                             $6::bytea[], $7::bytea[], $8::int[], $9::bytea[])
         ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
         """,
         [r.reason for r in rejected],
@@ -78,8 +89,18 @@ async def insert_dead_letters(connection: Connection, rejected: Sequence[Rejecte
         [r.topic for r in rejected],
         [r.partition for r in rejected],
         [r.offset for r in rejected],
-        [r.key for r in rejected],
-        [r.payload for r in rejected],
+        [None if r.key is None else r.key[:_KEY_PREFIX_BYTES] for r in rejected],
+        [r.payload[:DEAD_LETTER_PREFIX_BYTES] for r in rejected],
+        [len(r.payload) for r in rejected],
+        [hashlib.sha256(r.payload).digest() for r in rejected],
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
+async def delete_old_dead_letters(connection: Connection, older_than_days: int) -> int:
+    """Delete the dead letters recorded more than ``older_than_days`` ago; returns how many."""
+    result = await connection.execute(
+        "DELETE FROM dead_letters WHERE failed_at < now() - make_interval(days => $1)", older_than_days
     )
     return int(result.rsplit(" ", 1)[1])
 
@@ -112,9 +133,11 @@ async def stream_clock(connection: Connection, partitions: int) -> datetime | No
 
 
 __all__ = [
+    "DEAD_LETTER_PREFIX_BYTES",
     "AcceptedEvent",
     "RejectedRecord",
     "advance_progress",
+    "delete_old_dead_letters",
     "insert_dead_letters",
     "insert_events",
     "stream_clock",
