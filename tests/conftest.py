@@ -15,12 +15,19 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from iopcare.dispatcher.webhooks.secrets import new_key
 from iopcare.embedded import EmbeddedRuntime
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
 from tests.databases import create_migrated, drop, empty_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Every process of the run (tests, the services they start, the CLI) encrypts and decrypts webhook
+# secrets with one key, and the tests' webhook receivers listen on this machine, which a dispatcher
+# refuses unless told (docs/webhooks.md, "Targets"). A test about either sets its own.
+os.environ.setdefault("IOPCARE_WEBHOOK_SECRET_KEYS", new_key())
+os.environ.setdefault("IOPCARE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,27 @@ def _prepare(kafka_bootstrap: str, database_url: str) -> None:
         click.echo("created topics: " + ", ".join(created))
     asyncio.run(migrate_url(database_url, report=click.echo))
     asyncio.run(_enable_logins(database_url, settings, embedded=settings.database_url is None))
+    asyncio.run(_seal_webhook_secrets(database_url, settings))
+
+
+async def _seal_webhook_secrets(database_url: str, settings: Settings) -> None:
+    """Encrypt the webhook secrets still stored in plaintext (registered before migration 0018)."""
+    import asyncpg
+
+    from iopcare.dispatcher.webhooks.secrets import is_sealed, secret_box
+    from iopcare.dispatcher.webhooks.store import reseal_secrets
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        plaintext = [r["secret"] for r in await connection.fetch("SELECT secret FROM webhook_endpoints")]
+        if any(not is_sealed(secret) for secret in plaintext):
+            box = secret_box(settings)
+            changed = await reseal_secrets(
+                connection, lambda value: value if is_sealed(value) else box.seal(value)
+            )
+            click.echo(f"encrypted {changed} webhook secret(s) stored in plaintext")
+    finally:
+        await connection.close()
 
 
 async def _enable_logins(database_url: str, settings: Settings, *, embedded: bool) -> None:
@@ -439,14 +460,16 @@ def webhooks() -> None:
 )
 def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str | None) -> None:
     """Register an endpoint and print its signing secret (shown this once only)."""
-    import secrets
     from typing import Literal, get_args
 
     from pydantic import TypeAdapter, ValidationError
 
     from iopcare.contract import AlertEventKind, StaffId
     from iopcare.dispatcher.webhooks.policy import DEFAULT_EVENT_KINDS, check_url, origin
+    from iopcare.dispatcher.webhooks.secrets import new_signing_secret, secret_box
     from iopcare.dispatcher.webhooks.store import add_endpoint
+    from iopcare.dispatcher.webhooks.targets import TargetRefused, check_target
+    from iopcare.networks import parse_networks
 
     if (counselor is None) == (team is None):
         raise click.UsageError("give exactly one of --counselor STAFF_ID or --team SUPERVISOR_ID")
@@ -458,10 +481,14 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
         raise click.BadParameter(
             "a staff id is 3-64 letters, digits, '_' or '-'", param_hint="owner"
         ) from None
+    settings = get_settings()
     try:
         check_url(url)
-    except ValueError as exc:
+        resolved = asyncio.run(check_target(url, parse_networks(settings.webhook_allowed_networks)))
+    except (ValueError, TargetRefused) as exc:
         raise click.BadParameter(str(exc), param_hint="--url") from None
+    if not resolved:
+        _echo_err(f"warning: {origin(url)} does not resolve now; it is checked again at every connection")
     chosen = (
         tuple(DEFAULT_EVENT_KINDS)
         if kinds is None
@@ -472,12 +499,59 @@ def webhooks_add(counselor: str | None, team: str | None, url: str, kinds: str |
         raise click.BadParameter(
             f"kinds are among {', '.join(get_args(AlertEventKind))}", param_hint="--kinds"
         )
-    secret = "whsec_" + secrets.token_urlsafe(32)
-
-    endpoint_id = _with_connection(lambda c: add_endpoint(c, owner_kind, owner_id, url, secret, chosen))
+    secret = new_signing_secret()
+    sealed = secret_box(settings).seal(secret)
+    endpoint_id = _with_connection(lambda c: add_endpoint(c, owner_kind, owner_id, url, sealed, chosen))
     click.echo(f"endpoint {endpoint_id}: {owner_kind} {owner_id} -> {origin(url)} ({', '.join(chosen)})")
-    click.echo("signing secret (shown once; the receiver verifies X-Iopcare-Signature with it):")
+    click.echo(
+        "signing secret (shown once; the receiver verifies webhook-signature with it, docs/webhooks.md):"
+    )
     click.echo(secret)
+
+
+@webhooks.command("rotate-secret")
+@click.argument("endpoint_id", type=int)
+@click.option(
+    "--overlap-hours",
+    type=click.FloatRange(0, 24 * 30),
+    default=24.0,
+    show_default=True,
+    help="How long the old secret stays active beside the new one (both sign every POST meanwhile).",
+)
+def webhooks_rotate_secret(endpoint_id: int, overlap_hours: float) -> None:
+    """Give an endpoint a new signing secret and print it (shown this once only)."""
+    from iopcare.dispatcher.webhooks.secrets import new_signing_secret, secret_box
+    from iopcare.dispatcher.webhooks.store import rotate_secret
+
+    secret = new_signing_secret()
+    sealed = secret_box(get_settings()).seal(secret)
+    if not _with_connection(lambda c: rotate_secret(c, endpoint_id, sealed, overlap_hours * 3600)):
+        _echo_err(f"no webhook endpoint {endpoint_id}")
+        sys.exit(1)
+    click.echo(
+        f"endpoint {endpoint_id}: new signing secret; the old one signs too for {overlap_hours:g} more hours"
+    )
+    click.echo(secret)
+
+
+@webhooks.command("reencrypt")
+def webhooks_reencrypt() -> None:
+    """Encrypt every stored signing secret under the newest key of IOPCARE_WEBHOOK_SECRET_KEYS (after
+    adding a key; then the old key can be dropped). Also encrypts any secret still in plaintext."""
+    from iopcare.dispatcher.webhooks.secrets import secret_box
+    from iopcare.dispatcher.webhooks.store import reseal_secrets
+
+    box = secret_box(get_settings())
+    changed = _with_connection(lambda c: reseal_secrets(c, box.reseal))
+    click.echo(f"{changed} endpoint(s) re-encrypted under the newest key")
+
+
+@webhooks.command("new-key")
+def webhooks_new_key() -> None:
+    """Print a new key for IOPCARE_WEBHOOK_SECRET_KEYS (put it first; keep the old ones after it)."""
+    from iopcare.dispatcher.webhooks.secrets import new_key
+
+    click.echo(new_key())
 
 
 @webhooks.command("list")

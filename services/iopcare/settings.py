@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8080", description="Where the API serves the inbox; webhooks link to it."
     )
+    # Fernet keys (comma-separated, newest first) that encrypt webhook signing secrets at rest
+    # (docs/webhooks.md, "Keys"). Unset: a key file under state_dir, for a developer's machine.
+    webhook_secret_keys: SecretStr | None = None
+    # Networks a webhook target may resolve to although they are private, loopback or link-local
+    # (comma-separated addresses or CIDR ranges; e.g. 127.0.0.0/8 for a receiver on this machine).
+    # Unset: only public addresses. Cloud metadata addresses are refused even when listed.
+    webhook_allowed_networks: Annotated[str, AfterValidator(_networks)] = ""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)

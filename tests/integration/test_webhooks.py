@@ -14,16 +14,15 @@ from typing import Any
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+from standardwebhooks import Webhook
 
 from iopcare.contract import AlertEvent
 from iopcare.dispatcher.service import Dispatcher
 from iopcare.dispatcher.webhooks.policy import (
     ATTEMPT_HEADER,
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify_signature,
+    ID_HEADER,
 )
+from iopcare.dispatcher.webhooks.secrets import new_signing_secret, secret_box
 from iopcare.dispatcher.webhooks.store import add_endpoint
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
@@ -35,7 +34,8 @@ from tests.unit.dispatcher.factories import COUNSELOR, SUPERVISOR, TITLE, alert
 
 pytestmark = pytest.mark.integration
 
-SECRET = "whsec_integration"
+SECRET = new_signing_secret()
+SEALED = secret_box(Settings()).seal(SECRET)  # as stored: encrypted under the run's key
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 StartDispatcher = Callable[..., Awaitable[Dispatcher]]
@@ -131,7 +131,7 @@ def hx(
 
 
 async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_secret(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     delivered = sample("iopcare_webhook_deliveries_total", outcome="delivered")
     await hx.start()
     event, group = alert("created", severity="critical"), str(uuid.uuid4())
@@ -139,9 +139,7 @@ async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_sec
 
     await eventually(lambda: hx.receiver.requests, message="no POST reached the receiver")
     [request] = hx.receiver.requests
-    verify_signature(
-        SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
-    )
+    Webhook(SECRET).verify(request.body, dict(request.headers))
     payload = json.loads(request.body)
     assert (payload["patient_id"], payload["notification_group"]) == (event.subject, group)
     assert [(a["alert_id"], a["kind"], a["severity"]) for a in payload["alerts"]] == [
@@ -149,7 +147,7 @@ async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_sec
     ]
     assert payload["alerts"][0]["url"] == f"https://iop.example.org/inbox#alert-{event.data.alert_id}"
     assert TITLE.encode() not in request.body
-    assert request.headers[DELIVERY_HEADER] == payload["id"]
+    assert request.headers[ID_HEADER] == payload["id"]
     await eventually(
         lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"), message="row not closed"
     )
@@ -159,7 +157,7 @@ async def test_an_alert_event_reaches_the_receiver_signed_with_the_endpoints_sec
 
 
 async def test_the_post_continues_the_trace_of_the_alert_event_in_its_traceparent_header(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     await hx.start()
     traced = alert("created").model_copy(update={"traceparent": TRACEPARENT})
     await hx.publish([traced], str(uuid.uuid4()))
@@ -174,19 +172,17 @@ async def test_the_post_continues_the_trace_of_the_alert_event_in_its_traceparen
 
 async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(hx: Harness) -> None:
     hx.receiver.statuses = [503, 500]
-    endpoint = await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    endpoint = await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     retried = sample("iopcare_webhook_deliveries_total", outcome="retried")
     await hx.start()
     await hx.publish([alert("created")], str(uuid.uuid4()))
 
     await eventually(lambda: len(hx.receiver.requests) == 3, message="three attempts")
-    assert len({r.headers[DELIVERY_HEADER] for r in hx.receiver.requests}) == 1
+    assert len({r.headers[ID_HEADER] for r in hx.receiver.requests}) == 1
     assert len({r.body for r in hx.receiver.requests}) == 1
     assert [r.headers[ATTEMPT_HEADER] for r in hx.receiver.requests] == ["1", "2", "3"]
     for request in hx.receiver.requests:  # each attempt is signed afresh
-        verify_signature(
-            SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
-        )
+        Webhook(SECRET).verify(request.body, dict(request.headers))
     await eventually(lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
     assert await hx.db.fetchval("SELECT attempts FROM webhook_deliveries") == 3
     health = await hx.db.fetchrow(
@@ -199,8 +195,8 @@ async def test_a_failing_receiver_gets_the_same_delivery_again_until_it_accepts(
 
 
 async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(hx: Harness) -> None:
-    dead = await add_endpoint(hx.db, "counselor", COUNSELOR, f"http://127.0.0.1:{free_port()}/gone", SECRET)
-    alive = await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SECRET)
+    dead = await add_endpoint(hx.db, "counselor", COUNSELOR, f"http://127.0.0.1:{free_port()}/gone", SEALED)
+    alive = await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SEALED)
     disabled = sample("iopcare_webhook_endpoints_disabled_total")
     await hx.start()
     await hx.publish([alert("created")], str(uuid.uuid4()))
@@ -238,7 +234,7 @@ async def test_an_endpoint_that_keeps_failing_is_disabled_with_the_reason(hx: Ha
 
 
 async def test_a_burst_sharing_a_notification_group_is_one_post_listing_its_alerts(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     await hx.start()
     burst = [alert("created", severity=s) for s in ("critical", "high", "medium")]
     burst_group, later_group = str(uuid.uuid4()), str(uuid.uuid4())
@@ -254,7 +250,7 @@ async def test_a_burst_sharing_a_notification_group_is_one_post_listing_its_aler
 
 
 async def test_a_redelivered_alert_event_is_not_delivered_twice(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     first = await hx.start()
     event, group = alert("created"), str(uuid.uuid4())
     # The relay republishes after a crash between the broker's ack and its own commit: same event twice.
@@ -276,10 +272,10 @@ async def test_a_redelivered_alert_event_is_not_delivered_twice(hx: Harness) -> 
 
 
 async def test_an_escalation_reaches_the_supervisors_own_endpoint(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("counselor"), SECRET)
-    await add_endpoint(hx.db, "counselor", SUPERVISOR, hx.receiver.url("supervisor"), SECRET)
-    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SECRET)
-    await add_endpoint(hx.db, "counselor", "staff-c99", hx.receiver.url("other"), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("counselor"), SEALED)
+    await add_endpoint(hx.db, "counselor", SUPERVISOR, hx.receiver.url("supervisor"), SEALED)
+    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("team"), SEALED)
+    await add_endpoint(hx.db, "counselor", "staff-c99", hx.receiver.url("other"), SEALED)
     await hx.start()
     alert_id = str(uuid.uuid4())
     await hx.publish([alert("created", alert_id=alert_id)], str(uuid.uuid4()))
@@ -296,8 +292,8 @@ async def test_an_escalation_reaches_the_supervisors_own_endpoint(hx: Harness) -
 
 
 async def test_two_dispatchers_send_each_delivery_once(hx: Harness) -> None:
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("a"), SECRET)
-    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("b"), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("a"), SEALED)
+    await add_endpoint(hx.db, "team", SUPERVISOR, hx.receiver.url("b"), SEALED)
     await hx.start()
     await hx.start()  # same consumer group, same deliveries table
     for _ in range(15):
@@ -305,13 +301,13 @@ async def test_two_dispatchers_send_each_delivery_once(hx: Harness) -> None:
 
     await eventually(lambda: len(hx.receiver.requests) >= 30, message="thirty notifications")
     await asyncio.sleep(0.5)
-    ids = [r.headers[DELIVERY_HEADER] for r in hx.receiver.requests]
+    ids = [r.headers[ID_HEADER] for r in hx.receiver.requests]
     assert len(ids) == len(set(ids)) == 30
 
 
 async def test_a_pending_delivery_survives_a_restart_of_the_dispatcher(hx: Harness) -> None:
     hx.receiver.statuses = [503]
-    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SECRET)
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
     first = await hx.start(webhook_retry_base_seconds=2.0, webhook_retry_max_seconds=2.0)
     await hx.publish([alert("created")], str(uuid.uuid4()))
     await eventually(lambda: hx.receiver.requests, message="first attempt")

@@ -12,15 +12,17 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks import Webhook
 
 from iopcare.dispatcher.service import Dispatcher
-from iopcare.dispatcher.webhooks.policy import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from iopcare.dispatcher.webhooks.secrets import SecretBox, is_sealed, new_key, secret_box
 from iopcare.embedded.runtime import free_port
 from iopcare.endpoints import Endpoints
 from iopcare.settings import Settings
@@ -134,9 +136,7 @@ async def test_the_dispatcher_command_is_ready_delivers_serves_metrics_and_stops
     await produce(endpoints.kafka_bootstrap, topics.alerts_topic, [alert("created")], str(uuid.uuid4()))
     await eventually(lambda: receiver.requests, within=30, message="no POST from the dispatcher process")
     [request] = receiver.requests
-    verify_signature(
-        secret, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER]
-    )
+    Webhook(secret).verify(request.body, dict(request.headers))
 
     async def delivered_metric() -> float:
         return _metric(
@@ -226,5 +226,88 @@ async def test_a_bad_webhook_registration_is_refused_and_says_why(
     connection = await asyncpg.connect(clean_db)
     try:
         assert await connection.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://2852039166/hook", "cloud metadata"),  # 169.254.169.254 as one number
+        ("http://10.0.0.8/hook", "private"),
+        ("http://[::1]:8080/hook", "loopback"),
+    ],
+)
+async def test_a_target_on_a_private_or_metadata_address_is_refused(
+    endpoints: Endpoints, topics: Settings, clean_db: str, url: str, complaint: str
+) -> None:
+    env = _env(endpoints, clean_db, topics) | {"IOPCARE_WEBHOOK_ALLOWED_NETWORKS": ""}
+    code, _, err = await iopcare(env, "webhooks", "add", "--counselor", COUNSELOR, "--url", url)
+    assert code == 2 and complaint in err, err
+    connection = await asyncpg.connect(clean_db)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
+    finally:
+        await connection.close()
+
+
+async def test_secrets_are_stored_encrypted_rotated_with_an_overlap_and_reencrypted_under_a_new_key(
+    endpoints: Endpoints, topics: Settings, clean_db: str
+) -> None:
+    env = _env(endpoints, clean_db, topics)
+    code, out, _ = await iopcare(
+        env, "webhooks", "add", "--counselor", COUNSELOR, "--url", "http://127.0.0.1:9/h"
+    )
+    assert code == 0, out
+    first = out.strip().splitlines()[-1]
+    endpoint_id = out.split()[1].rstrip(":")
+    connection = await asyncpg.connect(clean_db)
+    try:
+        stored = await connection.fetchval("SELECT secret FROM webhook_endpoints")
+        assert is_sealed(stored) and first not in stored and first.removeprefix("whsec_") not in stored
+        box = secret_box(Settings())
+        assert box.open(stored) == first
+
+        code, out, _ = await iopcare(env, "webhooks", "rotate-secret", endpoint_id, "--overlap-hours", "2")
+        assert code == 0, out
+        second = out.strip().splitlines()[-1]
+        row = await connection.fetchrow(
+            "SELECT secret, previous_secret, previous_secret_expires_at - now() AS overlap "
+            "FROM webhook_endpoints"
+        )
+        assert (box.open(row["secret"]), box.open(row["previous_secret"])) == (second, first)
+        assert timedelta(hours=1, minutes=59) < row["overlap"] <= timedelta(hours=2)
+
+        # A new key first, the old one after it: reencrypt, and the old key can go.
+        newer = new_key()
+        rotated_env = env | {"IOPCARE_WEBHOOK_SECRET_KEYS": f"{newer},{env['IOPCARE_WEBHOOK_SECRET_KEYS']}"}
+        code, out, _ = await iopcare(rotated_env, "webhooks", "reencrypt")
+        assert code == 0 and "1 endpoint(s) re-encrypted" in out, out
+        row = await connection.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints")
+        only_new = SecretBox([newer])
+        assert (only_new.open(row["secret"]), only_new.open(row["previous_secret"])) == (second, first)
+    finally:
+        await connection.close()
+
+
+async def test_setup_encrypts_secrets_registered_in_plaintext_before_encryption(
+    endpoints: Endpoints, topics: Settings, clean_db: str
+) -> None:
+    connection = await asyncpg.connect(clean_db)
+    try:
+        await connection.execute(
+            "INSERT INTO webhook_endpoints (owner_kind, owner_id, url, secret) "
+            "VALUES ('counselor', $1, 'https://hooks.example.org/x', 'whsec_plaintextFromAnOlderRelease')",
+            COUNSELOR,
+        )
+        code, out, err = await iopcare(_env(endpoints, clean_db, topics), "setup")
+        assert code == 0, err
+        assert "encrypted 1 webhook secret(s) stored in plaintext" in out
+        stored = await connection.fetchval("SELECT secret FROM webhook_endpoints")
+        assert is_sealed(stored) and "plaintextFromAnOlderRelease" not in stored
+        assert secret_box(Settings()).open(stored) == "whsec_plaintextFromAnOlderRelease"
+        code, out, _ = await iopcare(_env(endpoints, clean_db, topics), "setup")
+        assert code == 0 and "encrypted" not in out  # nothing left to do
     finally:
         await connection.close()

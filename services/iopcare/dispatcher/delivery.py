@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import asyncpg
@@ -28,6 +28,7 @@ from iopcare.dispatcher.webhooks.policy import (
     origin,
     signed_headers,
 )
+from iopcare.dispatcher.webhooks.secrets import SecretBox, SecretKeyError
 from iopcare.dispatcher.webhooks.store import (
     DueDelivery,
     claim_due,
@@ -36,6 +37,8 @@ from iopcare.dispatcher.webhooks.store import (
     record_delivered,
     record_failed_attempt,
 )
+from iopcare.dispatcher.webhooks.targets import TargetRefused, check_literal
+from iopcare.networks import Network
 from iopcare.tracing import new_trace, parse_traceparent, tracing
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ class WebhookSender:
         retry: RetryPolicy,
         disable: DisablePolicy,
         timeout_seconds: float,
+        box: SecretBox,
+        allowed_networks: Sequence[Network] = (),
         batch_size: int = 16,
         poll_interval_seconds: float = 1.0,
         jitter: Callable[[], float] = random.random,
@@ -61,6 +66,8 @@ class WebhookSender:
         self._session = session
         self._retry = retry
         self._disable = disable
+        self._box = box
+        self._allowed = tuple(allowed_networks)
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         # A claimed row is not due again until the POST has had its time, plus a margin.
         self._lease_seconds = timeout_seconds + 30
@@ -120,12 +127,16 @@ class WebhookSender:
                 delivery.created_at,
                 delivery.notices,
             )
-        headers = signed_headers(delivery.secret, body, delivery.delivery_id, delivery.attempt, self._clock())
-        headers["traceparent"] = traceparent
         status: int | None = None
         error = ""
         started = time.perf_counter()
         try:
+            secrets = [self._box.open(sealed) for sealed in delivery.sealed_secrets]
+            headers = signed_headers(secrets, body, delivery.delivery_id, delivery.attempt, self._clock())
+            headers["traceparent"] = traceparent
+            # A name is checked by the session's resolver (GuardedResolver); an address is not
+            # resolved, so it is checked here.
+            check_literal(delivery.url, self._allowed)
             async with self._session.post(
                 delivery.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
@@ -134,6 +145,16 @@ class WebhookSender:
                 response.release()
         except Exception as exc:  # any failure of the POST is the endpoint's, never the dispatcher's
             error = type(exc).__name__
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, TargetRefused | SecretKeyError):
+                cause = cause.__cause__  # aiohttp wraps its resolver's refusal in a connector error
+            if cause is not None:
+                error = type(cause).__name__
+                log.error(
+                    "webhook not sent: %s",
+                    cause,
+                    extra={"delivery_id": delivery.delivery_id, "endpoint_id": delivery.endpoint_id},
+                )
         finally:
             elapsed = time.perf_counter() - started
             metrics.DELIVERY_SECONDS.observe(elapsed)

@@ -26,8 +26,11 @@ from iopcare.dispatcher.consumer import AlertEventConsumer, AlertIntake
 from iopcare.dispatcher.delivery import WebhookSender
 from iopcare.dispatcher.digests import DigestTimer
 from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy
+from iopcare.dispatcher.webhooks.secrets import secret_box
+from iopcare.dispatcher.webhooks.targets import GuardedResolver
 from iopcare.endpoints import Endpoints
 from iopcare.health import connect_pool, readiness
+from iopcare.networks import parse_networks
 from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 
@@ -59,7 +62,11 @@ class Dispatcher:
         settings = self.settings
         await self._serve_web()
         self._pool = await connect_pool(self.endpoints.database_url, settings.database_pool_size)
-        self._session = aiohttp.ClientSession()
+        allowed = parse_networks(settings.webhook_allowed_networks)
+        # Every name a webhook goes to is resolved through the guard (docs/webhooks.md, "Targets").
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(allowed)), trust_env=False
+        )
         self.sender = WebhookSender(
             self._pool,
             self._session,
@@ -72,6 +79,8 @@ class Dispatcher:
                 settings.webhook_disable_after_failures, settings.webhook_disable_after_seconds
             ),
             timeout_seconds=settings.webhook_timeout_seconds,
+            box=secret_box(settings),
+            allowed_networks=allowed,
             batch_size=settings.webhook_concurrency,
             poll_interval_seconds=settings.webhook_poll_interval_seconds,
         )

@@ -17,7 +17,6 @@ import http.server
 import itertools
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -31,15 +30,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 from kafka import KafkaProducer
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from iopcare.api.tokens import create_token
 from iopcare.contract import CloudEvent, SoberLivingReported, encode_event, new_event
-from iopcare.dispatcher.webhooks.policy import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    InvalidSignature,
-    verify_signature,
-)
+from iopcare.dispatcher.webhooks.secrets import SecretBox, new_key, new_signing_secret
 from iopcare.dispatcher.webhooks.store import add_endpoint, disable_endpoint, list_endpoints
 from iopcare.domain.alerts import SYSTEM
 from iopcare.domain.engagement import PatientState
@@ -192,8 +187,14 @@ def run_demo(
         "IOPCARE_DIGEST_POLL_SECONDS": "2",
     }
     counselor = next(p.counselor_id for p in cohort_roster(patients, seed=seed) if p.patient_id in featured)
+    # The dispatcher decrypts the webhook secret with the key the demo sealed it with: the demo's
+    # own unless IOPCARE_WEBHOOK_SECRET_KEYS names one; its receiver is on this machine.
+    keys = settings.webhook_secret_keys.get_secret_value() if settings.webhook_secret_keys else new_key()
+    env |= {"IOPCARE_WEBHOOK_SECRET_KEYS": keys, "IOPCARE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
     receiver = WebhookReceiver()
-    token = asyncio.run(_prepare_counselor(endpoints.database_url, counselor, receiver))
+    token = asyncio.run(
+        _prepare_counselor(endpoints.database_url, counselor, receiver, SecretBox(keys.split(",")))
+    )
     say(f"\n== Starting a processor worker (log, JSON lines: {log_dir / 'worker.log'})")
     say(f"   metrics: http://127.0.0.1:{worker_port}/metrics")
     say(
@@ -468,7 +469,9 @@ def _start(arguments: list[str], env: dict[str, str], log_path: Path) -> subproc
         )
 
 
-async def _prepare_counselor(database_url: str, counselor_id: str, receiver: WebhookReceiver) -> str:
+async def _prepare_counselor(
+    database_url: str, counselor_id: str, receiver: WebhookReceiver, box: SecretBox
+) -> str:
     """A counselor token for the demo (valid for a day) and the counselor's webhook, pointed at
     ``receiver``; the webhooks of earlier demo runs (their receivers are gone) are disabled."""
     connection = await asyncpg.connect(database_url)
@@ -483,19 +486,21 @@ async def _prepare_counselor(database_url: str, counselor_id: str, receiver: Web
         for endpoint in await list_endpoints(connection):
             if endpoint.enabled and endpoint.url.endswith(WebhookReceiver.PATH):
                 await disable_endpoint(connection, endpoint.id, "replaced by a later make demo run")
-        await add_endpoint(connection, "counselor", counselor_id, receiver.url, receiver.secret)
+        await add_endpoint(connection, "counselor", counselor_id, receiver.url, box.seal(receiver.secret))
     finally:
         await connection.close()
     return token
 
 
 class WebhookReceiver:
-    """A clinic's webhook endpoint, as the demo plays it: verifies each POST's signature and counts."""
+    """A clinic's webhook endpoint, as the demo plays it: verifies each POST with the Standard
+    Webhooks library (signature, and a timestamp within its 5-minute tolerance) and counts."""
 
     PATH = "/demo-webhook"
 
     def __init__(self) -> None:
-        self.secret = "whsec_" + secrets.token_urlsafe(32)
+        self.secret = new_signing_secret()
+        verifier = Webhook(self.secret)
         self.posts = self.alerts = self.digests = self.bad_signatures = 0
         self.example: bytes | None = None
         receiver = self
@@ -504,13 +509,8 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
-                    verify_signature(
-                        receiver.secret,
-                        self.headers.get(TIMESTAMP_HEADER, ""),
-                        body,
-                        self.headers.get(SIGNATURE_HEADER, ""),
-                    )
-                except InvalidSignature:
+                    verifier.verify(body, dict(self.headers.items()))
+                except WebhookVerificationError:
                     receiver.bad_signatures += 1
                     self.send_response(401)
                 else:

@@ -9,35 +9,36 @@ which pseudonymous patient, and a link to the inbox. Never the rule, title, expl
 recommended action: in a substance-use program even "reported use" is Part 2 information, and the
 inbox, behind authentication and the audit log, is where it is read.
 
-The signature scheme is Stripe's: ``X-Iopcare-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." +
-body)>`` with the Unix timestamp in ``X-Iopcare-Timestamp``. :func:`verify_signature` is written to be
-copied into a receiver as it is (standard library only).
+Signatures follow Standard Webhooks (standardwebhooks.com), made with its reference library:
+``webhook-id`` (the delivery's id, the same on every retry: receivers dedupe by it),
+``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature``: ``v1,<base64
+HMAC-SHA256>`` over ``id.timestamp.body`` with the endpoint's ``whsec_`` secret, one signature per
+active secret (two while a rotated secret's overlap lasts). A receiver verifies with the same
+library (``standardwebhooks.Webhook(secret).verify(body, headers)``; docs/webhooks.md).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from standardwebhooks import Webhook
 
 from iopcare.contract import AlertEvent, AlertEventKind
 
 __all__ = [
     "ATTEMPT_HEADER",
     "DEFAULT_EVENT_KINDS",
-    "DELIVERY_HEADER",
+    "ID_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "DeliveryPlan",
     "DisablePolicy",
     "ExistingDelivery",
-    "InvalidSignature",
     "NewDelivery",
     "Notice",
     "OwnerKind",
@@ -53,12 +54,11 @@ __all__ = [
     "recipients",
     "sign",
     "signed_headers",
-    "verify_signature",
 ]
 
-TIMESTAMP_HEADER = "X-Iopcare-Timestamp"
-SIGNATURE_HEADER = "X-Iopcare-Signature"
-DELIVERY_HEADER = "X-Iopcare-Delivery"  # the same on every retry of one delivery: receivers dedupe by it
+ID_HEADER = "webhook-id"  # the delivery's id, the same on every retry of it: receivers dedupe by it
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 ATTEMPT_HEADER = "X-Iopcare-Attempt"
 
 NOTIFICATION_TYPE = "iop.alert.notification"
@@ -307,51 +307,25 @@ def plan_deliveries(routed: Sequence[Routed], existing: Sequence[ExistingDeliver
 # -- signing ------------------------------------------------------------------------------------
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Iopcare-Signature`` value: ``v1=`` and the hex HMAC-SHA256 of ``timestamp.body``."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"v1={digest}"
+def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """One ``webhook-signature`` entry: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    return Webhook(secret).sign(delivery_id, datetime.fromtimestamp(timestamp, UTC), body)
 
 
-def signed_headers(secret: str, body: bytes, delivery_id: str, attempt: int, now: float) -> dict[str, str]:
-    """Every header of one attempt; the timestamp is the attempt's, so a retry is signed afresh."""
-    timestamp = str(int(now))
+def signed_headers(
+    secrets: Sequence[str], body: bytes, delivery_id: str, attempt: int, now: float
+) -> dict[str, str]:
+    """Every header of one attempt, signed with each active secret (newest first); the timestamp
+    is the attempt's, so a retry is signed afresh."""
+    timestamp = int(now)
     return {
         "Content-Type": "application/json",
         "User-Agent": "iopcare-dispatcher",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
-        DELIVERY_HEADER: delivery_id,
+        ID_HEADER: delivery_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: " ".join(sign(secret, delivery_id, timestamp, body) for secret in secrets),
         ATTEMPT_HEADER: str(attempt),
     }
-
-
-class InvalidSignature(ValueError):
-    """A webhook request that must be rejected; the message says why."""
-
-
-def verify_signature(
-    secret: str, timestamp: str, body: bytes, header: str, tolerance: float = 300, now: float | None = None
-) -> None:
-    """Check a webhook request on the receiving side; raises :class:`InvalidSignature` if it fails.
-
-    ``timestamp`` and ``header`` are the ``X-Iopcare-Timestamp`` and ``X-Iopcare-Signature`` values,
-    ``body`` the raw request body *as received* (before any JSON parsing). A request signed more than
-    ``tolerance`` seconds away from ``now`` is refused, so a captured request cannot be replayed later.
-    The header may list several ``v1=`` signatures (comma-separated, e.g. during a secret rotation);
-    one match is enough. Uses only the standard library (``hashlib``, ``hmac``, ``time``): copy it.
-    """
-    if not (timestamp.isascii() and timestamp.isdigit()):
-        raise InvalidSignature("malformed timestamp")
-    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    offered = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=")]
-    if not offered:
-        raise InvalidSignature("no v1 signature in the header")
-    if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
-        raise InvalidSignature("signature does not match")
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > tolerance:
-        raise InvalidSignature("timestamp outside the tolerance window (replayed or clock skew)")
 
 
 # -- retries and giving up ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ disabling) come from the pure :mod:`iopcare.dispatcher.webhooks.policy`; this mo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,10 +58,10 @@ async def add_endpoint(
     owner_kind: OwnerKind,
     owner_id: str,
     url: str,
-    secret: str,
+    sealed_secret: str,
     event_kinds: Sequence[str] = DEFAULT_EVENT_KINDS,
 ) -> int:
-    """Register an endpoint; returns its id."""
+    """Register an endpoint with its signing secret encrypted (``SecretBox.seal``); returns its id."""
     endpoint_id = await db.fetchval(
         """
         INSERT INTO webhook_endpoints (owner_kind, owner_id, url, secret, event_kinds)
@@ -70,7 +70,7 @@ async def add_endpoint(
         owner_kind,
         owner_id,
         url,
-        secret,
+        sealed_secret,
         list(event_kinds),
     )
     return int(endpoint_id)
@@ -143,6 +143,46 @@ async def disable_endpoint(connection: Connection, endpoint_id: int, reason: str
             ENDPOINT_DISABLED,
         )
         return True
+
+
+async def rotate_secret(db: Executor, endpoint_id: int, sealed_secret: str, overlap_seconds: float) -> bool:
+    """Make ``sealed_secret`` the endpoint's signing secret; the one it replaces stays active beside
+    it for ``overlap_seconds`` (0: at once retired). False if there is no such endpoint."""
+    status = await db.execute(
+        """
+        UPDATE webhook_endpoints
+        SET previous_secret = CASE WHEN $3 > 0 THEN secret END,
+            previous_secret_expires_at = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) END,
+            secret = $2, updated_at = now()
+        WHERE id = $1
+        """,
+        endpoint_id,
+        sealed_secret,
+        float(overlap_seconds),
+    )
+    return status != "UPDATE 0"
+
+
+async def reseal_secrets(connection: Connection, reseal: Callable[[str], str]) -> int:
+    """Rewrite every stored secret with ``reseal`` (``SecretBox.reseal``: plaintext encrypted, the
+    rest re-encrypted under the newest key), in one transaction; returns how many rows changed."""
+    changed = 0
+    async with connection.transaction():
+        rows = await connection.fetch(
+            "SELECT id, secret, previous_secret FROM webhook_endpoints ORDER BY id FOR UPDATE"
+        )
+        for row in rows:
+            secret = reseal(row["secret"])
+            previous = None if row["previous_secret"] is None else reseal(row["previous_secret"])
+            if (secret, previous) != (row["secret"], row["previous_secret"]):
+                await connection.execute(
+                    "UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE id = $1",
+                    row["id"],
+                    secret,
+                    previous,
+                )
+                changed += 1
+    return changed
 
 
 async def endpoint_exists(db: Executor, endpoint_id: int) -> bool:
@@ -250,7 +290,7 @@ class DueDelivery:
     notices: tuple[Notice, ...]
     created_at: datetime
     url: str
-    secret: str
+    sealed_secrets: tuple[str, ...]  # the active signing secrets, encrypted, newest first
     digest: dict[str, Any] | None = None  # a counselor's daily digest instead of alert notices
 
 
@@ -277,7 +317,8 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> lis
         WHERE d.id = due.id AND e.id = d.endpoint_id
         RETURNING d.id, d.delivery_id::text AS delivery_id, d.endpoint_id, d.attempts,
                   d.notification_group, d.patient_id, d.notices::text AS notices, d.created_at,
-                  d.digest::text AS digest, e.url, e.secret
+                  d.digest::text AS digest, e.url, e.secret,
+                  CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret
         """,
         limit,
         lease_seconds,
@@ -293,7 +334,7 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> lis
             notices=tuple(Notice.from_json(n) for n in json.loads(r["notices"])),
             created_at=r["created_at"],
             url=r["url"],
-            secret=r["secret"],
+            sealed_secrets=(r["secret"],) + ((r["previous_secret"],) if r["previous_secret"] else ()),
             digest=json.loads(r["digest"]) if r["digest"] is not None else None,
         )
         for r in sorted(rows, key=lambda r: r["id"])
