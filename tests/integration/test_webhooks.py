@@ -9,12 +9,14 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
 import pytest
+import standardwebhooks.webhooks
 from prometheus_client import REGISTRY
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from iopcare.contract import AlertEvent
 from iopcare.dispatcher.service import Dispatcher
@@ -318,3 +320,40 @@ async def test_a_pending_delivery_survives_a_restart_of_the_dispatcher(hx: Harne
     await eventually(lambda: len(hx.receiver.requests) == 2, within=10, message="the retry after the restart")
     assert await hx.db.fetchval("SELECT attempts FROM webhook_deliveries") == 2
     await eventually(lambda: hx.db.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"))
+
+
+async def test_a_captured_webhook_replayed_after_the_tolerance_is_refused_by_the_receivers_library(
+    hx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url(), SEALED)
+    await hx.start()
+    await hx.publish([alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: hx.receiver.requests, message="no POST reached the receiver")
+    [request] = hx.receiver.requests
+    Webhook(SECRET).verify(request.body, dict(request.headers))  # genuine, and fresh
+
+    class SixMinutesLater(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> SixMinutesLater:
+            return cls.fromtimestamp((datetime.now(UTC) + timedelta(minutes=6)).timestamp(), tz)
+
+    monkeypatch.setattr(standardwebhooks.webhooks, "datetime", SixMinutesLater)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(SECRET).verify(request.body, dict(request.headers))
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_the_dispatcher_refuses_at_connect_time_a_target_that_resolves_to_a_private_address(
+    hx: Harness, host: str
+) -> None:
+    # Registered behind the CLI's back (or a name that resolved elsewhere when it was registered).
+    url = f"http://{host}:{hx.receiver.port}/hook"
+    await add_endpoint(hx.db, "counselor", COUNSELOR, url, SEALED)
+    await hx.start(webhook_allowed_networks="")
+    await hx.publish([alert("created")], str(uuid.uuid4()))
+    await eventually(
+        lambda: hx.db.fetchval("SELECT last_error FROM webhook_deliveries WHERE attempts > 0"),
+        message="no attempt recorded",
+    )
+    assert await hx.db.fetchval("SELECT last_error FROM webhook_deliveries") == "TargetRefused"
+    assert hx.receiver.requests == []
