@@ -103,51 +103,45 @@ def dev_status() -> None:
 
 
 def _prepare(kafka_bootstrap: str, database_url: str) -> None:
-    """Topics, migrations and the services' database logins (docs/operations.md, "Database roles"):
-    without a password in the settings, a role gets a login only on the embedded Postgres, which
-    trusts local connections."""
-    from iopcare.store.migrate import migrate_url
+    """Topics, migrations, the services' database logins (docs/operations.md, "Database roles") and
+    webhook secrets still in plaintext encrypted: without a password in the settings, a role gets a
+    login only on the embedded Postgres, which trusts local connections."""
     from iopcare.topics import ensure_topics
 
     settings = get_settings()
     created = ensure_topics(kafka_bootstrap, settings)
     if created:
         click.echo("created topics: " + ", ".join(created))
-    asyncio.run(migrate_url(database_url, report=click.echo))
-    asyncio.run(_enable_logins(database_url, settings, embedded=settings.database_url is None))
-    asyncio.run(_seal_webhook_secrets(database_url, settings))
+    asyncio.run(_prepare_database(database_url, settings))
 
 
-async def _seal_webhook_secrets(database_url: str, settings: Settings) -> None:
-    """Encrypt the webhook secrets still stored in plaintext (registered before migration 0018)."""
+async def _prepare_database(database_url: str, settings: Settings) -> None:
+    """The database part of :func:`_prepare`, on one connection as the owner."""
     import asyncpg
 
     from iopcare.dispatcher.webhooks.secrets import is_sealed, secret_box
     from iopcare.dispatcher.webhooks.store import reseal_secrets
+    from iopcare.store.migrate import migrate
+    from iopcare.store.roles import enable_logins
 
     connection = await asyncpg.connect(database_url)
     try:
-        plaintext = [r["secret"] for r in await connection.fetch("SELECT secret FROM webhook_endpoints")]
-        if any(not is_sealed(secret) for secret in plaintext):
+        await migrate(connection, report=click.echo)
+        await enable_logins(
+            connection,
+            settings.service_database_passwords(),
+            trusted_server=settings.database_url is None,
+            report=click.echo,
+        )
+        # Rows registered before migration 0018 hold their secret in plaintext. The key is looked up
+        # only when one does (without the setting that makes a local key file).
+        secrets = [r["secret"] for r in await connection.fetch("SELECT secret FROM webhook_endpoints")]
+        if not all(is_sealed(secret) for secret in secrets):
             box = secret_box(settings)
             changed = await reseal_secrets(
                 connection, lambda value: value if is_sealed(value) else box.seal(value)
             )
             click.echo(f"encrypted {changed} webhook secret(s) stored in plaintext")
-    finally:
-        await connection.close()
-
-
-async def _enable_logins(database_url: str, settings: Settings, *, embedded: bool) -> None:
-    import asyncpg
-
-    from iopcare.store.roles import enable_logins
-
-    connection = await asyncpg.connect(database_url)
-    try:
-        await enable_logins(
-            connection, settings.service_database_passwords(), trusted_server=embedded, report=click.echo
-        )
     finally:
         await connection.close()
 
