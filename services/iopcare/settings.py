@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     broker_rebalance_timeout_seconds: float = Field(default=5.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(default=1.0, gt=0)
+    # A worker that has held no partition for this long is not ready (/readyz 503): a join takes a few
+    # seconds, a member the group never gives work to is a fault (docs/operations.md).
+    worker_unassigned_grace_seconds: float = Field(default=30.0, gt=0)
+    # How often each worker (and dispatcher) asks the broker for its whole group's lag.
+    group_lag_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     # The rule pack (TOML): thresholds, severities, response targets. Unset: the packaged default.
     rule_pack: Path | None = None
     # "Now" for absence checks (no check-in for 48 h, week closed below plan), alert deadlines and

@@ -235,7 +235,7 @@ async def test_the_worker_sweeps_absence_and_reports_ready(
         assert await wait_for_count(clean_db, published, 2, within=20) == 2
 
         ready = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/readyz"))
-        assert ready == {"status": "ready", "checks": {"postgres": True, "broker": True}}
+        assert ready == {"status": "ready", "checks": {"postgres": True, "broker": True, "partitions": True}}
         exposition = await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.port}/metrics")
         assert 'iopcare_alert_changes_total{kind="created",severity="medium"}' in exposition
         assert "iopcare_alert_events_published_total" in exposition

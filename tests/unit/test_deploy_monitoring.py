@@ -27,7 +27,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 DASHBOARD_MUST_SHOW = {
     "throughput": "iopcare_events_processed_total",
     "processing latency": "iopcare_arrival_to_commit_seconds_bucket",
-    "consumer lag (messages)": "iopcare_consumer_lag_messages",
+    "consumer lag (messages)": "iopcare_consumer_group_lag_messages",
     "consumer lag (seconds)": "iopcare_consumer_lag_seconds",
     "dead letters": "iopcare_dead_letters_total",
     "alerts open by severity": "iopcare_alerts_open",
@@ -41,6 +41,10 @@ DASHBOARD_MUST_SHOW = {
 REQUIRED_ALERTS = {
     "IopcareConsumerLagGrowing",
     "IopcareConsumerLagHigh",
+    # Issue 18: health that tells the truth about the group.
+    "IopcareConsumerGroupNotCommitting",
+    "IopcarePartitionsUnassigned",
+    "IopcareWorkerIdle",
     "IopcareDeadLetterRate",
     "IopcareCriticalAlertUnacknowledged",
     "IopcareWorkerDown",
@@ -201,11 +205,11 @@ def test_alert_rules_fire_on_the_situations_they_describe_and_not_otherwise(tmp_
 def test_the_rule_tests_fail_when_a_threshold_moves(tmp_path: Path) -> None:
     """The rule tests can fail: with the lag threshold lowered, the 'not yet' expectations break."""
     rules = RULES.read_text()
-    assert "iopcare:consumer_lag_messages:sum > 5000" in rules
+    assert "iopcare:consumer_group_lag_messages:sum > 5000" in rules
     (tmp_path / "rules").mkdir()
     (tmp_path / "tests").mkdir()
     (tmp_path / "rules" / RULES.name).write_text(
-        rules.replace("iopcare:consumer_lag_messages:sum > 5000", "iopcare:consumer_lag_messages:sum > 50")
+        rules.replace("iopcare:consumer_group_lag_messages:sum > 5000", "iopcare:consumer_lag_messages:sum > 50")
     )
     spec_path = tmp_path / "tests" / RULE_TESTS.name
     spec_path.write_text(RULE_TESTS.read_text())

@@ -1,8 +1,9 @@
 """``iopcare dispatcher``: the alert-event consumer, the webhook sender and their web endpoints.
 
-One process runs four things on one event loop: :class:`AlertEventConsumer` (``iop.alerts.v1`` to
+One process runs these on one event loop: :class:`AlertEventConsumer` (``iop.alerts.v1`` to
 delivery rows), :class:`WebhookSender` (delivery rows to signed POSTs), :class:`DigestTimer` (the
-counselors' daily digests at the clinic's hour) and a small aiohttp server with ``/metrics``,
+counselors' daily digests at the clinic's hour), a :class:`GroupLagWatch` of its own consumer
+group and a small aiohttp server with ``/metrics``,
 ``/healthz`` and ``/readyz``. Several dispatchers may run: the consumer group
 splits the partitions, and ``SKIP LOCKED`` claims split the deliveries. SIGTERM lets the batch and
 the POSTs in flight finish and be recorded, then commits and leaves the group.
@@ -29,6 +30,7 @@ from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy
 from iopcare.dispatcher.webhooks.secrets import secret_box
 from iopcare.dispatcher.webhooks.targets import GuardedResolver
 from iopcare.endpoints import Endpoints
+from iopcare.grouplag import GroupLagWatch
 from iopcare.health import connect_pool, readiness
 from iopcare.networks import parse_networks
 from iopcare.rulepacks import DEFAULT_PACK, load_pack
@@ -99,6 +101,12 @@ class Dispatcher:
             ),
             asyncio.create_task(self.sender.run(self._stopping), name="webhook-sender"),
             asyncio.create_task(self._digest_timer(sender).run(self._stopping), name="digest-timer"),
+            asyncio.create_task(
+                GroupLagWatch(
+                    self.endpoints.kafka_bootstrap, settings.dispatcher_group_id, settings.alerts_topic
+                ).run(self._stopping, settings.group_lag_interval_seconds),
+                name="group-lag",
+            ),
         ]
         log.info(
             "dispatcher consuming %s as group %s; web on %s:%s",

@@ -10,6 +10,7 @@ escaping the agent would ack the batch, so none is allowed to escape).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -22,8 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iopcare.contract import DEFAULT_MAX_BYTES, DeadLetterHeaders, InvalidEvent
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.endpoints import Endpoints
+from iopcare.grouplag import GroupLagWatch
 from iopcare.health import connect_pool, readiness
 from iopcare.processor import metrics
+from iopcare.processor.assignment import PartitionHolding
 from iopcare.processor.lag import Applied, LagTracker
 from iopcare.processor.pipeline import EngagementPipeline, Record
 from iopcare.processor.sweeper import Sweeper
@@ -95,6 +98,8 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
 
     parts: list[_Parts] = []
     lag = LagTracker()
+    holding = PartitionHolding(settings.worker_unassigned_grace_seconds, time.monotonic())
+    group_watch = GroupLagWatch(endpoints.kafka_bootstrap, app_id, settings.events_topic)
     assembling = asyncio.Lock()
 
     async def connected() -> _Parts:
@@ -160,10 +165,17 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
             metrics.RELAY_FAILURES.inc()
             log.warning("outbox relay failed (%s); retrying", type(exc).__name__)
 
+    def held_partitions() -> list[faust.types.TP]:
+        """The events topic's partitions this worker holds now; noted for readiness."""
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
+        holding.observe(len(assigned), time.monotonic())
+        metrics.ASSIGNED_PARTITIONS.set(len(assigned))
+        return assigned
+
     @app.timer(5.0, name="consumer_lag")  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
         consumer = app.consumer
-        assigned = [tp for tp in consumer.assignment() if tp.topic == settings.events_topic]
+        assigned = held_partitions()
         lag.forget(tp.partition for tp in assigned)
         try:
             highwaters = await consumer.highwaters(*assigned) if assigned else {}
@@ -180,6 +192,15 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         for partition, behind in measured.messages.items():
             metrics.CONSUMER_LAG_MESSAGES.labels(str(partition)).set(behind)
         metrics.CONSUMER_LAG_SECONDS.set(measured.seconds)
+
+    @app.timer(settings.group_lag_interval_seconds, name="group_lag")  # type: ignore[untyped-decorator]
+    async def group_lag() -> None:
+        """The whole group's lag from the broker (iopcare.grouplag), held partitions or not."""
+        await group_watch.tick()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's stub wants a sync receiver
+    async def close_group_watch(_sender: object, **_kwargs: object) -> None:
+        await group_watch.close()
 
     @app.timer(3600.0, name="dead_letter_retention")  # type: ignore[untyped-decorator]
     async def dead_letter_retention() -> None:
@@ -204,6 +225,10 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     @app.page("/readyz")
     async def readyz(_web: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
         ready, checks = await readiness(parts[0].pool if parts else None, endpoints.kafka_bootstrap)
+        with contextlib.suppress(Exception):  # no consumer yet: it holds nothing, as recorded
+            held_partitions()
+        checks["partitions"] = holding.ready(time.monotonic())
+        ready = ready and checks["partitions"]
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return _web.json(body, status=200 if ready else 503)
 

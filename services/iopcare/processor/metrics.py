@@ -88,6 +88,10 @@ CONSUMER_LAG_MESSAGES = Gauge(
     "Records on this worker's assigned partitions not yet applied (high-water mark minus next offset).",
     ["partition"],
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "iopcare_worker_assigned_partitions",
+    "Partitions of the events topic this worker holds now (0: it does no work; see /readyz).",
+)
 CONSUMER_LAG_SECONDS = Gauge(
     "iopcare_consumer_lag_seconds",
     "While behind: seconds since the last applied record was produced, the largest over this worker's"
