@@ -209,7 +209,9 @@ def test_the_rule_tests_fail_when_a_threshold_moves(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "tests").mkdir()
     (tmp_path / "rules" / RULES.name).write_text(
-        rules.replace("iopcare:consumer_group_lag_messages:sum > 5000", "iopcare:consumer_lag_messages:sum > 50")
+        rules.replace(
+            "iopcare:consumer_group_lag_messages:sum > 5000", "iopcare:consumer_group_lag_messages:sum > 50"
+        )
     )
     spec_path = tmp_path / "tests" / RULE_TESTS.name
     spec_path.write_text(RULE_TESTS.read_text())
