@@ -36,6 +36,7 @@ SCENARIOS = {
     "outage": "tests.reliability.scenario_outage",
     "load": "tests.reliability.scenario_load",
     "postgres-crash": "tests.reliability.scenario_postgres_crash",
+    "group-restart": "tests.reliability.scenario_group_restart",
 }
 STATE_DIR = PROJECT_ROOT / ".iopcare" / "reliability"
 
