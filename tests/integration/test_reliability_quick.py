@@ -1,7 +1,7 @@
 """CI's shortened reliability scenarios 1-3, 8 and 9: a small cohort through real workers with kill -9,
 a 1 → 3 → 2 rebalance, a 10 s Postgres outage, a Postgres hard crash and a whole-group restart, each
-held to the exactness standard of ``tests/reliability/exactness.py``. ``make reliability`` runs the full versions and writes
-the figures into docs/reliability.md; these only assert.
+held to the exactness standard of ``tests/reliability/exactness.py``. ``make reliability`` runs the
+full versions and writes the figures into docs/reliability.md; these only assert.
 """
 
 from __future__ import annotations
