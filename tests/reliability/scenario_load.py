@@ -42,10 +42,27 @@ class Plan:
     probe_every: int  # one probe per this many events
     rss_every: float  # seconds between memory samples
     max_rss_slope: float | None  # MiB per minute allowed after the warm-up; None: reported only
+    # The embedded broker (Tansu, memory storage) keeps every record in memory: its growth may be at
+    # most this many times the bytes appended to it during the load; None: reported only.
+    max_broker_growth_per_appended: float | None
 
 
-FULL = Plan(rate=500, seconds=600, probe_every=250, rss_every=10, max_rss_slope=1.0)
-QUICK = Plan(rate=500, seconds=45, probe_every=100, rss_every=5, max_rss_slope=None)
+FULL = Plan(
+    rate=500,
+    seconds=600,
+    probe_every=250,
+    rss_every=10,
+    max_rss_slope=1.0,
+    max_broker_growth_per_appended=4.0,
+)
+QUICK = Plan(
+    rate=500,
+    seconds=45,
+    probe_every=100,
+    rss_every=5,
+    max_rss_slope=None,
+    max_broker_growth_per_appended=None,
+)
 WORKER_ENV = {"IOPCARE_CLOCK": "wall"}
 
 
@@ -156,8 +173,11 @@ async def _watch_postgres(
         await connection.close()
 
 
-async def _watch_topic(kafka: str, topic: str, seen: dict[str, float], stop: asyncio.Event) -> None:
-    """Alert events of the probes as they arrive on the alerts topic (fetch wait 100 ms)."""
+async def _watch_topic(
+    kafka: str, topic: str, seen: dict[str, float], stop: asyncio.Event, appended: list[int]
+) -> None:
+    """Alert events of the probes as they arrive on the alerts topic (fetch wait 100 ms); adds the
+    bytes of every record's key, value and headers to ``appended[0]``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100
     )
@@ -168,11 +188,17 @@ async def _watch_topic(kafka: str, topic: str, seen: dict[str, float], stop: asy
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 at = time.time()
                 for record in records:
+                    appended[0] += _record_bytes(record.key, record.value, record.headers)
                     event = json.loads(record.value)
                     if event["subject"].startswith("rel-probe-") and event["data"]["rule_id"] == "safety":
                         seen.setdefault(event["subject"], at)
     finally:
         await consumer.stop()
+
+
+def _record_bytes(key: bytes | None, value: bytes | None, headers: object) -> int:
+    pairs = headers if isinstance(headers, list | tuple) else ()
+    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in pairs)
 
 
 async def _sample_memory(
@@ -220,9 +246,12 @@ async def run(env: Env, quick: bool) -> Outcome:
         memory: dict[str, list[tuple[float, float]]] = {}
         in_postgres: dict[str, float] = {}
         on_topic: dict[str, float] = {}
+        alert_bytes = [0]
         watchers = [
             asyncio.create_task(_watch_postgres(database, probed, in_postgres, stop)),
-            asyncio.create_task(_watch_topic(env.kafka_bootstrap, topics.alerts_topic, on_topic, stop)),
+            asyncio.create_task(
+                _watch_topic(env.kafka_bootstrap, topics.alerts_topic, on_topic, stop, alert_bytes)
+            ),
             asyncio.create_task(_sample_memory(pids, memory, plan.rss_every, stop)),
         ]
         stream = PacedStream(env.kafka_bootstrap, topics.events_topic, probed, plan.rate, count=total).start()
@@ -265,6 +294,20 @@ async def run(env: Env, quick: bool) -> Outcome:
             )
             if plan.max_rss_slope is not None and name.startswith("worker") and slope > plan.max_rss_slope:
                 failures.append(f"{name} RSS grows {slope:+.2f} MiB/min after the warm-up")
+        if "broker" in memory and len(memory["broker"]) >= 2:
+            # Not a leak test: Tansu's memory storage holds every record (no retention, no disk), so it
+            # must grow with what is appended, and by no more than a bounded factor of it.
+            event_bytes = sum(_record_bytes(json.loads(p)["subject"].encode(), p, ()) for p in load[:total])
+            appended_mib = (event_bytes + alert_bytes[0]) / 2**20
+            grown = memory["broker"][-1][1] - memory["broker"][0][1]
+            ratio = grown / appended_mib if appended_mib else float("nan")
+            figures["broker growth per byte appended"] = (
+                f"{grown:.0f} MiB for {appended_mib:.0f} MiB of records appended (events and alert"
+                f" events): {ratio:.2f} times"
+            )
+            limit = plan.max_broker_growth_per_appended
+            if limit is not None and ratio > limit:
+                failures.append(f"the broker grew {ratio:.2f} times the bytes appended to it (limit {limit})")
         async with _connected(database) as connection:
             dead = await connection.fetchval("SELECT count(*) FROM dead_letters")
         figures["dead letters"] = str(dead)
