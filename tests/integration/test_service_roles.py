@@ -40,6 +40,7 @@ GRANTS: dict[str, dict[Service, str]] = {
     "auth_failures": {"api": "SIUD"},
     "webhook_endpoints": {"dispatcher": "SU"},
     "webhook_deliveries": {"dispatcher": "SIU"},
+    "dispatcher_progress": {"dispatcher": "SIU"},
 }
 PRIVILEGE = {"S": "SELECT", "I": "INSERT", "U": "UPDATE", "D": "DELETE"}
 

@@ -259,18 +259,39 @@ async def test_a_redelivered_alert_event_is_not_delivered_twice(hx: Harness) -> 
     await hx.publish([event], group)
     await hx.publish([event], group)
     await eventually(lambda: hx.receiver.requests, message="first delivery")
-    await first.stop()
-
-    # A dispatcher in a new consumer group reads the whole topic again: every record redelivered.
-    consumed = sample("iopcare_dispatcher_alert_events_consumed_total", kind="created")
-    await hx.start(dispatcher_group_id=f"test-dispatcher-{uuid.uuid4().hex[:6]}")
-    await eventually(
-        lambda: sample("iopcare_dispatcher_alert_events_consumed_total", kind="created") == consumed + 2,
-        message="the second dispatcher did not read the topic again",
-    )
     await asyncio.sleep(1.0)  # past the coalescing wait and several polls
+    await first.stop()
     assert len(hx.receiver.requests) == 1
     assert await hx.db.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
+
+
+async def test_a_new_consumer_group_starts_from_what_postgres_records_as_taken_in(hx: Harness) -> None:
+    """A dispatcher in a new consumer group (renamed, or its Kafka offsets expired) seeks to the
+    position recorded with the deliveries: it does not re-read the topic, so an endpoint registered
+    in between gets no webhook about old alerts, and the next alert reaches both once."""
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("before"), SEALED)
+    first = await hx.start()
+    for _ in range(3):
+        await hx.publish([alert("created")], str(uuid.uuid4()))
+    await eventually(lambda: len(hx.receiver.on("before")) == 3, message="three deliveries")
+    await first.stop()
+    recorded = await hx.db.fetchval("SELECT sum(next_offset) FROM dispatcher_progress")
+    assert recorded == 3
+
+    await add_endpoint(hx.db, "counselor", COUNSELOR, hx.receiver.url("since"), SEALED)
+    consumed = sample("iopcare_dispatcher_alert_events_consumed_total", kind="created")
+    await hx.start(dispatcher_group_id=f"test-dispatcher-{uuid.uuid4().hex[:6]}")
+    latest = alert("created")
+    await hx.publish([latest], str(uuid.uuid4()))
+    await eventually(lambda: len(hx.receiver.on("since")) == 1, message="the new alert at the new endpoint")
+    await eventually(lambda: len(hx.receiver.on("before")) == 4, message="the new alert at the old endpoint")
+    await asyncio.sleep(1.0)  # past the coalescing wait and several polls
+    # Only the new record was read: the three before it were not taken in again.
+    assert sample("iopcare_dispatcher_alert_events_consumed_total", kind="created") == consumed + 1
+    assert len(hx.receiver.on("before")) == 4
+    [since] = hx.receiver.on("since")
+    assert [a["alert_id"] for a in json.loads(since.body)["alerts"]] == [latest.data.alert_id]
+    assert await hx.db.fetchval("SELECT sum(next_offset) FROM dispatcher_progress") == 4
 
 
 async def test_an_escalation_reaches_the_supervisors_own_endpoint(hx: Harness) -> None:

@@ -1,6 +1,7 @@
 """Alert events in, delivery rows out: the dispatcher's consumer of ``iop.alerts.v1``.
 
 At least once into the table: a batch of records becomes delivery rows in one Postgres transaction,
+with the position after it (:mod:`iopcare.dispatcher.progress`, where a new consumer group starts),
 and only after it committed is the Kafka offset committed. A crash in between hands the records to
 the next consumer, and :func:`~iopcare.dispatcher.webhooks.plan_deliveries` recognises their event
 ids, so a redelivered record never makes a second POST. A record that is not an alert event is
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from iopcare.contract import DEFAULT_MAX_BYTES, AlertEvent
 from iopcare.dispatcher import metrics
+from iopcare.dispatcher.progress import next_offsets, record_progress
 from iopcare.dispatcher.relay import NOTIFICATION_GROUP_HEADER
 from iopcare.dispatcher.webhooks.policy import Routed, notice_of, plan_deliveries, recipients
 from iopcare.dispatcher.webhooks.store import apply_plan, lock_deliveries, subscriptions
@@ -90,18 +92,22 @@ class AlertIntake:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        topic: str,
         public_url: str,
         coalesce_seconds: float,
         on_new: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
+        self._topic = topic
         self._public_url = public_url
         self._coalesce_seconds = coalesce_seconds
         self._on_new = on_new
 
     async def take_in(self, records: Sequence[AlertRecord]) -> int:
-        """Write the deliveries of a batch of records in one transaction; returns how many alert
-        events it held. Raises on a database failure (nothing written: the caller retries)."""
+        """Write the deliveries of a batch of records and the position after it (iopcare.dispatcher.
+        progress) in one transaction; returns how many alert events it held. Raises on a database
+        failure (nothing written: the caller retries)."""
+        after = next_offsets((r.partition, r.offset) for r in records)
         taken: list[Taken] = []
         for record in records:
             try:
@@ -111,11 +117,9 @@ class AlertIntake:
                 log.warning("alerts record %d@%d skipped: %s", record.partition, record.offset, exc)
                 continue
             taken.append(item)
-        if not taken:
-            return 0
         for attempt in range(3):
             try:
-                created = await self._write(taken)
+                created = await self._write(taken, after)
                 break
             except asyncpg.UniqueViolationError:  # another consumer created a row of the same group
                 if attempt == 2:
@@ -127,12 +131,15 @@ class AlertIntake:
             self._on_new()
         return len(taken)
 
-    async def _write(self, taken: Sequence[Taken]) -> bool:
+    async def _write(self, taken: Sequence[Taken], after: Mapping[int, int]) -> bool:
         owners = sorted(
             {t.event.data.counselor_id for t in taken}
             | {t.event.data.supervisor_id for t in taken if t.event.data.supervisor_id}
         )
         async with self._pool.acquire() as connection, connection.transaction():
+            await record_progress(connection, self._topic, after)
+            if not taken:
+                return False
             subs = await subscriptions(connection, owners)
             routed = [
                 Routed(endpoint, t.notification_group, t.event.subject, notice_of(t.event, self._public_url))

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iopcare.dispatcher.consumer import AlertEventConsumer, AlertIntake
 from iopcare.dispatcher.delivery import WebhookSender
 from iopcare.dispatcher.digests import DigestTimer
+from iopcare.dispatcher.progress import ResumeFromPostgres
 from iopcare.dispatcher.webhooks.policy import DisablePolicy, RetryPolicy
 from iopcare.dispatcher.webhooks.secrets import secret_box
 from iopcare.dispatcher.webhooks.targets import GuardedResolver
@@ -89,6 +90,7 @@ class Dispatcher:
         sender = self.sender
         intake = AlertIntake(
             self._pool,
+            settings.alerts_topic,
             settings.public_url,
             settings.webhook_coalesce_seconds,
             # New rows fall due when their coalescing wait ends: look then, not at the next poll.
@@ -135,18 +137,23 @@ class Dispatcher:
         delay = 0.2
         while True:
             consumer = AIOKafkaConsumer(
-                settings.alerts_topic,
                 bootstrap_servers=self.endpoints.kafka_bootstrap,
                 group_id=settings.dispatcher_group_id,
                 client_id="iopcare-dispatcher",
                 enable_auto_commit=False,
-                # A new group starts from the oldest retained alert event: nothing published before
-                # the first dispatcher started is lost (deliveries are deduplicated anyway).
+                # Each assigned partition is sought to where Postgres records the intake got to
+                # (dispatcher/progress.py). Where it records nothing (the first dispatcher ever), the
+                # oldest retained alert event: nothing published before it started is lost.
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
                 session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
                 heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
                 rebalance_timeout_ms=int(settings.broker_rebalance_timeout_seconds * 1000),
+            )
+            assert self._pool is not None
+            consumer.subscribe(
+                [settings.alerts_topic],
+                listener=ResumeFromPostgres(consumer, self._pool, settings.alerts_topic),
             )
             try:
                 await consumer.start()
