@@ -159,7 +159,8 @@ async def _watch_postgres(
     connection = await asyncpg.connect(database_url)
     try:
         while not stop.is_set():
-            waiting = [p for p in probed.sent_at if p not in seen]
+            # The producer thread adds to sent_at meanwhile: iterate over a copy (atomic under the GIL).
+            waiting = [p for p in probed.sent_at.copy() if p not in seen]
             if waiting:
                 rows = await connection.fetch(
                     "SELECT patient_id FROM alerts WHERE rule_id = 'safety' AND patient_id = ANY($1::text[])",
