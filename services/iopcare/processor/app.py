@@ -35,6 +35,7 @@ from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import RejectedRecord, delete_old_dead_letters
+from iopcare.topics import partition_count
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,13 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     pool,
                     pack,
                     clock=settings.clock,
-                    partitions=settings.topic_partitions,
+                    partitions=await _events_partitions(endpoints.kafka_bootstrap, settings),
                     intake_supervisor_id=settings.intake_supervisor_id,
                 )
                 parts.append(
                     _Parts(
                         pool,
+                        store,
                         EngagementPipeline(store, send_dead_letters),
                         Sweeper(store, settings.clock),
                         OutboxRelay(pool, send_alert_events),
@@ -196,7 +198,9 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     @app.timer(settings.group_lag_interval_seconds, name="group_lag")  # type: ignore[untyped-decorator]
     async def group_lag() -> None:
         """The whole group's lag from the broker (iopcare.grouplag), held partitions or not."""
-        await group_watch.tick()
+        measured = await group_watch.tick()
+        if measured is not None and measured.partitions and parts:
+            parts[0].store.use_partitions(len(measured.partitions))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's stub wants a sync receiver
     async def close_group_watch(_sender: object, **_kwargs: object) -> None:
@@ -261,9 +265,32 @@ async def _send_acked(
     await asyncio.gather(*pending)
 
 
+async def _events_partitions(bootstrap: str, settings: Settings) -> int:
+    """The events topic's partition count from the broker's metadata, which the stream clock needs
+    (a topic made with fewer partitions than IOPCARE_TOPIC_PARTITIONS would otherwise never start
+    it); the setting only while the broker does not answer or the topic is not there yet (the
+    group lag timer corrects it once it is)."""
+    try:
+        count = await asyncio.to_thread(partition_count, bootstrap, settings.events_topic)
+    except Exception as exc:  # kafka-python raises its own errors and OSError
+        log.warning("partition count not read from the broker (%s); using the setting", type(exc).__name__)
+        return settings.topic_partitions
+    if count is None:
+        return settings.topic_partitions
+    if count != settings.topic_partitions:
+        log.info(
+            "the events topic has %d partitions (IOPCARE_TOPIC_PARTITIONS says %d): the stream clock uses %d",
+            count,
+            settings.topic_partitions,
+            count,
+        )
+    return count
+
+
 @dataclass(frozen=True)
 class _Parts:
     pool: asyncpg.Pool
+    store: EngagementStore
     pipeline: EngagementPipeline
     sweeper: Sweeper
     relay: OutboxRelay
