@@ -24,16 +24,24 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from iopcare.contract import CloudEvent, InboundEvent, InvalidEvent, decode_event, encode_event
+from iopcare.contract import (
+    CloudEvent,
+    InboundEvent,
+    InvalidEvent,
+    check_event_time,
+    decode_event,
+    encode_event,
+)
 
 
 class PublishError(RuntimeError):
-    """The broker did not acknowledge an event in time."""
+    """The broker could not be reached, or did not acknowledge an event in time."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,8 @@ class PublishReport:
 
 
 def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[InboundEvent, bytes]:
-    """Validate by decoding the exact bytes that will go on the wire."""
+    """Validate by decoding the exact bytes that will go on the wire, and refuse an event the
+    processor would dead-letter for its time (``future_time``: later than now plus the skew)."""
     if isinstance(event, CloudEvent):
         payload = encode_event(event)
     elif isinstance(event, bytes):
@@ -81,6 +90,7 @@ def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[Inbo
     else:
         payload = json.dumps(dict(event), separators=(",", ":")).encode()
     decoded = decode_event(payload)
+    check_event_time(decoded, datetime.now(UTC))
     return decoded, encode_event(decoded)
 
 
@@ -108,7 +118,12 @@ class EventPublisher:
             "max_in_flight_requests_per_connection": 1,
         }
         config.update(producer_config)
-        self._producer = KafkaProducer(**config)
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:  # no broker answered within the client's bootstrap timeout
+            raise PublishError(
+                f"the broker at {bootstrap_servers} is not reachable ({type(exc).__name__})"
+            ) from exc
 
     def __enter__(self) -> EventPublisher:
         return self

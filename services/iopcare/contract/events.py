@@ -88,6 +88,7 @@ __all__ = [
     "TreatmentPlanChanged",
     "TreatmentPlanChangedData",
     "WeeklyPlan",
+    "check_event_time",
     "decode_event",
     "encode_event",
 ]
@@ -543,6 +544,15 @@ DeadLetterReason = Literal[
 MAX_CLOCK_SKEW = timedelta(days=1)
 """How far past the wall clock an event's time may be; later is ``future_time`` (in the processor and
 in the API's ingest, so both refuse the same events)."""
+
+
+def check_event_time(event: InboundEvent, now: datetime, max_skew: timedelta = MAX_CLOCK_SKEW) -> None:
+    """The processor's rule for an event's time, which the API's ingest and the publisher apply too,
+    so that all three refuse the same events: not later than ``now`` plus the allowed clock skew (a
+    clock gone wrong at the source would otherwise move the patient's latest event time into the
+    future and make every real event late). Raises :class:`InvalidEvent` (``future_time``)."""
+    if event.time > now + max_skew:
+        raise InvalidEvent("future_time", "time: later than now + allowed skew")
 
 
 class InvalidEvent(Exception):

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import asyncpg
 
-from iopcare.contract import MAX_CLOCK_SKEW, AlertEvent, DeadLetterReason, InvalidEvent, decode_event
+from iopcare.contract import (
+    MAX_CLOCK_SKEW,
+    AlertEvent,
+    DeadLetterReason,
+    InvalidEvent,
+    check_event_time,
+    decode_event,
+)
 from iopcare.processor import metrics
 from iopcare.store.engagement import BatchOutcome, EngagementStore
 from iopcare.store.events import AcceptedEvent, RejectedRecord
@@ -98,17 +105,13 @@ class EngagementPipeline:
         """Split records into valid events and dead letters (with the reason)."""
         accepted: list[AcceptedEvent] = []
         rejected: list[RejectedRecord] = []
-        latest_plausible = self._clock() + self._max_clock_skew
+        now = self._clock()
         for record in records:
             try:
                 event = decode_event(record.value, key=record.key)
+                check_event_time(event, now, self._max_clock_skew)
             except InvalidEvent as exc:
                 rejected.append(self._rejected(record, exc.reason, exc.detail))
-                continue
-            if event.time > latest_plausible:
-                # A clock gone wrong at the source would otherwise move the patient's high-water mark
-                # into the future and make every real event "late".
-                rejected.append(self._rejected(record, "future_time", "time: later than now + allowed skew"))
                 continue
             accepted.append(AcceptedEvent(event, record.partition, record.offset))
         return accepted, rejected
