@@ -38,6 +38,7 @@ from iopcare.contract import (
     decode_event,
     encode_event,
 )
+from iopcare.contract.kafka_binding import structured_headers
 
 
 class PublishError(RuntimeError):
@@ -78,6 +79,9 @@ class PublishReport:
     @property
     def ok(self) -> bool:
         return not self.invalid and not self.failed
+
+
+_HEADERS = structured_headers()  # content-type: application/cloudevents+json
 
 
 def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[InboundEvent, bytes]:
@@ -143,7 +147,9 @@ class EventPublisher:
         contract, and :class:`PublishError` if the broker does not acknowledge it in time.
         """
         decoded, payload = _validated(event)
-        future = self._producer.send(self.topic, value=payload, key=decoded.subject.encode())
+        future = self._producer.send(
+            self.topic, value=payload, key=decoded.subject.encode(), headers=_HEADERS
+        )
         try:
             metadata = future.get(timeout=self.timeout_seconds)
         except KafkaError as exc:
@@ -178,7 +184,9 @@ class EventPublisher:
             except InvalidEvent as exc:
                 report.invalid.append(InvalidLine(number, exc.reason, exc.detail))
             else:
-                future = self._producer.send(self.topic, value=payload, key=decoded.subject.encode())
+                future = self._producer.send(
+                    self.topic, value=payload, key=decoded.subject.encode(), headers=_HEADERS
+                )
                 future.add_callback(lambda md, t=decoded.type: on_sent(t, md))
                 future.add_errback(lambda exc, i=decoded.id: on_failed(i, exc))
             if on_progress is not None:

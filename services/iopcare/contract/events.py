@@ -624,6 +624,8 @@ def decode_event(
         key_text = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
         if key_text != event.subject:
             raise InvalidEvent("key_mismatch", "message key differs from subject")
+    if event.partitionkey is not None and event.partitionkey != event.subject:
+        raise InvalidEvent("key_mismatch", "partitionkey differs from subject")
     return event
 
 
@@ -689,9 +691,12 @@ def encode_event(event: CloudEvent[Any]) -> bytes:
 
     Deterministic for a given event (sets are sorted); `decode_event(encode_event(e)) == e`.
     """
-    # An absent traceparent is left out, as CloudEvents leaves out every unset optional attribute.
-    unset = {"traceparent"} if event.traceparent is None else None
+    # An unset optional attribute is left out, as CloudEvents does.
+    unset = {name for name in _OPTIONAL_ATTRIBUTES if getattr(event, name) is None} or None
     return event.model_dump_json(by_alias=True, exclude=unset).encode("utf-8")
+
+
+_OPTIONAL_ATTRIBUTES = ("traceparent", "tracestate", "dataschema", "partitionkey")
 
 
 # --- dead letters ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -56,7 +56,10 @@ def dead_letter_message(item: RejectedRecord) -> tuple[bytes | None, bytes, list
         offset=item.offset,
         original_bytes=len(item.payload) if truncated else None,
     ).to_kafka()
-    return item.key, item.payload[:DEFAULT_MAX_BYTES] if truncated else item.payload, headers
+    # The record's own headers go along (a binary-mode event's attributes are headers), so that the
+    # dead letter, fixed, can be sent again as it was.
+    own = [(name, value) for name, value in item.headers if not name.startswith("iopcare-dlq-")]
+    return item.key, item.payload[:DEFAULT_MAX_BYTES] if truncated else item.payload, own + headers
 
 
 def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
@@ -142,6 +145,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     key=event.message.key,
                     value=event.message.value,
                     timestamp=event.message.timestamp,
+                    headers=_header_pairs(event.message.headers),
                 )
                 for event in events
             ]
@@ -237,6 +241,16 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         return _web.json(body, status=200 if ready else 503)
 
     return app
+
+
+def _header_pairs(
+    headers: Mapping[str, bytes | None] | Iterable[tuple[str, bytes | None]] | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """A record's headers as (name, value) pairs (Faust gives a list of pairs or a mapping)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(name), bytes(value or b"")) for name, value in items)
 
 
 async def _until_committed(pipeline: EngagementPipeline, records: Sequence[Record]) -> None:

@@ -31,6 +31,7 @@ from iopcare.contract import (
     check_event_time,
     decode_event,
 )
+from iopcare.contract.kafka_binding import structured_value
 from iopcare.processor import metrics
 from iopcare.store.engagement import BatchOutcome, EngagementStore
 from iopcare.store.events import AcceptedEvent, RejectedRecord
@@ -65,6 +66,7 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp: float | None  # Kafka record timestamp, seconds since the epoch
+    headers: Sequence[tuple[str, bytes]] = ()  # ce_* attributes in binary mode, content-type
 
 
 def failure_detail(exc: BaseException) -> str:
@@ -108,7 +110,7 @@ class EngagementPipeline:
         now = self._clock()
         for record in records:
             try:
-                event = decode_event(record.value, key=record.key)
+                event = decode_event(structured_value(record.value, record.headers), key=record.key)
                 check_event_time(event, now, self._max_clock_skew)
             except InvalidEvent as exc:
                 rejected.append(self._rejected(record, exc.reason, exc.detail))
@@ -126,6 +128,7 @@ class EngagementPipeline:
             offset=record.offset,
             key=record.key,
             payload=record.value,
+            headers=tuple(record.headers),
         )
 
     async def handle(self, records: Sequence[Record]) -> BatchOutcome:
