@@ -587,7 +587,9 @@ def _location(loc: Iterable[int | str]) -> str:
 
 
 def _schema_detail(errors: list[ErrorDetails]) -> str:
-    shown = [f"{_location(e['loc'])}: {e['type']}" for e in errors[:_MAX_REPORTED_ERRORS]]
+    """Where and what, with the validator's explanation (which names the rule, e.g. "Input should be
+    less than or equal to 10", never the input: the models hide it)."""
+    shown = [f"{_location(e['loc'])}: {e['type']} ({e['msg']})" for e in errors[:_MAX_REPORTED_ERRORS]]
     if len(errors) > _MAX_REPORTED_ERRORS:
         shown.append(f"+{len(errors) - _MAX_REPORTED_ERRORS} more")
     return "; ".join(shown)
