@@ -754,7 +754,7 @@ def publish(file: IO[bytes], topic: str | None) -> None:
     invalid or not acknowledged.
     """
     from iopcare.endpoints import resolve_kafka_bootstrap
-    from iopcare.publish import EventPublisher, numbered_lines
+    from iopcare.publish import EventPublisher, PublishError, numbered_lines
 
     settings = get_settings()
     kafka_bootstrap = resolve_kafka_bootstrap(settings)
@@ -764,12 +764,15 @@ def publish(file: IO[bytes], topic: str | None) -> None:
     except (OSError, TypeError):
         total = None
     progress = _Progress(file, total)
-    with EventPublisher(
-        kafka_bootstrap,
-        topic or settings.events_topic,
-        timeout_seconds=settings.publish_timeout_seconds,
-    ) as publisher:
-        report = publisher.publish_all(numbered_lines(file), on_progress=progress)
+    try:
+        with EventPublisher(
+            kafka_bootstrap,
+            topic or settings.events_topic,
+            timeout_seconds=settings.publish_timeout_seconds,
+        ) as publisher:
+            report = publisher.publish_all(numbered_lines(file), on_progress=progress)
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from None
     if progress.shown:
         _echo_err("")
     for bad in report.invalid:

@@ -24,16 +24,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from iopcare.contract import CloudEvent, InboundEvent, InvalidEvent, decode_event, encode_event
+from iopcare.contract import (
+    CloudEvent,
+    InboundEvent,
+    InvalidEvent,
+    check_event_time,
+    decode_event,
+    encode_event,
+)
+from iopcare.contract.kafka_binding import structured_headers
 
 
 class PublishError(RuntimeError):
-    """The broker did not acknowledge an event in time."""
+    """The broker could not be reached, or did not acknowledge an event in time."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,12 @@ class PublishReport:
         return not self.invalid and not self.failed
 
 
+_HEADERS = structured_headers()  # content-type: application/cloudevents+json
+
+
 def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[InboundEvent, bytes]:
-    """Validate by decoding the exact bytes that will go on the wire."""
+    """Validate by decoding the exact bytes that will go on the wire, and refuse an event the
+    processor would dead-letter for its time (``future_time``: later than now plus the skew)."""
     if isinstance(event, CloudEvent):
         payload = encode_event(event)
     elif isinstance(event, bytes):
@@ -81,6 +94,7 @@ def _validated(event: CloudEvent[Any] | Mapping[str, Any] | bytes) -> tuple[Inbo
     else:
         payload = json.dumps(dict(event), separators=(",", ":")).encode()
     decoded = decode_event(payload)
+    check_event_time(decoded, datetime.now(UTC))
     return decoded, encode_event(decoded)
 
 
@@ -108,7 +122,12 @@ class EventPublisher:
             "max_in_flight_requests_per_connection": 1,
         }
         config.update(producer_config)
-        self._producer = KafkaProducer(**config)
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:  # no broker answered within the client's bootstrap timeout
+            raise PublishError(
+                f"the broker at {bootstrap_servers} is not reachable ({type(exc).__name__})"
+            ) from exc
 
     def __enter__(self) -> EventPublisher:
         return self
@@ -128,7 +147,9 @@ class EventPublisher:
         contract, and :class:`PublishError` if the broker does not acknowledge it in time.
         """
         decoded, payload = _validated(event)
-        future = self._producer.send(self.topic, value=payload, key=decoded.subject.encode())
+        future = self._producer.send(
+            self.topic, value=payload, key=decoded.subject.encode(), headers=_HEADERS
+        )
         try:
             metadata = future.get(timeout=self.timeout_seconds)
         except KafkaError as exc:
@@ -163,7 +184,9 @@ class EventPublisher:
             except InvalidEvent as exc:
                 report.invalid.append(InvalidLine(number, exc.reason, exc.detail))
             else:
-                future = self._producer.send(self.topic, value=payload, key=decoded.subject.encode())
+                future = self._producer.send(
+                    self.topic, value=payload, key=decoded.subject.encode(), headers=_HEADERS
+                )
                 future.add_callback(lambda md, t=decoded.type: on_sent(t, md))
                 future.add_errback(lambda exc, i=decoded.id: on_failed(i, exc))
             if on_progress is not None:

@@ -39,3 +39,19 @@ def ensure_topics(bootstrap: str, settings: Settings, replication_factor: int = 
         return created
     finally:
         admin.close()
+
+
+def partition_count(bootstrap: str, topic: str) -> int | None:
+    """How many partitions ``topic`` has on the broker (its metadata), or None when it does not exist
+    (asked without naming it first: a broker that creates topics on request would create it)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iopcare-admin")
+    try:
+        if topic not in set(admin.list_topics()):
+            return None
+        for described in admin.describe_topics([topic]):
+            # kafka-python 3 names the topic "name" (its 2.x releases said "topic").
+            if described.get("name", described.get("topic")) == topic and not described["error_code"]:
+                return len(described["partitions"])
+        return None
+    finally:
+        admin.close()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,15 +96,17 @@ def _ndjson_with_bad_lines(path: Path, total: int, bad_lines: dict[int, bytes]) 
                 out.write(json.dumps(document).encode() + b"\n")
 
 
-def test_cli_sends_997_of_1000_and_names_the_3_bad_lines(
+def test_cli_sends_996_of_1000_and_names_the_4_bad_lines(
     endpoints: Endpoints, unique_topics: Settings, tmp_path: Path
 ) -> None:
     ensure_topics(endpoints.kafka_bootstrap, unique_topics)
     good = json.loads(encode_event(example_event("iop.checkin.submitted")))
     naive_time = dict(good, id="naive", time="2026-03-04T19:30:00")
+    next_year = (datetime.now(UTC) + timedelta(days=365)).isoformat().replace("+00:00", "Z")
     bad = {
         17: b"{not json",
         500: json.dumps(dict(good, type="iop.unknown.thing")).encode(),
+        777: json.dumps(dict(good, id="future", time=next_year)).encode(),  # the processor's own rule
         999: json.dumps(naive_time).encode(),
     }
     path = tmp_path / "events.ndjson"
@@ -118,13 +121,14 @@ def test_cli_sends_997_of_1000_and_names_the_3_bad_lines(
     )
 
     assert result.returncode == 1, result.stderr
-    assert "sent 997 events" in result.stdout
+    assert "sent 996 events" in result.stdout
     assert "line 17: invalid_json" in result.stderr
     assert "line 500: unknown_type" in result.stderr
+    assert "line 777: future_time: time: later than now + allowed skew" in result.stderr
     assert "line 999: schema_violation" in result.stderr
-    assert sum(line.startswith("line ") for line in result.stderr.splitlines()) == 3
-    records = _read_back(endpoints.kafka_bootstrap, unique_topics.events_topic, 997)
-    assert len(records) == 997
+    assert sum(line.startswith("line ") for line in result.stderr.splitlines()) == 4
+    records = _read_back(endpoints.kafka_bootstrap, unique_topics.events_topic, 996)
+    assert len(records) == 996
     assert {r.key for r in records} == {f"p-{n % 50:04d}".encode() for n in range(1, 1001) if n not in bad}
 
 

@@ -56,6 +56,14 @@ def test_a_broker_command_with_no_broker_configured_names_the_setting(tmp_path: 
     assert "set IOPCARE_KAFKA_BOOTSTRAP," in _one_line_error(done)
 
 
+def test_an_unreachable_broker_is_one_line_naming_it(tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_text("")
+    done = _iopcare(tmp_path, "publish", str(events), IOPCARE_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    assert done.returncode == 1
+    assert _one_line_error(done).startswith("Error: the broker at 127.0.0.1:1 is not reachable (")
+
+
 def test_an_invalid_setting_is_named_with_its_variable(tmp_path: Path) -> None:
     done = _iopcare(tmp_path, "tokens", "list", IOPCARE_API_PORT="eighty")
     assert done.returncode == 1

@@ -64,7 +64,7 @@ from iopcare.api.models import (
 from iopcare.api.openapi import openapi_document
 from iopcare.api.ratelimit import FailedAuthLimiter
 from iopcare.api.tokens import Principal, Role, authenticate
-from iopcare.contract import MAX_CLOCK_SKEW, AlertState, InvalidEvent, Severity, decode_event, encode_event
+from iopcare.contract import AlertState, InvalidEvent, Severity, check_event_time, decode_event, encode_event
 from iopcare.domain.alerts import AlertError, Deadline, fixed_deadlines
 from iopcare.domain.counselor import Acknowledge, CounselorAction, Resolve, Snooze
 from iopcare.domain.digest import by_rule, headline
@@ -617,9 +617,8 @@ async def _ingest_events(api: ApiService, request: web.Request, principal: Princ
     for index, item in enumerate(items):
         try:
             event = decode_event(json.dumps(item, separators=(",", ":")).encode())
-            if event.time > datetime.now(UTC) + MAX_CLOCK_SKEW:
-                # The processor would dead-letter it (on the wall clock, as here): say so now.
-                raise InvalidEvent("future_time", "time: later than now + allowed skew")
+            # The processor would dead-letter it (on the wall clock, as here): say so now.
+            check_event_time(event, datetime.now(UTC))
         except InvalidEvent as exc:
             results[index] = IngestResult(
                 index=index, status="rejected", reason=exc.reason, detail=exc.detail

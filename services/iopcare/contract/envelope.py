@@ -154,6 +154,13 @@ def _type_is_required(schema: dict[str, Any]) -> None:
         required.insert(0, "type")
 
 
+# W3C Trace Context: list-members `key=value` separated by commas (spaces and tabs around them).
+_TRACESTATE_MEMBER = r"[a-z0-9*/@_-]+=[\x20-\x2b\x2d-\x3c\x3e-\x7e]*"
+_TRACESTATE_PATTERN = rf"^[ \t]*{_TRACESTATE_MEMBER}(?:[ \t]*,[ \t]*{_TRACESTATE_MEMBER})*[ \t]*$"
+# An absolute URI: a scheme, a colon, then no whitespace.
+_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$"
+
+
 class CloudEvent(ContractModel, Generic[DataT]):
     """A CloudEvents 1.0 event in structured JSON mode, with a typed `data` payload.
 
@@ -179,6 +186,16 @@ class CloudEvent(ContractModel, Generic[DataT]):
     """W3C Trace Context `traceparent` of the span that produced the event (the CloudEvents
     Distributed Tracing extension), e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`.
     Optional; iopcare continues the trace to the alert events and webhooks the event causes."""
+    tracestate: Annotated[str, StringConstraints(max_length=512, pattern=_TRACESTATE_PATTERN)] | None = None
+    """W3C Trace Context `tracestate` travelling with `traceparent` (vendor entries); optional."""
+    dataschema: (
+        Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=_URI_PATTERN)] | None
+    ) = None
+    """URI of the schema `data` follows (iopcare's own are under `schemas/`); optional, not
+    fetched."""
+    partitionkey: PatientId | None = None
+    """The CloudEvents Kafka binding's partition key extension: when present, it must be the
+    patient id (`subject`), which is also the record key."""
     data: DataT
 
     @property

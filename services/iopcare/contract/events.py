@@ -88,6 +88,7 @@ __all__ = [
     "TreatmentPlanChanged",
     "TreatmentPlanChangedData",
     "WeeklyPlan",
+    "check_event_time",
     "decode_event",
     "encode_event",
 ]
@@ -545,6 +546,15 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 in the API's ingest, so both refuse the same events)."""
 
 
+def check_event_time(event: InboundEvent, now: datetime, max_skew: timedelta = MAX_CLOCK_SKEW) -> None:
+    """The processor's rule for an event's time, which the API's ingest and the publisher apply too,
+    so that all three refuse the same events: not later than ``now`` plus the allowed clock skew (a
+    clock gone wrong at the source would otherwise move the patient's latest event time into the
+    future and make every real event late). Raises :class:`InvalidEvent` (``future_time``)."""
+    if event.time > now + max_skew:
+        raise InvalidEvent("future_time", "time: later than now + allowed skew")
+
+
 class InvalidEvent(Exception):
     """A message that is not a valid inbound event.
 
@@ -577,7 +587,9 @@ def _location(loc: Iterable[int | str]) -> str:
 
 
 def _schema_detail(errors: list[ErrorDetails]) -> str:
-    shown = [f"{_location(e['loc'])}: {e['type']}" for e in errors[:_MAX_REPORTED_ERRORS]]
+    """Where and what, with the validator's explanation (which names the rule, e.g. "Input should be
+    less than or equal to 10", never the input: the models hide it)."""
+    shown = [f"{_location(e['loc'])}: {e['type']} ({e['msg']})" for e in errors[:_MAX_REPORTED_ERRORS]]
     if len(errors) > _MAX_REPORTED_ERRORS:
         shown.append(f"+{len(errors) - _MAX_REPORTED_ERRORS} more")
     return "; ".join(shown)
@@ -614,6 +626,8 @@ def decode_event(
         key_text = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
         if key_text != event.subject:
             raise InvalidEvent("key_mismatch", "message key differs from subject")
+    if event.partitionkey is not None and event.partitionkey != event.subject:
+        raise InvalidEvent("key_mismatch", "partitionkey differs from subject")
     return event
 
 
@@ -679,9 +693,12 @@ def encode_event(event: CloudEvent[Any]) -> bytes:
 
     Deterministic for a given event (sets are sorted); `decode_event(encode_event(e)) == e`.
     """
-    # An absent traceparent is left out, as CloudEvents leaves out every unset optional attribute.
-    unset = {"traceparent"} if event.traceparent is None else None
+    # An unset optional attribute is left out, as CloudEvents does.
+    unset = {name for name in _OPTIONAL_ATTRIBUTES if getattr(event, name) is None} or None
     return event.model_dump_json(by_alias=True, exclude=unset).encode("utf-8")
+
+
+_OPTIONAL_ATTRIBUTES = ("traceparent", "tracestate", "dataschema", "partitionkey")
 
 
 # --- dead letters ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from iopcare.contract.alerts import AlertEvent
 from iopcare.contract.envelope import CONTRACT_VERSION
-from iopcare.contract.events import EVENT_TYPES, DeadLetterHeaders
+from iopcare.contract.events import EVENT_TYPES, DeadLetterHeaders, encode_event
 from iopcare.contract.examples import example_alert_event, example_event
 from iopcare.contract.reference import event_reference
 
@@ -96,13 +96,13 @@ def _asyncapi() -> dict[str, Any]:
             "name": event_type,
             "title": cls.__name__,
             "summary": _summary(cls),
-            "contentType": "application/json",
+            "contentType": "application/cloudevents+json",  # structured mode (docs/contract.md)
             "payload": {"$ref": "./" + event_schema_path(event_type)},
             "bindings": _kafka_message_binding(),
             "examples": [
                 {
                     "name": cls.__name__,
-                    "payload": example.model_dump(mode="json", by_alias=True),
+                    "payload": json.loads(encode_event(example)),  # as on the wire: unset attributes left out
                 }
             ],
         }
@@ -113,12 +113,10 @@ def _asyncapi() -> dict[str, Any]:
             "name": "iop.alert",
             "title": "AlertEvent",
             "summary": _summary(AlertEvent),
-            "contentType": "application/json",
+            "contentType": "application/cloudevents+json",  # structured mode (docs/contract.md)
             "payload": {"$ref": "./" + ALERT_SCHEMA_PATH},
             "bindings": _kafka_message_binding(),
-            "examples": [
-                {"name": "created", "payload": alert_example.model_dump(mode="json", by_alias=True)}
-            ],
+            "examples": [{"name": "created", "payload": json.loads(encode_event(alert_example))}],
         },
         "DeadLetter": {
             "name": "dead-letter",

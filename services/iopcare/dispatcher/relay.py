@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from iopcare.contract.kafka_binding import structured_headers
+
 log = logging.getLogger(__name__)
 
 _RELAY_LOCK = 4_242_001  # advisory lock id of the relay (the migrations use another)
@@ -28,10 +30,11 @@ class OutboundRecord:
     notification_group: str | None = None  # events decided together for the patient share one
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers: the notification group, so a consumer can notify once per group."""
+        """Kafka headers: the structured-mode content type (the CloudEvents Kafka binding) and the
+        notification group, so a consumer can notify once per group."""
         if self.notification_group is None:
-            return []
-        return [(NOTIFICATION_GROUP_HEADER, self.notification_group.encode())]
+            return structured_headers()
+        return [*structured_headers(), (NOTIFICATION_GROUP_HEADER, self.notification_group.encode())]
 
 
 NOTIFICATION_GROUP_HEADER = "iopcare-notification-group"

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -35,6 +35,7 @@ from iopcare.rulepacks import DEFAULT_PACK, load_pack
 from iopcare.settings import Settings
 from iopcare.store.engagement import EngagementStore
 from iopcare.store.events import RejectedRecord, delete_old_dead_letters
+from iopcare.topics import partition_count
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ def dead_letter_message(item: RejectedRecord) -> tuple[bytes | None, bytes, list
         offset=item.offset,
         original_bytes=len(item.payload) if truncated else None,
     ).to_kafka()
-    return item.key, item.payload[:DEFAULT_MAX_BYTES] if truncated else item.payload, headers
+    # The record's own headers go along (a binary-mode event's attributes are headers), so that the
+    # dead letter, fixed, can be sent again as it was.
+    own = [(name, value) for name, value in item.headers if not name.startswith("iopcare-dlq-")]
+    return item.key, item.payload[:DEFAULT_MAX_BYTES] if truncated else item.payload, own + headers
 
 
 def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcare-processor") -> faust.App:
@@ -111,12 +115,13 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     pool,
                     pack,
                     clock=settings.clock,
-                    partitions=settings.topic_partitions,
+                    partitions=await _events_partitions(endpoints.kafka_bootstrap, settings),
                     intake_supervisor_id=settings.intake_supervisor_id,
                 )
                 parts.append(
                     _Parts(
                         pool,
+                        store,
                         EngagementPipeline(store, send_dead_letters),
                         Sweeper(store, settings.clock),
                         OutboxRelay(pool, send_alert_events),
@@ -140,6 +145,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     key=event.message.key,
                     value=event.message.value,
                     timestamp=event.message.timestamp,
+                    headers=_header_pairs(event.message.headers),
                 )
                 for event in events
             ]
@@ -196,7 +202,9 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     @app.timer(settings.group_lag_interval_seconds, name="group_lag")  # type: ignore[untyped-decorator]
     async def group_lag() -> None:
         """The whole group's lag from the broker (iopcare.grouplag), held partitions or not."""
-        await group_watch.tick()
+        measured = await group_watch.tick()
+        if measured is not None and measured.partitions and parts:
+            parts[0].store.use_partitions(len(measured.partitions))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's stub wants a sync receiver
     async def close_group_watch(_sender: object, **_kwargs: object) -> None:
@@ -235,6 +243,16 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
     return app
 
 
+def _header_pairs(
+    headers: Mapping[str, bytes | None] | Iterable[tuple[str, bytes | None]] | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """A record's headers as (name, value) pairs (Faust gives a list of pairs or a mapping)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(name), bytes(value or b"")) for name, value in items)
+
+
 async def _until_committed(pipeline: EngagementPipeline, records: Sequence[Record]) -> None:
     """``pipeline.handle(records)`` until it succeeds. An exception escaping the agent makes Faust
     ack the batch and restart the agent past it: the batch would be lost without its transaction
@@ -261,9 +279,32 @@ async def _send_acked(
     await asyncio.gather(*pending)
 
 
+async def _events_partitions(bootstrap: str, settings: Settings) -> int:
+    """The events topic's partition count from the broker's metadata, which the stream clock needs
+    (a topic made with fewer partitions than IOPCARE_TOPIC_PARTITIONS would otherwise never start
+    it); the setting only while the broker does not answer or the topic is not there yet (the
+    group lag timer corrects it once it is)."""
+    try:
+        count = await asyncio.to_thread(partition_count, bootstrap, settings.events_topic)
+    except Exception as exc:  # kafka-python raises its own errors and OSError
+        log.warning("partition count not read from the broker (%s); using the setting", type(exc).__name__)
+        return settings.topic_partitions
+    if count is None:
+        return settings.topic_partitions
+    if count != settings.topic_partitions:
+        log.info(
+            "the events topic has %d partitions (IOPCARE_TOPIC_PARTITIONS says %d): the stream clock uses %d",
+            count,
+            settings.topic_partitions,
+            count,
+        )
+    return count
+
+
 @dataclass(frozen=True)
 class _Parts:
     pool: asyncpg.Pool
+    store: EngagementStore
     pipeline: EngagementPipeline
     sweeper: Sweeper
     relay: OutboxRelay

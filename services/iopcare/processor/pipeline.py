@@ -23,7 +23,15 @@ from pathlib import Path
 
 import asyncpg
 
-from iopcare.contract import MAX_CLOCK_SKEW, AlertEvent, DeadLetterReason, InvalidEvent, decode_event
+from iopcare.contract import (
+    MAX_CLOCK_SKEW,
+    AlertEvent,
+    DeadLetterReason,
+    InvalidEvent,
+    check_event_time,
+    decode_event,
+)
+from iopcare.contract.kafka_binding import structured_value
 from iopcare.processor import metrics
 from iopcare.store.engagement import BatchOutcome, EngagementStore
 from iopcare.store.events import AcceptedEvent, RejectedRecord
@@ -58,6 +66,7 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp: float | None  # Kafka record timestamp, seconds since the epoch
+    headers: Sequence[tuple[str, bytes]] = ()  # ce_* attributes in binary mode, content-type
 
 
 def failure_detail(exc: BaseException) -> str:
@@ -98,17 +107,13 @@ class EngagementPipeline:
         """Split records into valid events and dead letters (with the reason)."""
         accepted: list[AcceptedEvent] = []
         rejected: list[RejectedRecord] = []
-        latest_plausible = self._clock() + self._max_clock_skew
+        now = self._clock()
         for record in records:
             try:
-                event = decode_event(record.value, key=record.key)
+                event = decode_event(structured_value(record.value, record.headers), key=record.key)
+                check_event_time(event, now, self._max_clock_skew)
             except InvalidEvent as exc:
                 rejected.append(self._rejected(record, exc.reason, exc.detail))
-                continue
-            if event.time > latest_plausible:
-                # A clock gone wrong at the source would otherwise move the patient's high-water mark
-                # into the future and make every real event "late".
-                rejected.append(self._rejected(record, "future_time", "time: later than now + allowed skew"))
                 continue
             accepted.append(AcceptedEvent(event, record.partition, record.offset))
         return accepted, rejected
@@ -123,6 +128,7 @@ class EngagementPipeline:
             offset=record.offset,
             key=record.key,
             payload=record.value,
+            headers=tuple(record.headers),
         )
 
     async def handle(self, records: Sequence[Record]) -> BatchOutcome:

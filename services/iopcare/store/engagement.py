@@ -275,6 +275,11 @@ class EngagementStore:
         else:
             outcome.fired = [(c.kind, signalled) for e in effects.values() for c, signalled in e.fired]
 
+    def use_partitions(self, partitions: int) -> None:
+        """The events topic's partition count as the broker now reports it (partitions can be
+        added while the worker runs): the stream clock waits for each of them."""
+        self._partitions = partitions
+
     async def stream_clock(self) -> datetime | None:
         """The event-time watermark: the least, over partitions, of the latest event time committed.
         "Now" for sweeps over replayed history (None before any event).

@@ -39,6 +39,7 @@ class RejectedRecord:
     offset: int
     key: bytes | None
     payload: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()  # the record's own (binary-mode attributes among them)
 
 
 async def insert_events(connection: Connection, items: Sequence[AcceptedEvent]) -> set[tuple[str, str]]:

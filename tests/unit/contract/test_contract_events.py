@@ -44,6 +44,11 @@ ALL_TYPES = list(EVENT_TYPES)
 MARKER = "SECRET-NAME-Jane"
 
 
+def kinds(detail: str) -> str:
+    """A detail without the validator's explanations in brackets: where and which kind only."""
+    return "; ".join(part.split(" (", 1)[0] for part in detail.split("; "))
+
+
 def envelope(event_type: str = "iop.checkin.submitted", **overrides: Any) -> dict[str, Any]:
     """A valid event of `event_type` in JSON shape, with top-level fields overridden."""
     doc: dict[str, Any] = {
@@ -132,14 +137,14 @@ def test_extra_field_in_data_is_a_schema_violation(event_type: str) -> None:
     doc["data"]["patient_name"] = MARKER
     error = rejection(raw(doc))
     assert error.reason == "schema_violation"
-    assert error.detail == "data.patient_name: extra_forbidden"
+    assert kinds(error.detail) == "data.patient_name: extra_forbidden"
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_extra_top_level_field_is_a_schema_violation(event_type: str) -> None:
     error = rejection(raw(envelope(event_type, comment="called her mother")))
     assert error.reason == "schema_violation"
-    assert error.detail == "comment: extra_forbidden"
+    assert kinds(error.detail) == "comment: extra_forbidden"
 
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -165,19 +170,19 @@ def test_a_traceparent_is_carried_and_an_absent_one_stays_absent(event_type: str
 )
 def test_a_malformed_traceparent_is_a_schema_violation(bad: str) -> None:
     error = rejection(raw(envelope("iop.checkin.submitted", traceparent=bad)))
-    assert (error.reason, error.detail) == ("schema_violation", "traceparent: string_pattern_mismatch")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "traceparent: string_pattern_mismatch")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_naive_time_is_a_schema_violation(event_type: str) -> None:
     error = rejection(raw(envelope(event_type, time="2024-06-03T17:30:00")))
-    assert (error.reason, error.detail) == ("schema_violation", "time: timezone_aware")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: timezone_aware")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_patient_id_that_looks_like_a_name_is_rejected(event_type: str) -> None:
     error = rejection(raw(envelope(event_type, subject="Jane Doe")))
-    assert (error.reason, error.detail) == ("schema_violation", "subject: string_pattern_mismatch")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "subject: string_pattern_mismatch")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
@@ -190,7 +195,7 @@ def test_every_missing_required_data_field_is_reported(event_type: str) -> None:
         doc = envelope(event_type)
         del doc["data"][name]
         error = rejection(raw(doc))
-        assert (error.reason, error.detail) == ("schema_violation", f"data.{name}: missing")
+        assert (error.reason, kinds(error.detail)) == ("schema_violation", f"data.{name}: missing")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
@@ -231,7 +236,7 @@ def test_validation_is_strict_about_json_types(field: str, value: Any, error_typ
     doc = envelope()
     doc["data"][field] = value
     error = rejection(raw(doc))
-    assert (error.reason, error.detail) == ("schema_violation", f"data.{field}: {error_type}")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", f"data.{field}: {error_type}")
 
 
 def test_integer_is_accepted_where_hours_are_a_number() -> None:
@@ -247,14 +252,17 @@ def test_integer_is_accepted_where_hours_are_a_number() -> None:
 )
 def test_absurd_years_are_rejected(when: str) -> None:
     error = rejection(raw(envelope(time=when)))
-    assert (error.reason, error.detail) == ("schema_violation", "time: datetime_out_of_range")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: datetime_out_of_range")
 
 
 def test_absurd_dates_in_data_are_rejected() -> None:
     doc = envelope("iop.patient.discharged")
     doc["data"]["discharged_on"] = "1900-01-01"
     error = rejection(raw(doc))
-    assert (error.reason, error.detail) == ("schema_violation", "data.discharged_on: date_out_of_range")
+    assert (error.reason, kinds(error.detail)) == (
+        "schema_violation",
+        "data.discharged_on: date_out_of_range",
+    )
 
 
 def test_unix_timestamp_is_not_a_time() -> None:
@@ -279,13 +287,13 @@ def test_source_must_be_a_uri_reference(source: str) -> None:
 
 def test_wrong_specversion_is_a_schema_violation() -> None:
     error = rejection(raw(envelope(specversion="0.3")))
-    assert (error.reason, error.detail) == ("schema_violation", "specversion: literal_error")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "specversion: literal_error")
 
 
 def test_missing_envelope_field_is_reported() -> None:
     doc = envelope()
     del doc["time"]
-    assert rejection(raw(doc)).detail == "time: missing"
+    assert kinds(rejection(raw(doc)).detail) == "time: missing"
 
 
 def test_missing_type_is_an_unknown_type() -> None:
@@ -394,7 +402,7 @@ def test_detail_never_echoes_a_value(message: bytes) -> None:
 def test_extra_key_that_is_not_a_field_name_is_not_echoed() -> None:
     doc = envelope()
     doc["data"]["Jane Doe, 1980-02-03"] = 1
-    assert rejection(raw(doc)).detail == "data.<key>: extra_forbidden"
+    assert kinds(rejection(raw(doc)).detail) == "data.<key>: extra_forbidden"
 
 
 def test_validation_errors_do_not_carry_input() -> None:
@@ -425,7 +433,10 @@ def test_unknown_substance_is_rejected() -> None:
     doc = envelope("iop.toxicology.resulted")
     doc["data"]["substances_positive"] = ["cocaine", "Jane's pills"]
     error = rejection(raw(doc))
-    assert (error.reason, error.detail) == ("schema_violation", "data.substances_positive.1: literal_error")
+    assert (error.reason, kinds(error.detail)) == (
+        "schema_violation",
+        "data.substances_positive.1: literal_error",
+    )
 
 
 def test_sets_are_encoded_sorted() -> None:
@@ -438,13 +449,13 @@ def test_sets_are_encoded_sorted() -> None:
 def test_consent_scope_must_not_be_empty() -> None:
     doc = envelope("iop.consent.revoked")
     doc["data"]["scope"] = []
-    assert rejection(raw(doc)).detail == "data.scope: too_short"
+    assert kinds(rejection(raw(doc)).detail) == "data.scope: too_short"
 
 
 def test_consent_must_expire_after_it_is_granted() -> None:
     doc = envelope("iop.consent.granted", time="2025-07-01T00:00:00Z")
     error = rejection(raw(doc))
-    assert (error.reason, error.detail) == ("schema_violation", "<root>: consent_expires_before_grant")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "<root>: consent_expires_before_grant")
 
 
 def test_enrolment_defaults_follow_the_typical_iop_plan() -> None:
@@ -473,7 +484,7 @@ def test_level_of_care_accepts_asam_levels(level: str) -> None:
 def test_level_of_care_rejects_other_shapes(level: str) -> None:
     doc = envelope("iop.level_of_care.changed")
     doc["data"]["to_level"] = level
-    assert rejection(raw(doc)).detail == "data.to_level: string_pattern_mismatch"
+    assert kinds(rejection(raw(doc)).detail) == "data.to_level: string_pattern_mismatch"
 
 
 def test_events_are_immutable() -> None:
@@ -629,3 +640,11 @@ def test_any_missed_session_round_trips(event: SessionMissed) -> None:
 @given(envelopes(PatientEnrolled, enrolments))
 def test_any_enrolment_round_trips(event: PatientEnrolled) -> None:
     assert decode_event(encode_event(event)) == event
+
+
+def test_a_schema_violation_keeps_the_validators_explanation_without_the_input() -> None:
+    doc = json.loads(encode_event(example_event("iop.checkin.submitted")))
+    doc["data"]["craving"] = 97
+    error = rejection(json.dumps(doc).encode())
+    assert error.detail == "data.craving: less_than_equal (Input should be less than or equal to 10)"
+    assert "97" not in error.detail
