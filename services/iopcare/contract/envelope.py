@@ -13,6 +13,7 @@ event log, the logs or a metric label by way of these models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -22,9 +23,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -79,10 +82,54 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def _plausible_instant(value: datetime) -> datetime:
-    if not _EARLIEST <= value < _LATEST:
+# The wire form of an instant, which the published JSON Schema carries as its `pattern`: RFC 3339
+# (section 5.6: `T` or `t`, `Z` or an offset, never a space or a missing second) with a year
+# from 2000 to 2099 as written. The model checks the same shape before parsing, so that the schema
+# and the model accept the same strings (the parser alone also takes `2026-03-04 19:30Z`).
+INSTANT_PATTERN = (
+    r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+DATE_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+_INSTANT_SHAPE = re.compile(INSTANT_PATTERN)
+_DATE_SHAPE = re.compile(DATE_PATTERN)
+
+
+# The text is parsed here once its shape is checked: what a before-validator returns is validated
+# as a Python value, which strict validation takes only as a datetime or date. The standard
+# library's ISO parser (in C) reads exactly this shape once upper-cased (`t`, `z`).
+
+
+def _instant_shape(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not _INSTANT_SHAPE.match(value):
         raise PydanticCustomError(
-            "datetime_out_of_range", "must be on or after 2000-01-01 and before 2100-01-01 (UTC)"
+            "datetime_format",
+            "must be an RFC 3339 date-time with an offset, 2000 to 2099, e.g. 2026-03-04T19:30:00Z",
+        )
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:  # 30 February, say
+        raise PydanticCustomError("datetime_parsing", "not a date and time of the calendar") from None
+
+
+def _date_shape(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not _DATE_SHAPE.match(value):
+        raise PydanticCustomError("date_format", "must be a date YYYY-MM-DD, 2000 to 2099")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("date_parsing", "not a date of the calendar") from None
+
+
+def _plausible_instant(value: datetime) -> datetime:
+    # The year as written (the pattern's), not in UTC: 2099-12-31T23:30:00-05:00 is in range.
+    if not _EARLIEST.year <= value.year < _LATEST.year:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "must be on or after 2000-01-01 and before 2100-01-01 (as written)"
         )
     # Held as UTC: the instant is the same, and comparisons with the standard library's UTC are
     # three times faster than with the parser's own tzinfo, which the fold and rules do constantly.
@@ -95,10 +142,20 @@ def _plausible_date(value: date) -> date:
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_instant_shape),
+    AfterValidator(_plausible_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN}),
+]
 """A timezone-aware point in time (RFC 3339 with an offset on the wire), 2000 <= year < 2100."""
 
-CalendarDate = Annotated[date, AfterValidator(_plausible_date)]
+CalendarDate = Annotated[
+    date,
+    BeforeValidator(_date_shape),
+    AfterValidator(_plausible_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
 """A calendar date (`YYYY-MM-DD`) in the clinic's local calendar, 2000 <= year < 2100."""
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")]

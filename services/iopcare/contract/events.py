@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -123,8 +124,27 @@ def _sorted_list(values: frozenset[str]) -> list[str]:
 
 
 # Sets go on the wire as sorted arrays so that encoding the same event twice gives the same bytes.
-SubstanceSet = Annotated[frozenset[Substance], PlainSerializer(_sorted_list, when_used="json")]
-ScopeSet = Annotated[frozenset[ConsentScope], PlainSerializer(_sorted_list, when_used="json")]
+def _no_repeats(values: Any) -> Any:
+    """A set on the wire is a list without repeats (the schema's `uniqueItems`): a repeated entry is
+    refused rather than silently collapsed, so that the schema and the model agree."""
+    if not isinstance(values, list):
+        return values
+    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+        raise PydanticCustomError("set_repeats", "an entry appears twice")
+    # What a before-validator returns is validated as a Python value, which strict validation
+    # takes as a set only when it is one.
+    try:
+        return frozenset(values)
+    except TypeError:  # an unhashable entry (an object, a list): the entry's own check refuses it
+        return values
+
+
+SubstanceSet = Annotated[
+    frozenset[Substance], BeforeValidator(_no_repeats), PlainSerializer(_sorted_list, when_used="json")
+]
+ScopeSet = Annotated[
+    frozenset[ConsentScope], BeforeValidator(_no_repeats), PlainSerializer(_sorted_list, when_used="json")
+]
 
 
 # --- enrolment ---------------------------------------------------------------------------------

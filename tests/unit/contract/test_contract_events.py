@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import traceback
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, get_args
@@ -176,7 +177,7 @@ def test_a_malformed_traceparent_is_a_schema_violation(bad: str) -> None:
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_naive_time_is_a_schema_violation(event_type: str) -> None:
     error = rejection(raw(envelope(event_type, time="2024-06-03T17:30:00")))
-    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: timezone_aware")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: datetime_format")
 
 
 @pytest.mark.parametrize("event_type", ALL_TYPES)
@@ -252,7 +253,7 @@ def test_integer_is_accepted_where_hours_are_a_number() -> None:
 )
 def test_absurd_years_are_rejected(when: str) -> None:
     error = rejection(raw(envelope(time=when)))
-    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: datetime_out_of_range")
+    assert (error.reason, kinds(error.detail)) == ("schema_violation", "time: datetime_format")
 
 
 def test_absurd_dates_in_data_are_rejected() -> None:
@@ -261,7 +262,7 @@ def test_absurd_dates_in_data_are_rejected() -> None:
     error = rejection(raw(doc))
     assert (error.reason, kinds(error.detail)) == (
         "schema_violation",
-        "data.discharged_on: date_out_of_range",
+        "data.discharged_on: date_format",
     )
 
 
@@ -433,17 +434,26 @@ def test_unknown_substance_is_rejected() -> None:
     doc = envelope("iop.toxicology.resulted")
     doc["data"]["substances_positive"] = ["cocaine", "Jane's pills"]
     error = rejection(raw(doc))
-    assert (error.reason, kinds(error.detail)) == (
-        "schema_violation",
-        "data.substances_positive.1: literal_error",
-    )
+    # An entry's number is its place in the set as validated, not in the array sent.
+    assert error.reason == "schema_violation"
+    assert re.fullmatch(r"data\.substances_positive\.[01]: literal_error", kinds(error.detail))
 
 
 def test_sets_are_encoded_sorted() -> None:
     doc = envelope("iop.toxicology.resulted")
-    doc["data"]["substances_positive"] = ["opiate", "cocaine", "alcohol", "cocaine"]
+    doc["data"]["substances_positive"] = ["opiate", "cocaine", "alcohol"]
     encoded = json.loads(encode_event(decode_event(raw(doc))))
     assert encoded["data"]["substances_positive"] == ["alcohol", "cocaine", "opiate"]
+
+
+def test_a_set_with_an_entry_twice_is_refused_as_its_schema_refuses_it() -> None:
+    doc = envelope("iop.toxicology.resulted")
+    doc["data"]["substances_positive"] = ["opiate", "cocaine", "cocaine"]
+    error = rejection(raw(doc))
+    assert (error.reason, error.detail) == (
+        "schema_violation",
+        "data.substances_positive: set_repeats (an entry appears twice)",
+    )
 
 
 def test_consent_scope_must_not_be_empty() -> None:
