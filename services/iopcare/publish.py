@@ -120,6 +120,9 @@ class EventPublisher:
             "retries": 5,
             # Ordering per patient must survive retries.
             "max_in_flight_requests_per_connection": 1,
+            # How long to wait for a first broker to answer (IOPCARE_PUBLISH_TIMEOUT_SECONDS, as for
+            # each acknowledgement), then PublishError.
+            "bootstrap_timeout_ms": int(timeout_seconds * 1000),
         }
         config.update(producer_config)
         try:

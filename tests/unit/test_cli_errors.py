@@ -59,7 +59,13 @@ def test_a_broker_command_with_no_broker_configured_names_the_setting(tmp_path: 
 def test_an_unreachable_broker_is_one_line_naming_it(tmp_path: Path) -> None:
     events = tmp_path / "events.ndjson"
     events.write_text("")
-    done = _iopcare(tmp_path, "publish", str(events), IOPCARE_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    done = _iopcare(
+        tmp_path,
+        "publish",
+        str(events),
+        IOPCARE_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        IOPCARE_PUBLISH_TIMEOUT_SECONDS="2",  # how long it waits for a broker before saying so
+    )
     assert done.returncode == 1
     assert _one_line_error(done).startswith("Error: the broker at 127.0.0.1:1 is not reachable (")
 
