@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from cloudevents.http import CloudEvent as SdkEvent
 from cloudevents.kafka import KafkaMessage, from_structured, to_binary, to_structured
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from iopcare.contract import EVENT_TYPES, encode_event
 from iopcare.contract.examples import example_event
@@ -79,16 +79,7 @@ def test_what_iopcare_publishes_is_structured_mode_that_the_sdk_reads(
     event = example_event("iop.checkin.submitted")
     with EventPublisher(endpoints.kafka_bootstrap, topics.events_topic) as publisher:
         publisher.publish(event)
-    consumer = KafkaConsumer(
-        topics.events_topic,
-        bootstrap_servers=endpoints.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-    )
-    try:
-        record = next(iter(consumer))
-    finally:
-        consumer.close()
+    [record] = read_topic(endpoints.kafka_bootstrap, topics.events_topic, 1)
     assert dict(record.headers)["content-type"] == b"application/cloudevents+json; charset=utf-8"
     read = from_structured(KafkaMessage(dict(record.headers), record.key, record.value))
     assert (read["id"], read["subject"], read["type"]) == (event.id, event.subject, event.type)

@@ -450,3 +450,34 @@ async def stage(env: Env, label: str, patients: int, seed: int, partitions: int)
         env.kafka_bootstrap, database, topics, env.logs(label), f"rel-{label}-{env.run_id}", STREAM_CLOCK
     )
     return Stage(expected, topics, database, fleet)
+
+
+async def finish_stream(
+    stream: PacedStream,
+    fleet: Fleet,
+    database_url: str,
+    distinct: int,
+    rate: float,
+    stream_within: float,
+    within: float,
+    figures: dict[str, str],
+    failures: list[str],
+) -> bool:
+    """Wait up to ``stream_within`` for the stream to end, then up to ``within`` for every distinct
+    event to be processed (giving up early if a worker exits on its own); records the catch-up and
+    stream figures, or the failure. False when publishing failed."""
+    await stream.wait(within=stream_within)
+    if stream.failure is not None or stream.finished_at is None:
+        failures.append(f"publishing failed: {stream.failure!r}")
+        return False
+
+    def no_crash() -> None:
+        crashed = fleet.crashed()
+        if crashed:
+            raise RuntimeError(f"a worker exited on its own: {crashed[0]}")
+
+    if not await wait_processed(database_url, distinct, within, no_crash):
+        failures.append(f"not caught up in {within:.0f}s")
+    figures["time to catch up"] = f"{time.monotonic() - stream.finished_at:.1f} s after the stream ended"
+    figures["stream"] = f"{stream.seconds:.0f} s at {rate:.0f}/s"
+    return True

@@ -22,11 +22,11 @@ from tests.integration.workers import WorkerProcess
 from tests.reliability.exactness import (
     PacedStream,
     counts,
+    finish_stream,
     healthy,
     stage,
     until,
     verify,
-    wait_processed,
 )
 from tests.reliability.harness import Env, Outcome
 
@@ -116,19 +116,17 @@ async def run(env: Env, quick: bool) -> Outcome:
         resumed = await _resumed(database, workers, logged, expected.distinct, plan.catch_up_within)
         figures["after SIGTERM of both"] = f"resumed {resumed:.1f} s after two new workers started"
 
-        await stream.wait(within=stream_time + 120)
-        if stream.failure is not None or stream.finished_at is None:
-            failures.append(f"publishing failed: {stream.failure!r}")
-        else:
-            crashed = fleet.crashed
-            if not await wait_processed(
-                database, expected.distinct, plan.catch_up_within, lambda: _raise(crashed())
-            ):
-                failures.append(f"not caught up in {plan.catch_up_within:.0f}s")
-            figures["time to catch up"] = (
-                f"{time.monotonic() - stream.finished_at:.1f} s after the stream ended"
-            )
-            figures["stream"] = f"{stream.seconds:.0f} s at {plan.rate:.0f}/s"
+        if await finish_stream(
+            stream,
+            fleet,
+            database,
+            expected.distinct,
+            plan.rate,
+            stream_time + 120,
+            plan.catch_up_within,
+            figures,
+            failures,
+        ):
             # The group commits its offsets within a second of the last batch: its lag reaches 0.
             final: list[int] = []
 
@@ -151,8 +149,3 @@ async def run(env: Env, quick: bool) -> Outcome:
         await probe.close()
         failures += fleet.stop_all()
     return Outcome.of(NAME, figures, failures)
-
-
-def _raise(crashed: list[str]) -> None:
-    if crashed:
-        raise RuntimeError(f"a worker exited on its own: {crashed[0]}")

@@ -8,16 +8,15 @@ with records in flight on both sides; the outcome must still meet the standard o
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from tests.reliability.exactness import (
     PacedStream,
+    finish_stream,
     healthy,
     stage,
     until,
     verify,
-    wait_processed,
 )
 from tests.reliability.harness import Env, Outcome
 
@@ -57,19 +56,17 @@ async def run(env: Env, quick: bool) -> Outcome:
         if code not in (0, -15):
             failures.append(f"the leaving worker exited with {code}")
         figures["group"] = " → ".join(map(str, sizes)) + f" (left with exit code {code})"
-        await stream.wait(within=total / plan.rate + 120)
-        if stream.failure is not None or stream.finished_at is None:
-            failures.append(f"publishing failed: {stream.failure!r}")
-        else:
-            crashed = fleet.crashed
-            if not await wait_processed(
-                database, expected.distinct, plan.catch_up_within, lambda: _raise(crashed())
-            ):
-                failures.append(f"not caught up in {plan.catch_up_within:.0f}s")
-            figures["time to catch up"] = (
-                f"{time.monotonic() - stream.finished_at:.1f} s after the stream ended"
-            )
-            figures["stream"] = f"{stream.seconds:.0f} s at {plan.rate:.0f}/s"
+        await finish_stream(
+            stream,
+            fleet,
+            database,
+            expected.distinct,
+            plan.rate,
+            total / plan.rate + 120,
+            plan.catch_up_within,
+            figures,
+            failures,
+        )
         verdict = await verify(database, env.kafka_bootstrap, topics, expected)
         failures += verdict.failures
         figures |= verdict.figures
@@ -78,8 +75,3 @@ async def run(env: Env, quick: bool) -> Outcome:
     finally:
         failures += fleet.stop_all()
     return Outcome.of(NAME, figures, failures)
-
-
-def _raise(crashed: list[str]) -> None:
-    if crashed:
-        raise RuntimeError(f"a worker exited on its own: {crashed[0]}")
