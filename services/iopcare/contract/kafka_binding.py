@@ -34,7 +34,8 @@ def structured_headers() -> list[tuple[str, bytes]]:
     return [(CONTENT_TYPE_HEADER, f"{STRUCTURED_CONTENT_TYPE}; charset=utf-8".encode())]
 
 
-def _pairs(headers: Headers) -> list[tuple[str, bytes]]:
+def header_pairs(headers: Headers) -> list[tuple[str, bytes]]:
+    """A record's headers as (name, value) pairs, whether a client gives pairs or a mapping."""
     if headers is None:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -55,7 +56,7 @@ def structured_value(value: bytes | None, headers: Headers, *, max_bytes: int = 
     :class:`InvalidEvent` for a record in neither mode; details name headers and kinds only, never
     values (they may hold PHI)."""
     raw = value or b""
-    pairs = _pairs(headers)
+    pairs = header_pairs(headers)
     by_name = {name.lower(): header for name, header in pairs}
     content_type = by_name.get(CONTENT_TYPE_HEADER)
     if "ce_specversion" not in by_name:
@@ -114,6 +115,7 @@ __all__ = [
     "ATTRIBUTE_PREFIX",
     "CONTENT_TYPE_HEADER",
     "STRUCTURED_CONTENT_TYPE",
+    "header_pairs",
     "structured_headers",
     "structured_value",
 ]

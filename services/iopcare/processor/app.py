@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,6 +21,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iopcare.contract import DEFAULT_MAX_BYTES, DeadLetterHeaders, InvalidEvent
+from iopcare.contract.kafka_binding import header_pairs
 from iopcare.dispatcher.relay import OutboundRecord, OutboxRelay
 from iopcare.endpoints import Endpoints
 from iopcare.grouplag import GroupLagWatch
@@ -145,7 +146,7 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
                     key=event.message.key,
                     value=event.message.value,
                     timestamp=event.message.timestamp,
-                    headers=_header_pairs(event.message.headers),
+                    headers=header_pairs(event.message.headers),
                 )
                 for event in events
             ]
@@ -241,16 +242,6 @@ def build_app(settings: Settings, endpoints: Endpoints, *, app_id: str = "iopcar
         return _web.json(body, status=200 if ready else 503)
 
     return app
-
-
-def _header_pairs(
-    headers: Mapping[str, bytes | None] | Iterable[tuple[str, bytes | None]] | None,
-) -> tuple[tuple[str, bytes], ...]:
-    """A record's headers as (name, value) pairs (Faust gives a list of pairs or a mapping)."""
-    if not headers:
-        return ()
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((str(name), bytes(value or b"")) for name, value in items)
 
 
 async def _until_committed(pipeline: EngagementPipeline, records: Sequence[Record]) -> None:
